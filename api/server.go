@@ -1,0 +1,312 @@
+// Package api serves oneoffd's HTTP API and its attach endpoint, the TCP
+// listener through which a terminal reaches an attached one-off.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/oneoffd/oneoffd/deploy"
+	"github.com/oneoffd/oneoffd/errdefs"
+	"github.com/oneoffd/oneoffd/oneoff"
+)
+
+// Version is the API's version, under /v1.
+const Version = 1
+
+// MaxJSONBody bounds a JSON request body.
+const MaxJSONBody = 1 << 20
+
+// Config tunes the Server.
+type Config struct {
+	// Token is the bearer token every /v1 request must carry.
+	Token string
+	// AttachAddr is the attach listener's address, e.g. ":5000".
+	AttachAddr string
+	// AttachHost, if set, is the host[:port] clients dial for attach;
+	// otherwise the host the API request came to is used with AttachAddr's
+	// port.
+	AttachHost string
+	// AttachTLS says whether the attach listener speaks TLS.
+	AttachTLS bool
+}
+
+// Checker reports whether a dependency works.
+type Checker func(ctx context.Context) error
+
+// Server is the HTTP API.
+type Server struct {
+	cfg     Config
+	oneoffs *oneoff.Manager
+	deploys *deploy.Service
+	log     *slog.Logger
+	gather  prometheus.Gatherer
+	ready   map[string]Checker
+}
+
+// NewServer returns the API server. ready names the checks /readyz runs.
+func NewServer(cfg Config, oneoffs *oneoff.Manager, deploys *deploy.Service, log *slog.Logger,
+	gather prometheus.Gatherer, ready map[string]Checker) *Server {
+	return &Server{cfg: cfg, oneoffs: oneoffs, deploys: deploys, log: log, gather: gather, ready: ready}
+}
+
+// Handler returns the router.
+func (s *Server) Handler() http.Handler {
+	r := chi.NewRouter()
+	r.Use(middleware.Recoverer)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, errdefs.NotFound("route_not_found", "no route %s %s: see docs/ for the API", r.Method, r.URL.Path))
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, r, &errdefs.Error{Class: errdefs.ErrInvalid, Code: "method_not_allowed",
+			Message: fmt.Sprintf("method %s is not allowed on %s", r.Method, r.URL.Path)})
+	})
+	r.Get("/healthz", s.healthz)
+	r.Get("/readyz", s.readyz)
+	if s.gather != nil {
+		r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{}))
+	}
+	r.Route("/v1", func(r chi.Router) {
+		r.Use(s.authenticate)
+		r.Get("/apps", s.listApps)
+		r.Get("/apps/{app}", s.getApp)
+		r.Post("/apps/{app}/deployments", s.deploy)
+		r.Post("/apps/{app}/oneoffs", s.createOneOff)
+		r.Get("/oneoffs", s.listOneOffs)
+		r.Get("/oneoffs/{id}", s.getOneOff)
+		r.Post("/oneoffs/{id}/stop", s.stopOneOff)
+	})
+	return r
+}
+
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	want := []byte("Bearer " + s.cfg.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got := r.Header.Get("Authorization")
+		if got == "" {
+			s.writeError(w, r, errdefs.Unauthorized("token_required",
+				"this API needs a bearer token: send \"Authorization: Bearer TOKEN\" (the daemon prints where it keeps its token)"))
+			return
+		}
+		if s.cfg.Token == "" || subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+			s.writeError(w, r, errdefs.Unauthorized("wrong_token", "the bearer token is wrong: use the daemon's API token"))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "api_version": Version})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	failures := map[string]string{}
+	for name, check := range s.ready {
+		if err := check(ctx); err != nil {
+			failures[name] = err.Error()
+		}
+	}
+	if len(failures) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failures": failures})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
+}
+
+func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
+	apps, err := s.deploys.Apps(r.Context())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if apps == nil {
+		apps = []deploy.App{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"apps": apps})
+}
+
+func (s *Server) getApp(w http.ResponseWriter, r *http.Request) {
+	app, err := s.deploys.App(r.Context(), chi.URLParam(r, "app"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, app)
+}
+
+func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
+	var spec deploy.Spec
+	if err := decodeJSON(w, r, &spec); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	rel, err := s.deploys.Deploy(r.Context(), chi.URLParam(r, "app"), spec)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log.Info("release registered", "app", rel.App, "release", rel.Version, "image", rel.Image)
+	writeJSON(w, http.StatusCreated, rel)
+}
+
+// CreateOneOff is the body of POST /v1/apps/{app}/oneoffs.
+type CreateOneOff struct {
+	Command   oneoff.Command    `json:"command"`
+	Type      string            `json:"type,omitempty"`
+	Env       map[string]string `json:"env,omitempty"`
+	TTY       *bool             `json:"tty,omitempty"`
+	Size      *oneoff.TermSize  `json:"size,omitempty"`
+	Term      string            `json:"term,omitempty"`
+	Requester string            `json:"requester,omitempty"`
+}
+
+// Created is the answer to POST /v1/apps/{app}/oneoffs: the one-off, and
+// where and how its terminal attaches.
+type Created struct {
+	oneoff.OneOff
+	AttachURL    string `json:"attach_url"`
+	AttachSecret string `json:"attach_secret"`
+}
+
+func (s *Server) createOneOff(w http.ResponseWriter, r *http.Request) {
+	var body CreateOneOff
+	if err := decodeJSON(w, r, &body); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	req := oneoff.Request{
+		Command: body.Command, Type: body.Type, Env: body.Env, TTY: true,
+		Term: body.Term, Requester: body.Requester,
+	}
+	if body.TTY != nil {
+		req.TTY = *body.TTY
+	}
+	if body.Size != nil {
+		req.Size = *body.Size
+	}
+	o, secret, err := s.oneoffs.Create(r.Context(), chi.URLParam(r, "app"), req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, Created{OneOff: o, AttachURL: s.attachURL(r, o.ID), AttachSecret: secret})
+}
+
+// attachURL says where the client dials to reach one-off id's terminal.
+func (s *Server) attachURL(r *http.Request, id string) string {
+	scheme := "tcp"
+	if s.cfg.AttachTLS {
+		scheme = "tls"
+	}
+	host := s.cfg.AttachHost
+	if host == "" {
+		_, port, err := net.SplitHostPort(s.cfg.AttachAddr)
+		if err != nil || port == "" {
+			port = "5000"
+		}
+		h := r.Host
+		if hh, _, err := net.SplitHostPort(r.Host); err == nil {
+			h = hh
+		}
+		host = net.JoinHostPort(strings.Trim(h, "[]"), port)
+	}
+	return scheme + "://" + host + "/" + id
+}
+
+func (s *Server) listOneOffs(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := oneoff.Filter{App: q.Get("app"), State: oneoff.State(q.Get("state")), Mode: oneoff.Mode(q.Get("mode"))}
+	if f.State != "" && !f.State.Valid() {
+		s.writeError(w, r, errdefs.Invalid("invalid_state", "state %q is unknown: use pending, running or finished", f.State))
+		return
+	}
+	if f.Mode != "" && f.Mode != oneoff.Attached && f.Mode != oneoff.Detached {
+		s.writeError(w, r, errdefs.Invalid("invalid_mode", "mode %q is unknown: use attached or detached", f.Mode))
+		return
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			s.writeError(w, r, errdefs.Invalid("invalid_limit", "limit %q is not a whole number", v))
+			return
+		}
+		f.Limit = n
+	}
+	list, err := s.oneoffs.List(r.Context(), f)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if list == nil {
+		list = []oneoff.OneOff{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"oneoffs": list})
+}
+
+func (s *Server) getOneOff(w http.ResponseWriter, r *http.Request) {
+	o, err := s.oneoffs.Get(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, o)
+}
+
+func (s *Server) stopOneOff(w http.ResponseWriter, r *http.Request) {
+	o, err := s.oneoffs.Stop(r.Context(), chi.URLParam(r, "id"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, o)
+}
+
+// decodeJSON reads a JSON body strictly: unknown fields, trailing data and
+// oversized bodies are refused, so that a typo never passes silently.
+func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return errdefs.Invalid("unsupported_content_type", "content type %q is not supported here: send application/json", ct)
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxJSONBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		err = errors.New("data after the JSON object")
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &tooBig):
+		return errdefs.TooLarge("body_too_large", "the request body is over the %d-byte limit", tooBig.Limit)
+	case errors.Is(err, io.EOF):
+		return errdefs.Invalid("empty_body", "the request body is empty: send a JSON object")
+	}
+	return errdefs.Invalid("invalid_json", "the request body is not valid JSON for this route: %v", err)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,161 @@
+// Package client talks to oneoffd: its HTTP API and its attach endpoint.
+// The oneoff CLI is built on it, and so can any Go program of a platform.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/deploy"
+	"github.com/oneoffd/oneoffd/oneoff"
+)
+
+// Client calls the HTTP API.
+type Client struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// New returns a Client for the API at baseURL (e.g. http://127.0.0.1:8080)
+// that authenticates with token.
+func New(baseURL, token string) *Client {
+	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, http: &http.Client{}}
+}
+
+// Error is an error the API answered with.
+type Error struct {
+	Status  int
+	Code    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Deploy registers a release of app.
+func (c *Client) Deploy(ctx context.Context, app string, spec deploy.Spec) (deploy.Release, error) {
+	var rel deploy.Release
+	err := c.do(ctx, http.MethodPost, "/v1/apps/"+url.PathEscape(app)+"/deployments", spec, &rel)
+	return rel, err
+}
+
+// Apps lists the apps.
+func (c *Client) Apps(ctx context.Context) ([]deploy.App, error) {
+	var out struct {
+		Apps []deploy.App `json:"apps"`
+	}
+	err := c.do(ctx, http.MethodGet, "/v1/apps", nil, &out)
+	return out.Apps, err
+}
+
+// App returns an app and its current release.
+func (c *Client) App(ctx context.Context, name string) (deploy.App, error) {
+	var app deploy.App
+	err := c.do(ctx, http.MethodGet, "/v1/apps/"+url.PathEscape(name), nil, &app)
+	return app, err
+}
+
+// CreateOneOff starts a one-off of app.
+func (c *Client) CreateOneOff(ctx context.Context, app string, req api.CreateOneOff) (api.Created, error) {
+	var out api.Created
+	err := c.do(ctx, http.MethodPost, "/v1/apps/"+url.PathEscape(app)+"/oneoffs", req, &out)
+	return out, err
+}
+
+// OneOffs lists one-offs; zero filter fields match all.
+func (c *Client) OneOffs(ctx context.Context, f oneoff.Filter) ([]oneoff.OneOff, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"app": f.App, "state": string(f.State), "mode": string(f.Mode)} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if f.Limit > 0 {
+		q.Set("limit", fmt.Sprint(f.Limit))
+	}
+	path := "/v1/oneoffs"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
+	}
+	var out struct {
+		OneOffs []oneoff.OneOff `json:"oneoffs"`
+	}
+	err := c.do(ctx, http.MethodGet, path, nil, &out)
+	return out.OneOffs, err
+}
+
+// OneOff returns one one-off.
+func (c *Client) OneOff(ctx context.Context, id string) (oneoff.OneOff, error) {
+	var o oneoff.OneOff
+	err := c.do(ctx, http.MethodGet, "/v1/oneoffs/"+url.PathEscape(id), nil, &o)
+	return o, err
+}
+
+// Stop stops a one-off and returns it once finished.
+func (c *Client) Stop(ctx context.Context, id string) (oneoff.OneOff, error) {
+	var o oneoff.OneOff
+	err := c.do(ctx, http.MethodPost, "/v1/oneoffs/"+url.PathEscape(id)+"/stop", nil, &o)
+	return o, err
+}
+
+// Health returns the daemon's /healthz answer.
+func (c *Client) Health(ctx context.Context) (map[string]any, error) {
+	var out map[string]any
+	err := c.do(ctx, http.MethodGet, "/healthz", nil, &out)
+	return out, err
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return fmt.Errorf("bad API URL %q: %w", c.base, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var opErr *net.OpError
+		if errors.As(err, &opErr) {
+			return fmt.Errorf("cannot reach oneoffd at %s: is it running? (set --api or ONEOFF_API_URL): %w", c.base, err)
+		}
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		var eb api.ErrorBody
+		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if json.Unmarshal(raw, &eb) != nil || eb.Error.Message == "" {
+			return &Error{Status: resp.StatusCode, Code: "http_error",
+				Message: fmt.Sprintf("%s %s: unexpected answer %s from %s", method, path, resp.Status, c.base)}
+		}
+		return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/oneoffd/oneoffd/deploy"
+	"github.com/oneoffd/oneoffd/oneoff"
+)
+
+func psCommand(g *globals) *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "ps",
+		Short: "List one-offs (pending and running; --all for finished ones too)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			list, err := c.OneOffs(cmd.Context(), oneoff.Filter{App: g.app})
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tAPP\tNAME\tSTATE\tAGE\tCOMMAND")
+			for _, o := range list {
+				if !all && o.State == oneoff.Finished {
+					continue
+				}
+				state := string(o.State)
+				if o.State == oneoff.Finished {
+					state = describe(o)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", o.ID, o.App, o.Name, state,
+					age(o.CreatedAt), truncate(strings.Join(o.Command, " "), 48))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "include finished one-offs")
+	return cmd
+}
+
+func inspectCommand(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "inspect ID",
+		Short: "Show a one-off in detail",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			o, err := c.OneOff(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(g.out)
+				enc.SetIndent("", "  ")
+				return enc.Encode(o)
+			}
+			printOneOff(g, o)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the record as JSON")
+	return cmd
+}
+
+func printOneOff(g *globals, o oneoff.OneOff) {
+	tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "%s:\t%s\n", k, v)
+		}
+	}
+	ts := func(t *time.Time) string {
+		if t == nil {
+			return ""
+		}
+		return t.Local().Format(time.RFC3339)
+	}
+	row("ID", o.ID)
+	row("Name", o.Name)
+	row("App", fmt.Sprintf("%s (release %d, %s)", o.App, o.Release, o.Image))
+	row("Command", strings.Join(o.Command, " "))
+	row("Mode", string(o.Mode))
+	row("TTY", fmt.Sprint(o.TTY))
+	row("Env", strings.Join(o.EnvNames, ", "))
+	row("Requester", o.Requester)
+	row("State", string(o.State))
+	if o.State == oneoff.Finished {
+		row("Outcome", describe(o))
+	}
+	row("Error", o.Error)
+	row("Client", o.Client)
+	row("Created", ts(&o.CreatedAt))
+	row("Started", ts(o.StartedAt))
+	row("Finished", ts(o.FinishedAt))
+	row("Attach by", ts(o.AttachDeadline))
+	if o.ContainerID != "" {
+		row("Container", o.ContainerID[:min(12, len(o.ContainerID))])
+	}
+	tw.Flush()
+}
+
+func stopCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "stop ID",
+		Short: "Stop a one-off (SIGTERM, then SIGKILL after the grace period)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			o, err := c.Stop(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "%s %s: %s\n", o.App, o.Name, describe(o))
+			return nil
+		},
+	}
+}
+
+func deployCommand(g *globals) *cobra.Command {
+	var (
+		image    string
+		envs     []string
+		procfile string
+	)
+	cmd := &cobra.Command{
+		Use:   "deploy --image IMAGE [-e K=V]... [--procfile FILE]",
+		Short: "Register a release of an app: the image, env and process types its one-offs run",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			app, err := g.needApp()
+			if err != nil {
+				return err
+			}
+			env, err := parseEnv(envs)
+			if err != nil {
+				return err
+			}
+			spec := deploy.Spec{Image: image, Env: env}
+			if procfile != "" {
+				b, err := os.ReadFile(procfile)
+				if err != nil {
+					return fmt.Errorf("read Procfile: %w", err)
+				}
+				spec.Procfile = string(b)
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			rel, err := c.Deploy(cmd.Context(), app, spec)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "%s: release %d of %s\n", rel.App, rel.Version, rel.Image)
+			if len(rel.Processes) > 0 {
+				names := make([]string, 0, len(rel.Processes))
+				for n := range rel.Processes {
+					names = append(names, n)
+				}
+				sort.Strings(names)
+				fmt.Fprintf(g.out, "process types: %s\n", strings.Join(names, ", "))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&image, "image", "", "image the app's one-offs run (required)")
+	cmd.Flags().StringArrayVarP(&envs, "env", "e", nil, "environment variable K=V (repeatable)")
+	cmd.Flags().StringVar(&procfile, "procfile", "", "Procfile to read the process types from")
+	_ = cmd.MarkFlagRequired("image")
+	return cmd
+}
+
+func appsCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "apps",
+		Short: "List the apps and their current release",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			apps, err := c.Apps(cmd.Context())
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "APP\tRELEASE\tIMAGE")
+			for _, a := range apps {
+				if a.Release == nil {
+					fmt.Fprintf(tw, "%s\t-\t-\n", a.Name)
+					continue
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\n", a.Name, a.Release.Version, a.Release.Image)
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+func versionCommand(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the CLI's version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(g.out, "oneoff", version)
+		},
+	}
+}
+
+// parseEnv turns K=V strings into a map; the value may hold '=' too.
+func parseEnv(pairs []string) (map[string]string, error) {
+	if len(pairs) == 0 {
+		return nil, nil
+	}
+	env := make(map[string]string, len(pairs))
+	for _, p := range pairs {
+		k, v, ok := strings.Cut(p, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("-e %q: want NAME=VALUE", p)
+		}
+		env[k] = v
+	}
+	return env, nil
+}
+
+// describe says how a one-off ended, or where it is.
+func describe(o oneoff.OneOff) string {
+	if o.State != oneoff.Finished {
+		return string(o.State)
+	}
+	if o.ExitCode != nil {
+		return fmt.Sprintf("%s (%d)", o.Outcome, *o.ExitCode)
+	}
+	return string(o.Outcome)
+}
+
+func age(t time.Time) string {
+	d := time.Since(t).Round(time.Second)
+	switch {
+	case d < time.Minute:
+		return d.String()
+	case d < time.Hour:
+		return d.Round(time.Minute).String()
+	}
+	return d.Round(time.Hour).String()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}

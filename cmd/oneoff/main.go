@@ -1,0 +1,109 @@
+// Command oneoff is the CLI of oneoffd: it runs one-off containers of an
+// app with a terminal attached, and lists, inspects and stops them.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/oneoffd/oneoffd/client"
+)
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// exitError carries an exit code out of a command: the one-off's own.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func main() {
+	err := run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// exitCode maps run's error to the process's exit status, printing the
+// error's message (never a chain of wrappers for an API error).
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	var apiErr *client.Error
+	if errors.As(err, &apiErr) {
+		fmt.Fprintln(stderr, "oneoff:", apiErr.Message)
+		return 1
+	}
+	fmt.Fprintln(stderr, "oneoff:", err)
+	return 1
+}
+
+// globals are the options every command shares.
+type globals struct {
+	api   string
+	token string
+	app   string
+	stdin io.Reader
+	out   io.Writer
+	err   io.Writer
+}
+
+func (g *globals) client() (*client.Client, error) {
+	token := g.token
+	if token == "" {
+		token, _ = client.LocalToken()
+	}
+	if token == "" {
+		_, path := client.LocalToken()
+		return nil, fmt.Errorf("no API token: pass --token or set ONEOFF_API_TOKEN (a daemon on this machine keeps it in %s)", path)
+	}
+	return client.New(g.api, token), nil
+}
+
+func (g *globals) needApp() (string, error) {
+	if g.app == "" {
+		return "", errors.New("which app? pass --app APP (or -a APP, or set ONEOFF_APP)")
+	}
+	return g.app, nil
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	g := &globals{stdin: stdin, out: stdout, err: stderr}
+	root := &cobra.Command{
+		Use:           "oneoff",
+		Short:         "Run one-off containers of your apps",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+	}
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.api, "api", envOr("ONEOFF_API_URL", "http://127.0.0.1:8080"), "oneoffd API URL (env ONEOFF_API_URL)")
+	pf.StringVar(&g.token, "token", os.Getenv("ONEOFF_API_TOKEN"), "API token (env ONEOFF_API_TOKEN; default: the local daemon's)")
+	pf.StringVarP(&g.app, "app", "a", os.Getenv("ONEOFF_APP"), "app name (env ONEOFF_APP)")
+	root.AddCommand(runCommand(g), psCommand(g), inspectCommand(g), stopCommand(g), deployCommand(g), appsCommand(g), versionCommand(g))
+	err := root.ExecuteContext(ctx)
+	if err != nil && strings.HasPrefix(err.Error(), "unknown ") {
+		return fmt.Errorf("%w (see oneoff --help)", err)
+	}
+	return err
+}

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/attach"
+	"github.com/oneoffd/oneoffd/client"
+	"github.com/oneoffd/oneoffd/oneoff"
+)
+
+func runCommand(g *globals) *cobra.Command {
+	var (
+		envs  []string
+		noTTY bool
+		typ   string
+	)
+	cmd := &cobra.Command{
+		Use:   "run [flags] COMMAND...",
+		Short: "Run a command in a fresh copy of the app's container, with your terminal attached",
+		Long: `Run a command in a fresh copy of the app's container, with your terminal attached.
+
+A single argument runs through /bin/sh -c in the container, so that
+"oneoff run 'rake db:migrate && rake db:seed'" works; several arguments run
+as they are, so "oneoff run ls -l" runs ls with -l. Flags go before the
+command: whatever follows it is the command's.
+
+The terminal is put in raw mode when stdin is a terminal (--no-tty to turn
+that off); the exit status is the command's.`,
+		Example: `  oneoff --app my-app run bash
+  oneoff --app my-app run -e DEBUG=1 rake db:migrate
+  echo 'puts 1+1' | oneoff --app my-app run ruby`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 && typ == "" {
+				return errors.New("what should the one-off run? for example: oneoff --app APP run bash")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			app, err := g.needApp()
+			if err != nil {
+				return err
+			}
+			env, err := parseEnv(envs)
+			if err != nil {
+				return err
+			}
+			return runOneOff(cmd.Context(), g, app, args, typ, env, noTTY)
+		},
+	}
+	cmd.Flags().SetInterspersed(false)
+	cmd.Flags().StringArrayVarP(&envs, "env", "e", nil, "environment variable K=V, over the app's (repeatable)")
+	cmd.Flags().StringVar(&typ, "type", "", "run the command of this Procfile process type, with the arguments appended")
+	cmd.Flags().BoolVar(&noTTY, "no-tty", false, "do not allocate a TTY even when stdin is a terminal")
+	return cmd
+}
+
+func runOneOff(ctx context.Context, g *globals, app string, args []string, typ string, env map[string]string, noTTY bool) error {
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	stdinFd := -1
+	if f, ok := g.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		stdinFd = int(f.Fd())
+	}
+	tty := stdinFd >= 0 && !noTTY
+	req := api.CreateOneOff{Env: env, Type: typ, TTY: &tty}
+	switch len(args) {
+	case 0:
+	case 1:
+		req.Command = oneoff.Command{Line: args[0]}
+	default:
+		req.Command = oneoff.Command{Args: args}
+	}
+	var rows, cols uint16
+	if tty {
+		rows, cols = termSize(stdinFd, g.out)
+		if rows > 0 {
+			req.Size = &oneoff.TermSize{Rows: rows, Cols: cols}
+		}
+		req.Term = os.Getenv("TERM")
+	}
+	created, err := c.CreateOneOff(ctx, app, req)
+	if err != nil {
+		return err
+	}
+	att, err := client.Dial(ctx, created.AttachURL, created.AttachSecret, client.AttachOptions{Rows: rows, Cols: cols})
+	if err != nil {
+		// Do not leave it waiting for a terminal that will not come.
+		_, _ = c.Stop(context.WithoutCancel(ctx), created.ID)
+		return err
+	}
+	defer att.Close()
+
+	restore := func() {}
+	if tty {
+		fmt.Fprintf(g.err, "Running %s on %s as %s...\n", quoteCommand(args, typ), app, created.Name)
+		old, err := term.MakeRaw(stdinFd)
+		if err != nil {
+			return fmt.Errorf("put the terminal in raw mode: %w", err)
+		}
+		var once sync.Once
+		restore = func() { once.Do(func() { _ = term.Restore(stdinFd, old) }) }
+		defer restore()
+	}
+
+	sigc := make(chan os.Signal, 8)
+	signal.Notify(sigc, syscall.SIGWINCH, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGHUP)
+	defer signal.Stop(sigc)
+	go func() {
+		for sig := range sigc {
+			switch sig {
+			case syscall.SIGWINCH:
+				if tty {
+					if r, c := termSize(stdinFd, g.out); r > 0 {
+						_ = att.Resize(r, c)
+					}
+				}
+			case syscall.SIGHUP:
+				// The terminal is gone: closing the connection stops the one-off.
+				restore()
+				att.Close()
+			default:
+				// Without a TTY, Ctrl-C arrives here: pass it on, as
+				// the terminal driver would have in the container.
+				_ = att.Signal(strings.TrimPrefix(unix(sig), "SIG"))
+			}
+		}
+	}()
+	go func() {
+		_, err := io.Copy(att, g.stdin)
+		if err == nil {
+			_ = att.CloseStdin()
+		}
+	}()
+
+	status, err := att.Copy(g.out, g.err, g.err)
+	restore()
+	if err != nil {
+		return err
+	}
+	return exitStatus(g, created.Name, status)
+}
+
+// exitStatus turns how the one-off ended into the CLI's exit status: the
+// command's own when it exited, otherwise a sentence and a non-zero code.
+func exitStatus(g *globals, name string, s attach.ExitStatus) error {
+	code := 0
+	if s.ExitCode != nil {
+		code = *s.ExitCode
+	}
+	if s.Outcome == string(oneoff.Exited) {
+		if code == 0 {
+			return nil
+		}
+		return exitError{code}
+	}
+	msg := s.Message
+	if msg == "" {
+		msg = strings.ReplaceAll(s.Outcome, "_", " ")
+	}
+	fmt.Fprintf(g.err, "oneoff: %s: %s\n", name, msg)
+	if code == 0 {
+		code = 1
+	}
+	return exitError{code}
+}
+
+func termSize(fd int, out io.Writer) (rows, cols uint16) {
+	w, h, err := term.GetSize(fd)
+	if err != nil {
+		if f, ok := out.(*os.File); ok {
+			w, h, err = term.GetSize(int(f.Fd()))
+		}
+	}
+	if err != nil || w <= 0 || h <= 0 {
+		return 0, 0
+	}
+	return uint16(h), uint16(w)
+}
+
+func quoteCommand(args []string, typ string) string {
+	s := strings.Join(args, " ")
+	if typ != "" {
+		s = strings.TrimSpace(typ + " " + s)
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+func unix(sig os.Signal) string {
+	switch sig {
+	case syscall.SIGINT:
+		return "SIGINT"
+	case syscall.SIGTERM:
+		return "SIGTERM"
+	case syscall.SIGQUIT:
+		return "SIGQUIT"
+	}
+	return sig.String()
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/oneoffd/oneoffd/client"
+	"github.com/oneoffd/oneoffd/oneoff"
+)
+
+var errUsage = errors.New("usage")
+
+// config is the daemon's configuration: flags, each with an ONEOFFD_*
+// environment variable as fallback.
+type config struct {
+	APIAddr           string
+	AttachAddr        string
+	AttachHost        string
+	DataDir           string
+	DockerHost        string
+	Token             string
+	IdleTimeout       time.Duration
+	AttachWaitTimeout time.Duration
+	StopGrace         time.Duration
+	ShutdownTimeout   time.Duration
+	TLSCert           string
+	TLSKey            string
+	LogLevel          string
+	LogFormat         string
+	Version           bool
+}
+
+func parseConfig(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("oneoffd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	str := func(p *string, name, env, def, usage string) {
+		if v := os.Getenv(env); v != "" {
+			def = v
+		}
+		fs.StringVar(p, name, def, usage+" (env "+env+")")
+	}
+	dur := func(p *time.Duration, name, env string, def time.Duration, usage string) {
+		*p = def
+		if v := os.Getenv(env); v != "" {
+			if d, err := time.ParseDuration(v); err == nil {
+				*p = d
+			} else {
+				fmt.Fprintf(stderr, "oneoffd: ignoring %s=%q: %v\n", env, v, err)
+			}
+		}
+		fs.DurationVar(p, name, *p, usage+" (env "+env+")")
+	}
+	str(&c.APIAddr, "api-addr", "ONEOFFD_API_ADDR", "127.0.0.1:8080", "HTTP API address")
+	str(&c.AttachAddr, "attach-addr", "ONEOFFD_ATTACH_ADDR", ":5000", "attach endpoint address")
+	str(&c.AttachHost, "attach-host", "ONEOFFD_ATTACH_HOST", "", "host[:port] clients dial to attach (default: the host the API was reached at)")
+	str(&c.DataDir, "data-dir", "ONEOFFD_DATA_DIR", client.DefaultDataDir(), "directory for the database and the generated API token")
+	str(&c.DockerHost, "docker-host", "DOCKER_HOST", "", "Docker engine address (default: the local engine)")
+	str(&c.Token, "token", "ONEOFFD_TOKEN", "", "API bearer token (default: generated into the data dir)")
+	dur(&c.IdleTimeout, "idle-timeout", "ONEOFFD_IDLE_TIMEOUT", oneoff.DefaultIdleTimeout, "close an attached session after this long without input or output")
+	dur(&c.AttachWaitTimeout, "attach-wait-timeout", "ONEOFFD_ATTACH_WAIT_TIMEOUT", oneoff.DefaultAttachWait, "discard an attached one-off nobody attached to after this long")
+	dur(&c.StopGrace, "stop-grace", "ONEOFFD_STOP_GRACE", oneoff.DefaultStopGrace, "time between SIGTERM and SIGKILL when stopping a one-off")
+	dur(&c.ShutdownTimeout, "shutdown-timeout", "ONEOFFD_SHUTDOWN_TIMEOUT", 30*time.Second, "on SIGTERM, how long attached sessions may go on before they are stopped")
+	str(&c.TLSCert, "tls-cert", "ONEOFFD_TLS_CERT", "", "TLS certificate file for the API and attach endpoint")
+	str(&c.TLSKey, "tls-key", "ONEOFFD_TLS_KEY", "", "TLS key file")
+	str(&c.LogLevel, "log-level", "ONEOFFD_LOG_LEVEL", "info", "debug, info, warn or error")
+	str(&c.LogFormat, "log-format", "ONEOFFD_LOG_FORMAT", "", "json or text (default: text on a terminal, json otherwise)")
+	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return c, errUsage
+		}
+		return c, errUsage
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "oneoffd: unexpected argument %q; see oneoffd -h\n", fs.Arg(0))
+		return c, errUsage
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return c, fmt.Errorf("--tls-cert and --tls-key go together: give both or neither")
+	}
+	for name, d := range map[string]time.Duration{"idle-timeout": c.IdleTimeout, "attach-wait-timeout": c.AttachWaitTimeout, "stop-grace": c.StopGrace} {
+		if d <= 0 {
+			return c, fmt.Errorf("--%s must be positive, got %s", name, d)
+		}
+	}
+	c.LogLevel = strings.ToLower(c.LogLevel)
+	return c, nil
+}

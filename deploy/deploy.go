@@ -1,0 +1,145 @@
+// Package deploy keeps the apps a platform registers and their releases: the
+// image, the environment and the Procfile process types that a one-off copies.
+package deploy
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"time"
+
+	"github.com/oneoffd/oneoffd/errdefs"
+)
+
+// App is an application registered by the platform.
+type App struct {
+	Name      string    `json:"name"`
+	CreatedAt time.Time `json:"created_at"`
+	// Release is the current release; nil only while none was registered.
+	Release *Release `json:"release,omitempty"`
+}
+
+// Release is one deployment of an app: what its one-offs run.
+type Release struct {
+	App       string            `json:"app"`
+	Version   int               `json:"version"`
+	Image     string            `json:"image"`
+	Env       map[string]string `json:"env,omitempty"`
+	Procfile  string            `json:"procfile,omitempty"`
+	Processes map[string]string `json:"processes,omitempty"`
+	CreatedAt time.Time         `json:"created_at"`
+}
+
+// Store persists apps and releases.
+type Store interface {
+	// CreateRelease records r as its app's newest release, creating the app
+	// if needed, and returns it with Version and CreatedAt set.
+	CreateRelease(ctx context.Context, r Release) (Release, error)
+	// App returns an app with its current release, or an ErrNotFound error.
+	App(ctx context.Context, name string) (App, error)
+	// Apps lists the apps by name, each with its current release.
+	Apps(ctx context.Context) ([]App, error)
+}
+
+// Spec is what a platform sends to register a release.
+type Spec struct {
+	Image    string            `json:"image"`
+	Env      map[string]string `json:"env,omitempty"`
+	Procfile string            `json:"procfile,omitempty"`
+}
+
+// Service registers releases and answers which release an app runs.
+type Service struct {
+	store Store
+}
+
+// NewService returns a Service backed by store.
+func NewService(store Store) *Service {
+	return &Service{store: store}
+}
+
+var (
+	appName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// image references: name[:tag][@digest], loosely; the engine has the final word.
+	imageRef = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._/:@-]{0,511}$`)
+)
+
+// ValidateAppName reports whether name can name an app.
+func ValidateAppName(name string) error {
+	if !appName.MatchString(name) {
+		return errdefs.Invalid("invalid_app_name",
+			"app name %q is invalid: use 1 to 63 lowercase letters, digits and dashes, starting with a letter or digit", name)
+	}
+	return nil
+}
+
+// ValidateEnv checks that every key of env is a POSIX environment variable
+// name; the error names the first culprit in sorted order.
+func ValidateEnv(env map[string]string) error {
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if !envName.MatchString(k) {
+			return errdefs.Invalid("invalid_env_name",
+				"environment variable name %q is invalid: use letters, digits and underscores, not starting with a digit", k)
+		}
+	}
+	return nil
+}
+
+// Deploy validates spec and records it as app's new current release.
+func (s *Service) Deploy(ctx context.Context, app string, spec Spec) (Release, error) {
+	if err := ValidateAppName(app); err != nil {
+		return Release{}, err
+	}
+	if spec.Image == "" {
+		return Release{}, errdefs.Invalid("image_required", "a release needs an image: pass one such as \"registry.example.com/my-app:v42\"")
+	}
+	if !imageRef.MatchString(spec.Image) {
+		return Release{}, errdefs.Invalid("invalid_image", "image reference %q is invalid", spec.Image)
+	}
+	if err := ValidateEnv(spec.Env); err != nil {
+		return Release{}, err
+	}
+	procs, err := ParseProcfile(spec.Procfile)
+	if err != nil {
+		return Release{}, err
+	}
+	r, err := s.store.CreateRelease(ctx, Release{
+		App: app, Image: spec.Image, Env: spec.Env, Procfile: spec.Procfile, Processes: procs,
+	})
+	if err != nil {
+		return Release{}, fmt.Errorf("deploy %q: %w", app, err)
+	}
+	return r, nil
+}
+
+// App returns an app and its current release.
+func (s *Service) App(ctx context.Context, name string) (App, error) {
+	if err := ValidateAppName(name); err != nil {
+		return App{}, err
+	}
+	return s.store.App(ctx, name)
+}
+
+// Apps lists every app.
+func (s *Service) Apps(ctx context.Context) ([]App, error) {
+	return s.store.Apps(ctx)
+}
+
+// Current returns the release an app's one-offs run now.
+func (s *Service) Current(ctx context.Context, app string) (Release, error) {
+	a, err := s.App(ctx, app)
+	if err != nil {
+		return Release{}, err
+	}
+	if a.Release == nil {
+		return Release{}, errdefs.Conflict("no_release", "app %q has no release yet: deploy one first", app)
+	}
+	return *a.Release, nil
+}

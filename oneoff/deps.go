@@ -1,0 +1,93 @@
+package oneoff
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/oneoffd/oneoffd/deploy"
+)
+
+// Runtime runs containers. Its methods follow a container's life: Create,
+// Attach, Start, Resize, Wait, Stop, Remove.
+type Runtime interface {
+	// Create makes a container from spec without starting it.
+	Create(ctx context.Context, spec Spec) (containerID string, err error)
+	// Attach connects to the container's stdio; call it before Start so
+	// that no early output is lost.
+	Attach(ctx context.Context, containerID string, tty bool) (Stream, error)
+	// Wait returns a channel that yields the container's next exit; call it
+	// before Start.
+	Wait(ctx context.Context, containerID string) <-chan Exit
+	// Start starts a created container.
+	Start(ctx context.Context, containerID string) error
+	// Resize sets the size of the container's TTY.
+	Resize(ctx context.Context, containerID string, size TermSize) error
+	// Signal sends a signal, by name (e.g. "INT"), to the container's process.
+	Signal(ctx context.Context, containerID, signal string) error
+	// Stop sends SIGTERM, then SIGKILL after grace.
+	Stop(ctx context.Context, containerID string, grace time.Duration) error
+	// Remove deletes the container, running or not. Removing a container
+	// that does not exist is not an error.
+	Remove(ctx context.Context, containerID string) error
+	// List returns the containers, running or not, carrying all of labels.
+	List(ctx context.Context, labels map[string]string) ([]Container, error)
+}
+
+// Spec is what a container is made from.
+type Spec struct {
+	Name   string
+	Image  string
+	Cmd    []string
+	Env    []string // KEY=VALUE
+	TTY    bool
+	Stdin  bool // keep stdin open for an attached terminal
+	Labels map[string]string
+	// Size is the TTY's initial size; engines older than API 1.42 ignore
+	// it, so it is set again right after Start.
+	Size TermSize
+}
+
+// Stream is the container's stdio, attached.
+type Stream interface {
+	// Write sends bytes to the container's stdin.
+	Write(p []byte) (int, error)
+	// CloseWrite ends the container's stdin.
+	CloseWrite() error
+	// CopyOutput copies the container's output until it ends: with a TTY
+	// everything goes to stdout, without one the two streams stay apart.
+	CopyOutput(stdout, stderr io.Writer) error
+	// Close ends the attachment.
+	Close() error
+}
+
+// Exit is how a container ended.
+type Exit struct {
+	Code int
+	Err  error // the wait itself failed; Code is meaningless
+}
+
+// Container is a container the Runtime found.
+type Container struct {
+	ID      string
+	Labels  map[string]string
+	Running bool
+}
+
+// Store persists one-off records.
+type Store interface {
+	// CreateOneOff inserts a new record; a name already taken within the
+	// app is an errdefs.ErrConflict error.
+	CreateOneOff(ctx context.Context, o OneOff) error
+	// UpdateOneOff replaces a record.
+	UpdateOneOff(ctx context.Context, o OneOff) error
+	// OneOff returns a record, or an errdefs.ErrNotFound error.
+	OneOff(ctx context.Context, id string) (OneOff, error)
+	// OneOffs lists the records that pass f, newest first.
+	OneOffs(ctx context.Context, f Filter) ([]OneOff, error)
+}
+
+// Releases tells which release an app runs now.
+type Releases interface {
+	Current(ctx context.Context, app string) (deploy.Release, error)
+}

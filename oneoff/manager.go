@@ -1,0 +1,474 @@
+package oneoff
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base32"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"sync"
+	"time"
+
+	"github.com/oneoffd/oneoffd/deploy"
+	"github.com/oneoffd/oneoffd/errdefs"
+)
+
+// The labels that mark a container as a one-off of this daemon.
+const (
+	LabelManaged  = "io.oneoffd.managed"
+	LabelInstance = "io.oneoffd.instance"
+	LabelID       = "io.oneoffd.id"
+	LabelApp      = "io.oneoffd.app"
+	LabelName     = "io.oneoffd.name"
+	LabelMode     = "io.oneoffd.mode"
+)
+
+// Config tunes a Manager. Zero durations take the defaults.
+type Config struct {
+	// Instance tells this daemon's containers from other daemons' on a
+	// shared engine; it must survive restarts.
+	Instance string
+	// IdleTimeout closes an attached session in which no byte flowed.
+	IdleTimeout time.Duration
+	// AttachWait is how long an attached one-off waits for its terminal.
+	AttachWait time.Duration
+	// StopGrace is the time between SIGTERM and SIGKILL.
+	StopGrace time.Duration
+	// DrainTimeout bounds the wait for output after the process exited.
+	DrainTimeout time.Duration
+	// ReconcileInterval is how often containers and records are compared.
+	ReconcileInterval time.Duration
+	// EngineTimeout bounds each engine call made on a one-off's behalf.
+	EngineTimeout time.Duration
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// The defaults.
+const (
+	DefaultIdleTimeout       = 30 * time.Minute
+	DefaultAttachWait        = 2 * time.Minute
+	DefaultStopGrace         = 10 * time.Second
+	DefaultDrainTimeout      = 10 * time.Second
+	DefaultReconcileInterval = time.Minute
+	DefaultEngineTimeout     = 2 * time.Minute
+)
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.IdleTimeout, DefaultIdleTimeout)
+	def(&c.AttachWait, DefaultAttachWait)
+	def(&c.StopGrace, DefaultStopGrace)
+	def(&c.DrainTimeout, DefaultDrainTimeout)
+	def(&c.ReconcileInterval, DefaultReconcileInterval)
+	def(&c.EngineTimeout, DefaultEngineTimeout)
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Manager creates one-offs, hands their terminals over and makes sure each
+// one ends and leaves nothing behind.
+type Manager struct {
+	cfg      Config
+	rt       Runtime
+	store    Store
+	releases Releases
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	live    map[string]*live
+	closing bool
+	wg      sync.WaitGroup
+
+	cancel context.CancelFunc
+	loop   chan struct{}
+}
+
+// live is the in-memory side of a one-off that has not finished.
+type live struct {
+	mu      sync.Mutex
+	rec     OneOff
+	claimed bool
+	// reason is why the one-off is being stopped, once someone asked.
+	reason Outcome
+	stopc  chan struct{}
+	timer  *time.Timer
+	done   chan struct{}
+}
+
+// requestStop records why the one-off must stop, the first reason winning,
+// and reports whether this call was the first.
+func (l *live) requestStop(why Outcome) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.reason != "" {
+		return false
+	}
+	l.reason = why
+	close(l.stopc)
+	return true
+}
+
+// NewManager returns a Manager; call Start before use.
+func NewManager(cfg Config, rt Runtime, store Store, releases Releases, log *slog.Logger) *Manager {
+	cfg.setDefaults()
+	return &Manager{cfg: cfg, rt: rt, store: store, releases: releases, log: log, live: map[string]*live{}}
+}
+
+// Config returns the effective configuration.
+func (m *Manager) Config() Config { return m.cfg }
+
+// Start reconciles the engine with the records, then keeps doing so in the
+// background until Close.
+func (m *Manager) Start(ctx context.Context) error {
+	ctx, m.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	m.loop = make(chan struct{})
+	if err := m.Reconcile(ctx); err != nil {
+		m.log.Warn("reconcile failed; will retry", "err", err)
+	}
+	go func() {
+		defer close(m.loop)
+		t := time.NewTicker(m.cfg.ReconcileInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := m.Reconcile(ctx); err != nil {
+					m.log.Warn("reconcile failed; will retry", "err", err)
+				}
+			}
+		}
+	}()
+	return nil
+}
+
+// Close refuses new one-offs, waits until ctx is done for attached sessions
+// to end, then stops those still running. Pending one-offs are kept: their
+// containers and secrets survive a restart.
+func (m *Manager) Close(ctx context.Context) error {
+	m.mu.Lock()
+	m.closing = true
+	m.mu.Unlock()
+	if m.cancel != nil {
+		m.cancel()
+		<-m.loop
+	}
+	sessions := make(chan struct{})
+	go func() { m.wg.Wait(); close(sessions) }()
+	select {
+	case <-sessions:
+	case <-ctx.Done():
+		m.mu.Lock()
+		for _, l := range m.live {
+			l.mu.Lock()
+			claimed := l.claimed
+			l.mu.Unlock()
+			if claimed {
+				l.requestStop(Stopped)
+			}
+		}
+		m.mu.Unlock()
+		<-sessions
+	}
+	m.mu.Lock()
+	for _, l := range m.live {
+		if l.timer != nil {
+			l.timer.Stop()
+		}
+	}
+	m.mu.Unlock()
+	return nil
+}
+
+// Create registers a one-off for app and creates its container, not started.
+// It returns the record and the secret that attaches a terminal to it.
+func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, string, error) {
+	rel, err := m.releases.Current(ctx, app)
+	if err != nil {
+		return OneOff{}, "", err
+	}
+	if err := deploy.ValidateEnv(req.Env); err != nil {
+		return OneOff{}, "", err
+	}
+	argv, err := req.argv(rel)
+	if err != nil {
+		return OneOff{}, "", err
+	}
+	secret := randomString(32)
+	hash := sha256.Sum256([]byte(secret))
+	now := m.cfg.Now().UTC()
+	deadline := now.Add(m.cfg.AttachWait)
+	rec := OneOff{
+		ID: newID(), App: app, Release: rel.Version, Image: rel.Image, Command: argv,
+		EnvNames: req.envNames(), Mode: Attached, TTY: req.TTY, Requester: req.Requester,
+		State: Pending, CreatedAt: now, AttachDeadline: &deadline, SecretHash: hash[:],
+	}
+	// Followed before it is written, so that a concurrent reconcile never
+	// takes the new record for an orphan.
+	l := &live{rec: rec, stopc: make(chan struct{}), done: make(chan struct{})}
+	m.mu.Lock()
+	if m.closing {
+		m.mu.Unlock()
+		return OneOff{}, "", errdefs.Unavailable("shutting_down", nil, "oneoffd is shutting down: retry in a moment")
+	}
+	m.live[rec.ID] = l
+	m.mu.Unlock()
+	if err := m.insert(ctx, &rec); err != nil {
+		m.mu.Lock()
+		delete(m.live, rec.ID)
+		m.mu.Unlock()
+		return OneOff{}, "", err
+	}
+	l.mu.Lock()
+	l.rec = rec
+	l.mu.Unlock()
+
+	log := m.log.With("oneoff", rec.ID, "app", app, "name", rec.Name)
+	ectx, cancel := m.engineContext(ctx)
+	defer cancel()
+	cid, err := m.rt.Create(ectx, Spec{
+		Name: app + "." + rec.Name + "." + rec.ID, Image: rel.Image, Cmd: argv, Env: req.env(rel),
+		TTY: req.TTY, Stdin: true, Size: req.Size,
+		Labels: map[string]string{
+			LabelManaged: "true", LabelInstance: m.cfg.Instance, LabelID: rec.ID,
+			LabelApp: app, LabelName: rec.Name, LabelMode: string(Attached),
+		},
+	})
+	if err != nil {
+		log.Warn("create container failed", "err", err)
+		m.finish(l, Failed, nil, err.Error())
+		return OneOff{}, "", fmt.Errorf("create one-off for %q: %w", app, err)
+	}
+	l.mu.Lock()
+	l.rec.ContainerID = cid
+	rec = l.rec
+	l.mu.Unlock()
+	if err := m.store.UpdateOneOff(ectx, rec); err != nil {
+		m.discard(l, Failed, err.Error())
+		return OneOff{}, "", fmt.Errorf("record one-off %q: %w", rec.ID, err)
+	}
+	m.armAttachWait(l, m.cfg.AttachWait)
+	log.Info("one-off created", "image", rel.Image, "release", rel.Version, "container", shortID(cid), "tty", req.TTY)
+	return rec, secret, nil
+}
+
+// insert stores rec under a fresh name, drawing again on a clash.
+func (m *Manager) insert(ctx context.Context, rec *OneOff) error {
+	for attempt := 0; ; attempt++ {
+		digits := 4 + attempt/4 // widen when the app's names get crowded
+		rec.Name = fmt.Sprintf("one-off-%d", randomNumber(digits))
+		err := m.store.CreateOneOff(ctx, *rec)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, errdefs.ErrConflict) || attempt >= 16 {
+			return fmt.Errorf("record one-off: %w", err)
+		}
+	}
+}
+
+// armAttachWait discards l if no terminal claims it within d.
+func (m *Manager) armAttachWait(l *live, d time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.timer = time.AfterFunc(d, func() {
+		l.mu.Lock()
+		claimed := l.claimed
+		l.mu.Unlock()
+		if !claimed && l.requestStop(AttachTimeout) {
+			m.log.Info("nobody attached in time; discarding", "oneoff", l.rec.ID, "app", l.rec.App, "wait", m.cfg.AttachWait)
+			m.discard(l, AttachTimeout, "")
+		}
+	})
+}
+
+// Get returns a one-off's record.
+func (m *Manager) Get(ctx context.Context, id string) (OneOff, error) {
+	if l := m.lookup(id); l != nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.rec, nil
+	}
+	return m.store.OneOff(ctx, id)
+}
+
+// List returns the records that pass f, newest first.
+func (m *Manager) List(ctx context.Context, f Filter) ([]OneOff, error) {
+	return m.store.OneOffs(ctx, f)
+}
+
+// Stop ends a one-off: a pending one is discarded, a running one gets
+// SIGTERM, then SIGKILL after the grace period. It returns once the one-off
+// has finished, or when ctx is done. Stopping a stopping one-off is fine;
+// stopping a finished one is a conflict.
+func (m *Manager) Stop(ctx context.Context, id string) (OneOff, error) {
+	l := m.lookup(id)
+	if l == nil {
+		rec, err := m.store.OneOff(ctx, id)
+		if err != nil {
+			return OneOff{}, err
+		}
+		return rec, errdefs.Conflict("oneoff_finished", "one-off %s already finished (%s)", rec.Name, describe(rec))
+	}
+	if l.requestStop(Stopped) {
+		m.log.Info("stop requested", "oneoff", id, "app", l.rec.App)
+		l.mu.Lock()
+		claimed := l.claimed
+		l.mu.Unlock()
+		if !claimed {
+			m.discard(l, Stopped, "")
+		}
+	}
+	select {
+	case <-l.done:
+	case <-ctx.Done():
+		return m.Get(context.WithoutCancel(ctx), id)
+	}
+	return m.store.OneOff(context.WithoutCancel(ctx), id)
+}
+
+// Claim checks an attach secret and hands the one-off's terminal to the
+// caller, once: a second claim with the same secret is refused.
+func (m *Manager) Claim(ctx context.Context, id, secret, client string) (*Session, error) {
+	hash := sha256.Sum256([]byte(secret))
+	l := m.lookup(id)
+	if l == nil {
+		rec, err := m.store.OneOff(ctx, id)
+		if err != nil {
+			if errors.Is(err, errdefs.ErrNotFound) {
+				return nil, errdefs.NotFound("oneoff_not_found", "one-off %q does not exist", id)
+			}
+			return nil, err
+		}
+		if subtle.ConstantTimeCompare(hash[:], rec.SecretHash) != 1 {
+			return nil, wrongSecret(rec)
+		}
+		return nil, errdefs.Conflict("secret_used", "one-off %s already ran (%s): its secret is spent; start a new one-off", rec.Name, describe(rec))
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if subtle.ConstantTimeCompare(hash[:], l.rec.SecretHash) != 1 {
+		return nil, wrongSecret(l.rec)
+	}
+	if l.claimed || l.reason != "" {
+		return nil, errdefs.Conflict("secret_used", "one-off %s already has a terminal or is ending: its secret is spent; start a new one-off", l.rec.Name)
+	}
+	l.claimed = true
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	l.rec.Client = client
+	m.wg.Add(1)
+	return &Session{m: m, l: l}, nil
+}
+
+func wrongSecret(rec OneOff) error {
+	return errdefs.Unauthorized("wrong_secret", "the attach secret is not one-off %s's: use the secret returned when it was created", rec.Name)
+}
+
+func (m *Manager) lookup(id string) *live {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.live[id]
+}
+
+// discard removes a one-off's container that never started, and records
+// how it ended.
+func (m *Manager) discard(l *live, outcome Outcome, msg string) {
+	ctx, cancel := m.engineContext(context.Background())
+	defer cancel()
+	if l.timer != nil {
+		l.timer.Stop()
+	}
+	if cid := l.rec.ContainerID; cid != "" {
+		if err := m.rt.Remove(ctx, cid); err != nil {
+			m.log.Error("remove container failed; reconcile will retry", "oneoff", l.rec.ID, "container", shortID(cid), "err", err)
+		}
+	}
+	m.finish(l, outcome, nil, msg)
+}
+
+// finish records the end of a one-off and forgets it.
+func (m *Manager) finish(l *live, outcome Outcome, code *int, msg string) {
+	now := m.cfg.Now().UTC()
+	l.mu.Lock()
+	l.rec.State, l.rec.Outcome, l.rec.ExitCode, l.rec.Error = Finished, outcome, code, msg
+	l.rec.FinishedAt = &now
+	l.rec.AttachDeadline = nil
+	rec := l.rec
+	l.mu.Unlock()
+	ctx, cancel := m.engineContext(context.Background())
+	defer cancel()
+	if err := m.store.UpdateOneOff(ctx, rec); err != nil {
+		m.log.Error("record finished one-off failed", "oneoff", rec.ID, "err", err)
+	}
+	m.mu.Lock()
+	delete(m.live, rec.ID)
+	m.mu.Unlock()
+	close(l.done)
+	attrs := []any{"oneoff", rec.ID, "app", rec.App, "name", rec.Name, "outcome", outcome}
+	if code != nil {
+		attrs = append(attrs, "exit_code", *code)
+	}
+	if msg != "" {
+		attrs = append(attrs, "error", msg)
+	}
+	m.log.Info("one-off finished", attrs...)
+}
+
+func (m *Manager) engineContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), m.cfg.EngineTimeout)
+}
+
+// describe says in a few words how a finished one-off ended.
+func describe(rec OneOff) string {
+	if rec.ExitCode != nil {
+		return fmt.Sprintf("%s, exit code %d", rec.Outcome, *rec.ExitCode)
+	}
+	return string(rec.Outcome)
+}
+
+var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
+
+// newID returns a random identifier, 16 characters of Crockford's base32.
+func newID() string {
+	b := make([]byte, 10)
+	_, _ = rand.Read(b)
+	return idEncoding.EncodeToString(b)
+}
+
+// randomString returns n random bytes, base64url-encoded.
+func randomString(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// randomNumber returns a random number of exactly digits decimal digits.
+func randomNumber(digits int) int64 {
+	lo := int64(1)
+	for i := 1; i < digits; i++ {
+		lo *= 10
+	}
+	n, _ := rand.Int(rand.Reader, big.NewInt(9*lo))
+	return lo + n.Int64()
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

@@ -1,0 +1,123 @@
+// Package oneoff is the domain of one-off containers: what a one-off is, the
+// states it goes through, the terminal session of an attached one-off, and
+// the reaping that makes sure none outlives its purpose.
+//
+// It drives a Runtime and writes to a Store, both small interfaces declared
+// here and implemented elsewhere.
+package oneoff
+
+import (
+	"time"
+)
+
+// Mode says how a one-off's terminal reaches its user.
+type Mode string
+
+// The modes.
+const (
+	// Attached one-offs start when a terminal connects to the attach endpoint.
+	Attached Mode = "attached"
+	// Detached one-offs start at once and write to the app's logs.
+	Detached Mode = "detached"
+)
+
+// State is where a one-off is in its life.
+type State string
+
+// The states, in order. A one-off only moves forward.
+const (
+	// Pending: the container exists but waits for a terminal to attach.
+	Pending State = "pending"
+	// Running: the container has started.
+	Running State = "running"
+	// Finished: the container is gone; Outcome says why.
+	Finished State = "finished"
+)
+
+// Valid reports whether s is one of the states.
+func (s State) Valid() bool {
+	return s == Pending || s == Running || s == Finished
+}
+
+// Outcome says how a finished one-off ended.
+type Outcome string
+
+// The outcomes.
+const (
+	// Exited: the command ended by itself; ExitCode holds its status.
+	Exited Outcome = "exited"
+	// Stopped: an operator or the platform asked for it to stop.
+	Stopped Outcome = "stopped"
+	// IdleTimeout: no byte flowed through the terminal for the idle timeout.
+	IdleTimeout Outcome = "idle_timeout"
+	// AttachTimeout: nobody attached within the attach-wait timeout.
+	AttachTimeout Outcome = "attach_timeout"
+	// Disconnected: the terminal went away before the command ended.
+	Disconnected Outcome = "disconnected"
+	// Failed: the container could not be created or started.
+	Failed Outcome = "failed"
+	// Lost: the daemon stopped while the one-off ran and could not follow it.
+	Lost Outcome = "lost"
+)
+
+// OneOff is the record of one run.
+type OneOff struct {
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	App     string `json:"app"`
+	Release int    `json:"release"`
+	Image   string `json:"image"`
+	// Command is the argv the container runs.
+	Command []string `json:"command"`
+	// EnvNames lists the names of the variables the request set; values are
+	// never recorded.
+	EnvNames  []string `json:"env_names,omitempty"`
+	Mode      Mode     `json:"mode"`
+	TTY       bool     `json:"tty"`
+	Requester string   `json:"requester,omitempty"`
+
+	State    State   `json:"state"`
+	Outcome  Outcome `json:"outcome,omitempty"`
+	ExitCode *int    `json:"exit_code,omitempty"`
+	// Error says what went wrong when Outcome is Failed or Lost.
+	Error string `json:"error,omitempty"`
+
+	ContainerID string `json:"container_id,omitempty"`
+	// Client is the address of the attached terminal, once attached.
+	Client string `json:"client,omitempty"`
+
+	CreatedAt  time.Time  `json:"created_at"`
+	StartedAt  *time.Time `json:"started_at,omitempty"`
+	FinishedAt *time.Time `json:"finished_at,omitempty"`
+	// AttachDeadline is when a pending attached one-off is discarded.
+	AttachDeadline *time.Time `json:"attach_deadline,omitempty"`
+
+	// SecretHash is the SHA-256 of the attach secret; the secret itself is
+	// never stored.
+	SecretHash []byte `json:"-"`
+}
+
+// Filter narrows a listing. Zero fields match everything.
+type Filter struct {
+	App   string
+	State State
+	Mode  Mode
+	// Limit caps the number of records, newest first; 0 means no cap.
+	Limit int
+}
+
+// Match reports whether o passes f.
+func (f Filter) Match(o OneOff) bool {
+	return (f.App == "" || f.App == o.App) &&
+		(f.State == "" || f.State == o.State) &&
+		(f.Mode == "" || f.Mode == o.Mode)
+}
+
+// TermSize is a terminal's size in character cells.
+type TermSize struct {
+	Rows uint16 `json:"rows"`
+	Cols uint16 `json:"cols"`
+}
+
+// IsZero reports whether no size is known.
+func (s TermSize) IsZero() bool { return s.Rows == 0 || s.Cols == 0 }

@@ -1,0 +1,288 @@
+package oneoff
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Conn is the user's end of an attached session, as the attach listener
+// presents it.
+type Conn interface {
+	// Next blocks for the next thing the user sends; an error means the
+	// user is gone.
+	Next() (Input, error)
+	// Stdout and Stderr carry the container's output to the user.
+	Stdout() io.Writer
+	Stderr() io.Writer
+	// Finish tells the user how the session ended and closes the connection.
+	Finish(Result)
+}
+
+// InputKind tells what an Input carries.
+type InputKind int
+
+// The kinds of input.
+const (
+	// InputData is bytes for the container's stdin.
+	InputData InputKind = iota
+	// InputResize is the terminal's new size.
+	InputResize
+	// InputCloseStdin ends the container's stdin.
+	InputCloseStdin
+	// InputSignal is a signal for the container's process.
+	InputSignal
+)
+
+// Input is one thing the user sent.
+type Input struct {
+	Kind   InputKind
+	Data   []byte
+	Size   TermSize
+	Signal string
+}
+
+// Result is how a session ended, as the user is told.
+type Result struct {
+	Outcome  Outcome
+	ExitCode *int
+	Message  string
+}
+
+// Session is a claimed attached one-off: its terminal belongs to one
+// connection.
+type Session struct {
+	m *Manager
+	l *live
+}
+
+// OneOff returns the session's one-off record.
+func (s *Session) OneOff() OneOff {
+	s.l.mu.Lock()
+	defer s.l.mu.Unlock()
+	return s.l.rec
+}
+
+// Run starts the container with the terminal attached and pumps bytes both
+// ways until the command ends, the user goes away, the session idles out or
+// someone stops it. The container is removed, its output drained first,
+// before Run returns.
+func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
+	defer s.m.wg.Done()
+	m, l := s.m, s.l
+	rec := s.OneOff()
+	log := m.log.With("oneoff", rec.ID, "app", rec.App, "name", rec.Name)
+	ectx := context.WithoutCancel(ctx)
+	cid := rec.ContainerID
+
+	fail := func(err error) Result {
+		log.Error("start failed", "err", err)
+		m.discard(l, Failed, err.Error())
+		res := Result{Outcome: Failed, Message: fmt.Sprintf("the one-off could not start: %v", err)}
+		conn.Finish(res)
+		return res
+	}
+	stream, err := m.rt.Attach(ectx, cid, rec.TTY)
+	if err != nil {
+		return fail(err)
+	}
+	defer stream.Close()
+	exitc := m.rt.Wait(ectx, cid)
+	if err := m.rt.Start(ectx, cid); err != nil {
+		return fail(err)
+	}
+	now := m.cfg.Now().UTC()
+	l.mu.Lock()
+	l.rec.State, l.rec.StartedAt, l.rec.AttachDeadline = Running, &now, nil
+	rec = l.rec
+	l.mu.Unlock()
+	if err := m.store.UpdateOneOff(ectx, rec); err != nil {
+		log.Warn("record start failed", "err", err)
+	}
+	log.Info("one-off started", "client", rec.Client)
+
+	act := newActivity(m.cfg.Now)
+	gone := make(chan struct{}, 1)
+	userGone := func() {
+		select {
+		case gone <- struct{}{}:
+		default:
+		}
+	}
+	outDone := make(chan error, 1)
+	go func() {
+		outDone <- stream.CopyOutput(act.writer(conn.Stdout(), userGone), act.writer(conn.Stderr(), userGone))
+	}()
+	if rec.TTY && !size.IsZero() {
+		// Engines before API 1.42 ignore the size given at create time.
+		if err := m.rt.Resize(ectx, cid, size); err != nil {
+			log.Warn("initial resize failed", "err", err)
+		}
+	}
+	inDone := make(chan error, 1)
+	go func() { inDone <- s.pumpInput(ectx, conn, stream, act, cid) }()
+
+	var (
+		stopOnce  sync.Once
+		finished  bool // the user has been told the end
+		exit      Exit
+		exited    bool
+		outEnded  bool
+		drain     <-chan time.Time
+		idleTimer = time.NewTimer(m.cfg.IdleTimeout)
+		stopc     = l.stopc
+	)
+	defer idleTimer.Stop()
+	stop := func(why Outcome) {
+		l.requestStop(why)
+		stopOnce.Do(func() {
+			go func() {
+				if err := m.rt.Stop(ectx, cid, m.cfg.StopGrace); err != nil {
+					log.Error("stop container failed", "err", err)
+				}
+			}()
+		})
+	}
+	for !exited || !outEnded {
+		select {
+		case exit = <-exitc:
+			exited, exitc = true, nil
+			drain = time.After(m.cfg.DrainTimeout)
+		case <-outDone:
+			outEnded, outDone = true, nil
+		case <-drain:
+			log.Warn("output did not end after exit; closing the stream", "timeout", m.cfg.DrainTimeout)
+			stream.Close()
+			drain = nil
+		case <-inDone:
+			inDone = nil
+			if !exited && !finished {
+				log.Info("terminal went away; stopping")
+				stop(Disconnected)
+			}
+		case <-gone:
+			if !exited && !finished {
+				log.Info("terminal stopped reading; stopping")
+				stop(Disconnected)
+			}
+		case <-stopc:
+			stopc = nil
+			stop(Stopped) // the reason recorded first wins
+		case <-idleTimer.C:
+			if idle := act.idle(); idle < m.cfg.IdleTimeout {
+				idleTimer.Reset(m.cfg.IdleTimeout - idle)
+				continue
+			}
+			if exited {
+				continue
+			}
+			log.Info("idle; closing the terminal and stopping", "idle_timeout", m.cfg.IdleTimeout)
+			stop(IdleTimeout)
+			conn.Finish(Result{Outcome: IdleTimeout,
+				Message: fmt.Sprintf("closed after %s without input or output", m.cfg.IdleTimeout)})
+			finished = true
+		}
+	}
+
+	l.mu.Lock()
+	outcome := l.reason
+	l.mu.Unlock()
+	if outcome == "" {
+		outcome = Exited
+	}
+	res := Result{Outcome: outcome}
+	msg := ""
+	if exit.Err != nil {
+		res.Outcome, msg = Lost, exit.Err.Error()
+		res.Message = "lost track of the container: " + msg
+	} else {
+		code := exit.Code
+		res.ExitCode = &code
+	}
+	if !finished {
+		conn.Finish(res)
+	}
+	rctx, cancel := m.engineContext(ctx)
+	defer cancel()
+	if err := m.rt.Remove(rctx, cid); err != nil {
+		log.Error("remove container failed; reconcile will retry", "err", err)
+	}
+	m.finish(l, res.Outcome, res.ExitCode, msg)
+	return res
+}
+
+// pumpInput forwards what the user sends until the user's side ends.
+func (s *Session) pumpInput(ctx context.Context, conn Conn, stream Stream, act *activity, cid string) error {
+	for {
+		in, err := conn.Next()
+		if err != nil {
+			return err
+		}
+		switch in.Kind {
+		case InputData:
+			act.touch()
+			if _, err := stream.Write(in.Data); err != nil {
+				s.m.log.Debug("write to container stdin failed", "oneoff", s.l.rec.ID, "err", err)
+			}
+		case InputResize:
+			act.touch()
+			if err := s.m.rt.Resize(ctx, cid, in.Size); err != nil {
+				s.m.log.Debug("resize failed", "oneoff", s.l.rec.ID, "err", err)
+			}
+		case InputCloseStdin:
+			if err := stream.CloseWrite(); err != nil {
+				s.m.log.Debug("close stdin failed", "oneoff", s.l.rec.ID, "err", err)
+			}
+		case InputSignal:
+			if err := s.m.rt.Signal(ctx, cid, in.Signal); err != nil {
+				s.m.log.Debug("signal failed", "oneoff", s.l.rec.ID, "signal", in.Signal, "err", err)
+			}
+		}
+	}
+}
+
+// activity remembers when a byte last flowed through a session.
+type activity struct {
+	now  func() time.Time
+	last atomic.Int64
+}
+
+func newActivity(now func() time.Time) *activity {
+	a := &activity{now: now}
+	a.touch()
+	return a
+}
+
+func (a *activity) touch() { a.last.Store(a.now().UnixNano()) }
+
+func (a *activity) idle() time.Duration {
+	return a.now().Sub(time.Unix(0, a.last.Load()))
+}
+
+// writer counts output as activity. When the user's side fails it calls
+// gone and discards the rest, so the container never blocks on its output.
+func (a *activity) writer(w io.Writer, gone func()) io.Writer {
+	return &activityWriter{a: a, w: w, gone: gone}
+}
+
+type activityWriter struct {
+	a      *activity
+	w      io.Writer
+	gone   func()
+	failed bool
+}
+
+func (w *activityWriter) Write(p []byte) (int, error) {
+	w.a.touch()
+	if w.failed {
+		return len(p), nil
+	}
+	if _, err := w.w.Write(p); err != nil {
+		w.failed = true
+		w.gone()
+	}
+	return len(p), nil
+}

@@ -1,0 +1,246 @@
+// Package runtime runs one-off containers on a Docker Engine. It speaks the
+// engine's API through the official client, negotiating the API version so
+// that engines as old as API 1.41 work.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/oneoffd/oneoffd/errdefs"
+	"github.com/oneoffd/oneoffd/oneoff"
+)
+
+var _ oneoff.Runtime = (*Docker)(nil)
+
+// detachKeys replaces the engine's default detach sequence (Ctrl-P Ctrl-Q),
+// which would swallow a shell user's Ctrl-P, and which cannot be turned off.
+// Bytes 0xFF 0xFE never occur in UTF-8 text, so no user types them.
+const detachKeys = "\xff,\xfe"
+
+// Docker is a Runtime backed by a Docker Engine.
+type Docker struct {
+	cli *client.Client
+}
+
+// NewDocker connects to the engine at host, or where DOCKER_HOST and the
+// other DOCKER_* variables say when host is empty.
+func NewDocker(host string) (*Docker, error) {
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if host != "" {
+		opts = append(opts, client.WithHost(host))
+	}
+	cli, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w", err)
+	}
+	return &Docker{cli: cli}, nil
+}
+
+// Client returns the underlying engine client.
+func (d *Docker) Client() *client.Client { return d.cli }
+
+// Close releases the client's connections.
+func (d *Docker) Close() error { return d.cli.Close() }
+
+// Ping checks that the engine answers.
+func (d *Docker) Ping(ctx context.Context) error {
+	if _, err := d.cli.Ping(ctx); err != nil {
+		return d.wrap("ping engine", err)
+	}
+	return nil
+}
+
+// Create makes a container from spec without starting it.
+func (d *Docker) Create(ctx context.Context, spec oneoff.Spec) (string, error) {
+	cfg := &container.Config{
+		Image:        spec.Image,
+		Cmd:          spec.Cmd,
+		Env:          spec.Env,
+		Tty:          spec.TTY,
+		OpenStdin:    spec.Stdin,
+		StdinOnce:    spec.Stdin,
+		AttachStdin:  spec.Stdin,
+		AttachStdout: true,
+		AttachStderr: true,
+		Labels:       spec.Labels,
+	}
+	init := true
+	host := &container.HostConfig{
+		// An init process reaps zombies and forwards signals, so that a
+		// shell command gets SIGINT and SIGTERM as it would on a host.
+		Init: &init,
+	}
+	if spec.TTY && !spec.Size.IsZero() {
+		host.ConsoleSize = [2]uint{uint(spec.Size.Rows), uint(spec.Size.Cols)}
+	}
+	resp, err := d.cli.ContainerCreate(ctx, cfg, host, nil, nil, spec.Name)
+	if err != nil {
+		if cerrdefs.IsNotFound(err) {
+			return "", &errdefs.Error{Class: errdefs.ErrNotFound, Code: "image_not_found", Err: err,
+				Message: fmt.Sprintf("image %q is not on the engine: push it where the engine can pull it, or load it with docker load", spec.Image)}
+		}
+		return "", d.wrap("create container", err)
+	}
+	return resp.ID, nil
+}
+
+// Attach connects to the container's stdio.
+func (d *Docker) Attach(ctx context.Context, id string, tty bool) (oneoff.Stream, error) {
+	resp, err := d.cli.ContainerAttach(ctx, id, container.AttachOptions{
+		Stream: true, Stdin: true, Stdout: true, Stderr: true, DetachKeys: detachKeys,
+	})
+	if err != nil {
+		return nil, d.wrap("attach container", err)
+	}
+	return &stream{resp: resp, tty: tty}, nil
+}
+
+// Wait yields the container's next exit.
+func (d *Docker) Wait(ctx context.Context, id string) <-chan oneoff.Exit {
+	out := make(chan oneoff.Exit, 1)
+	resC, errC := d.cli.ContainerWait(ctx, id, container.WaitConditionNextExit)
+	go func() {
+		select {
+		case r := <-resC:
+			if r.Error != nil && r.Error.Message != "" {
+				out <- oneoff.Exit{Code: int(r.StatusCode), Err: errors.New(r.Error.Message)}
+				return
+			}
+			out <- oneoff.Exit{Code: int(r.StatusCode)}
+		case err := <-errC:
+			out <- oneoff.Exit{Code: -1, Err: d.wrap("wait container", err)}
+		}
+	}()
+	return out
+}
+
+// Start starts a created container.
+func (d *Docker) Start(ctx context.Context, id string) error {
+	if err := d.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+		return d.wrap("start container", err)
+	}
+	return nil
+}
+
+// Resize sets the TTY's size. Right after Start the engine may not be ready
+// to resize yet, so failures are retried briefly.
+func (d *Docker) Resize(ctx context.Context, id string, size oneoff.TermSize) error {
+	if size.IsZero() {
+		return nil
+	}
+	opts := container.ResizeOptions{Height: uint(size.Rows), Width: uint(size.Cols)}
+	var err error
+	for attempt := 0; attempt < 10; attempt++ {
+		if err = d.cli.ContainerResize(ctx, id, opts); err == nil {
+			return nil
+		}
+		if cerrdefs.IsNotFound(err) || client.IsErrConnectionFailed(err) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Duration(attempt+1) * 10 * time.Millisecond):
+		}
+	}
+	return d.wrap("resize container", err)
+}
+
+// Signal sends a signal to the container's main process.
+func (d *Docker) Signal(ctx context.Context, id, signal string) error {
+	if err := d.cli.ContainerKill(ctx, id, signal); err != nil {
+		return d.wrap("signal container", err)
+	}
+	return nil
+}
+
+// Stop sends SIGTERM, then SIGKILL after grace. Stopping a container that
+// is not running or does not exist is not an error.
+func (d *Docker) Stop(ctx context.Context, id string, grace time.Duration) error {
+	secs := int(math.Ceil(grace.Seconds()))
+	err := d.cli.ContainerStop(ctx, id, container.StopOptions{Timeout: &secs})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return d.wrap("stop container", err)
+	}
+	return nil
+}
+
+// Remove deletes the container and its anonymous volumes.
+func (d *Docker) Remove(ctx context.Context, id string) error {
+	err := d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	switch {
+	case err == nil, cerrdefs.IsNotFound(err):
+		return nil
+	case cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress"):
+		return nil
+	}
+	return d.wrap("remove container", err)
+}
+
+// List returns the containers carrying all of labels.
+func (d *Docker) List(ctx context.Context, labels map[string]string) ([]oneoff.Container, error) {
+	args := filters.NewArgs()
+	for k, v := range labels {
+		args.Add("label", k+"="+v)
+	}
+	list, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Filters: args})
+	if err != nil {
+		return nil, d.wrap("list containers", err)
+	}
+	out := make([]oneoff.Container, 0, len(list))
+	for _, c := range list {
+		out = append(out, oneoff.Container{ID: c.ID, Labels: c.Labels, Running: c.State == "running"})
+	}
+	return out, nil
+}
+
+// wrap turns an engine error into an error with a class the API can map.
+func (d *Docker) wrap(op string, err error) error {
+	switch {
+	case client.IsErrConnectionFailed(err):
+		return errdefs.Unavailable("engine_unavailable", err,
+			"the Docker engine at %s does not answer: check that it runs (docker info) and that DOCKER_HOST points to it", d.cli.DaemonHost())
+	case cerrdefs.IsNotFound(err):
+		return &errdefs.Error{Class: errdefs.ErrNotFound, Code: "container_not_found", Message: op + ": no such container", Err: err}
+	}
+	return fmt.Errorf("%s: %w", op, err)
+}
+
+// stream is an attached container's stdio over the engine's hijacked
+// connection.
+type stream struct {
+	resp types.HijackedResponse
+	tty  bool
+}
+
+func (s *stream) Write(p []byte) (int, error) { return s.resp.Conn.Write(p) }
+
+func (s *stream) CloseWrite() error { return s.resp.CloseWrite() }
+
+func (s *stream) CopyOutput(stdout, stderr io.Writer) error {
+	var err error
+	if s.tty {
+		_, err = io.Copy(stdout, s.resp.Reader)
+	} else {
+		_, err = stdcopy.StdCopy(stdout, stderr, s.resp.Reader)
+	}
+	return err
+}
+
+func (s *stream) Close() error {
+	s.resp.Close()
+	return nil
+}

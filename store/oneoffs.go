@@ -1,0 +1,211 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/oneoffd/oneoffd/errdefs"
+	"github.com/oneoffd/oneoffd/oneoff"
+)
+
+// oneOffColumns are the columns of oneoffs, in the order scanOneOff reads
+// them.
+const oneOffColumns = `id, name, app, "release", image, command, env_names, mode, tty, requester,
+	state, outcome, exit_code, error, container_id, client,
+	created_at, started_at, finished_at, attach_deadline, secret_hash`
+
+// CreateOneOff inserts a new record; a name already taken within the app is
+// an errdefs.ErrConflict error.
+func (db *DB) CreateOneOff(ctx context.Context, o oneoff.OneOff) error {
+	cmd, err := marshal(o.Command)
+	if err != nil {
+		return fmt.Errorf("create one-off %q: %w", o.ID, err)
+	}
+	envNames, err := marshal(o.EnvNames)
+	if err != nil {
+		return fmt.Errorf("create one-off %q: %w", o.ID, err)
+	}
+	err = db.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx,
+			`INSERT INTO oneoffs (`+oneOffColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			o.ID, o.Name, o.App, o.Release, o.Image, cmd, envNames, string(o.Mode), o.TTY, o.Requester,
+			string(o.State), string(o.Outcome), exitCode(o.ExitCode), o.Error, o.ContainerID, o.Client,
+			formatTime(o.CreatedAt), formatNullTime(o.StartedAt), formatNullTime(o.FinishedAt),
+			formatNullTime(o.AttachDeadline), secretHash(o.SecretHash))
+		return err
+	})
+	if isUniqueViolation(err) {
+		return errdefs.Conflict("name_taken",
+			"a one-off named %q already exists in app %q: choose another name", o.Name, o.App)
+	}
+	if err != nil {
+		return fmt.Errorf("create one-off %q: %w", o.ID, err)
+	}
+	return nil
+}
+
+// UpdateOneOff replaces the record with o's ID by o. Its identity, the ID,
+// App, Name and CreatedAt, is fixed at creation and not changed. A record
+// that does not exist is an errdefs.ErrNotFound error.
+func (db *DB) UpdateOneOff(ctx context.Context, o oneoff.OneOff) error {
+	cmd, err := marshal(o.Command)
+	if err != nil {
+		return fmt.Errorf("update one-off %q: %w", o.ID, err)
+	}
+	envNames, err := marshal(o.EnvNames)
+	if err != nil {
+		return fmt.Errorf("update one-off %q: %w", o.ID, err)
+	}
+	var n int64
+	err = db.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx,
+			`UPDATE oneoffs SET
+				"release" = ?, image = ?, command = ?, env_names = ?, mode = ?, tty = ?, requester = ?,
+				state = ?, outcome = ?, exit_code = ?, error = ?, container_id = ?, client = ?,
+				started_at = ?, finished_at = ?, attach_deadline = ?, secret_hash = ?
+			WHERE id = ?`,
+			o.Release, o.Image, cmd, envNames, string(o.Mode), o.TTY, o.Requester,
+			string(o.State), string(o.Outcome), exitCode(o.ExitCode), o.Error, o.ContainerID, o.Client,
+			formatNullTime(o.StartedAt), formatNullTime(o.FinishedAt), formatNullTime(o.AttachDeadline),
+			secretHash(o.SecretHash), o.ID)
+		if err != nil {
+			return err
+		}
+		n, err = res.RowsAffected()
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("update one-off %q: %w", o.ID, err)
+	}
+	if n == 0 {
+		return errdefs.NotFound("oneoff_not_found", "one-off %q does not exist", o.ID)
+	}
+	return nil
+}
+
+// OneOff returns a record, or an errdefs.ErrNotFound error.
+func (db *DB) OneOff(ctx context.Context, id string) (oneoff.OneOff, error) {
+	o, err := scanOneOff(db.r.QueryRowContext(ctx,
+		`SELECT `+oneOffColumns+` FROM oneoffs WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return oneoff.OneOff{}, errdefs.NotFound("oneoff_not_found", "one-off %q does not exist", id)
+	}
+	if err != nil {
+		return oneoff.OneOff{}, fmt.Errorf("read one-off %q: %w", id, err)
+	}
+	return o, nil
+}
+
+// OneOffs lists the records that pass f, newest first (ties broken by ID),
+// at most f.Limit of them when it is positive.
+func (db *DB) OneOffs(ctx context.Context, f oneoff.Filter) ([]oneoff.OneOff, error) {
+	var (
+		where []string
+		args  []any
+	)
+	if f.App != "" {
+		where = append(where, "app = ?")
+		args = append(args, f.App)
+	}
+	if f.State != "" {
+		where = append(where, "state = ?")
+		args = append(args, string(f.State))
+	}
+	if f.Mode != "" {
+		where = append(where, "mode = ?")
+		args = append(args, string(f.Mode))
+	}
+	q := `SELECT ` + oneOffColumns + ` FROM oneoffs`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	q += ` ORDER BY created_at DESC, id`
+	if f.Limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, f.Limit)
+	}
+
+	rows, err := db.r.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list one-offs: %w", err)
+	}
+	defer rows.Close()
+	list := []oneoff.OneOff{}
+	for rows.Next() {
+		o, err := scanOneOff(rows)
+		if err != nil {
+			return nil, fmt.Errorf("list one-offs: %w", err)
+		}
+		list = append(list, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list one-offs: %w", err)
+	}
+	return list, nil
+}
+
+// scanOneOff reads a row of oneOffColumns.
+func scanOneOff(s scanner) (oneoff.OneOff, error) {
+	var (
+		o                                   oneoff.OneOff
+		cmd, envNames, mode, state, outcome string
+		created                             string
+		started, finished, deadline         sql.NullString
+		code                                sql.NullInt64
+		hash                                []byte
+	)
+	if err := s.Scan(&o.ID, &o.Name, &o.App, &o.Release, &o.Image, &cmd, &envNames, &mode, &o.TTY, &o.Requester,
+		&state, &outcome, &code, &o.Error, &o.ContainerID, &o.Client,
+		&created, &started, &finished, &deadline, &hash); err != nil {
+		return oneoff.OneOff{}, err
+	}
+	o.Mode, o.State, o.Outcome = oneoff.Mode(mode), oneoff.State(state), oneoff.Outcome(outcome)
+	if code.Valid {
+		c := int(code.Int64)
+		o.ExitCode = &c
+	}
+	if len(hash) > 0 {
+		o.SecretHash = hash
+	}
+	if err := json.Unmarshal([]byte(cmd), &o.Command); err != nil {
+		return oneoff.OneOff{}, fmt.Errorf("decode command of one-off %q: %w", o.ID, err)
+	}
+	if err := json.Unmarshal([]byte(envNames), &o.EnvNames); err != nil {
+		return oneoff.OneOff{}, fmt.Errorf("decode env names of one-off %q: %w", o.ID, err)
+	}
+	var err error
+	if o.CreatedAt, err = parseTime(created); err != nil {
+		return oneoff.OneOff{}, err
+	}
+	if o.StartedAt, err = parseNullTime(started); err != nil {
+		return oneoff.OneOff{}, err
+	}
+	if o.FinishedAt, err = parseNullTime(finished); err != nil {
+		return oneoff.OneOff{}, err
+	}
+	if o.AttachDeadline, err = parseNullTime(deadline); err != nil {
+		return oneoff.OneOff{}, err
+	}
+	return o, nil
+}
+
+// exitCode encodes an optional exit status; nil becomes NULL.
+func exitCode(c *int) any {
+	if c == nil {
+		return nil
+	}
+	return int64(*c)
+}
+
+// secretHash encodes an optional hash; nil or empty becomes NULL.
+func secretHash(h []byte) any {
+	if len(h) == 0 {
+		return nil
+	}
+	return h
+}

@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/http"
 
 	"github.com/oneoffd/oneoffd/errdefs"
@@ -63,5 +62,3 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	writeJSON(w, st, ErrorBody{Error: Detail(err)})
 }
-
-func (s *Server) logger() *slog.Logger { return s.log }

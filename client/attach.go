@@ -14,6 +14,10 @@ import (
 	"github.com/oneoffd/oneoffd/attach"
 )
 
+// ErrConnectionLost is the attach connection ending before the one-off's
+// exit status arrived.
+var ErrConnectionLost = errors.New("the connection to oneoffd ended before the one-off did")
+
 // AttachOptions tune Dial.
 type AttachOptions struct {
 	// Rows and Cols are the terminal's size, if there is one.
@@ -111,7 +115,10 @@ func (a *Attachment) Copy(stdout, stderr, notices io.Writer) (attach.ExitStatus,
 	for {
 		t, p, err := a.r.ReadFrame()
 		if err != nil {
-			return attach.ExitStatus{}, fmt.Errorf("the connection to the one-off ended before its exit status: %w", err)
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return attach.ExitStatus{}, ErrConnectionLost
+			}
+			return attach.ExitStatus{}, fmt.Errorf("%w: %v", ErrConnectionLost, err)
 		}
 		switch t {
 		case attach.Stdout:

@@ -5,6 +5,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,9 +28,12 @@ type Client struct {
 }
 
 // New returns a Client for the API at baseURL (e.g. http://127.0.0.1:8080)
-// that authenticates with token.
-func New(baseURL, token string) *Client {
-	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, http: &http.Client{}}
+// that authenticates with token. tlsConfig, which may be nil, is used for an
+// https:// URL.
+func New(baseURL, token string, tlsConfig *tls.Config) *Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsConfig
+	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, http: &http.Client{Transport: tr}}
 }
 
 // Error is an error the API answered with.

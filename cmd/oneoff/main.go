@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -49,12 +51,13 @@ func exitCode(err error, stderr io.Writer) int {
 
 // globals are the options every command shares.
 type globals struct {
-	api   string
-	token string
-	app   string
-	stdin io.Reader
-	out   io.Writer
-	err   io.Writer
+	api    string
+	token  string
+	caCert string
+	app    string
+	stdin  io.Reader
+	out    io.Writer
+	err    io.Writer
 }
 
 func (g *globals) client() (*client.Client, error) {
@@ -66,7 +69,30 @@ func (g *globals) client() (*client.Client, error) {
 		_, path := client.LocalToken()
 		return nil, fmt.Errorf("no API token: pass --token or set ONEOFF_API_TOKEN (a daemon on this machine keeps it in %s)", path)
 	}
-	return client.New(g.api, token), nil
+	tlsConfig, err := g.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	return client.New(g.api, token, tlsConfig), nil
+}
+
+// tlsConfig trusts --ca-cert, when given, besides the system's roots.
+func (g *globals) tlsConfig() (*tls.Config, error) {
+	if g.caCert == "" {
+		return nil, nil
+	}
+	pem, err := os.ReadFile(g.caCert)
+	if err != nil {
+		return nil, fmt.Errorf("read --ca-cert: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("--ca-cert %s holds no PEM certificate", g.caCert)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 func (g *globals) needApp() (string, error) {
@@ -99,6 +125,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.api, "api", envOr("ONEOFF_API_URL", "http://127.0.0.1:8080"), "oneoffd API URL (env ONEOFF_API_URL)")
 	pf.StringVar(&g.token, "token", os.Getenv("ONEOFF_API_TOKEN"), "API token (env ONEOFF_API_TOKEN; default: the local daemon's)")
+	pf.StringVar(&g.caCert, "ca-cert", os.Getenv("ONEOFF_CA_CERT"), "CA certificate to trust for a TLS daemon (env ONEOFF_CA_CERT)")
 	pf.StringVarP(&g.app, "app", "a", os.Getenv("ONEOFF_APP"), "app name (env ONEOFF_APP)")
 	root.AddCommand(runCommand(g), psCommand(g), inspectCommand(g), stopCommand(g), deployCommand(g), appsCommand(g), versionCommand(g))
 	err := root.ExecuteContext(ctx)

@@ -96,7 +96,11 @@ func runOneOff(ctx context.Context, g *globals, app string, args []string, typ s
 	if err != nil {
 		return err
 	}
-	att, err := client.Dial(ctx, created.AttachURL, created.AttachSecret, client.AttachOptions{Rows: rows, Cols: cols})
+	tlsConfig, err := g.tlsConfig()
+	if err != nil {
+		return err
+	}
+	att, err := client.Dial(ctx, created.AttachURL, created.AttachSecret, client.AttachOptions{Rows: rows, Cols: cols, TLS: tlsConfig})
 	if err != nil {
 		// Do not leave it waiting for a terminal that will not come.
 		_, _ = c.Stop(context.WithoutCancel(ctx), created.ID)
@@ -149,7 +153,7 @@ func runOneOff(ctx context.Context, g *globals, app string, args []string, typ s
 	status, err := att.Copy(g.out, g.err, g.err)
 	restore()
 	if err != nil {
-		return err
+		return fmt.Errorf("%w (oneoff inspect %s tells how it ended)", err, created.ID)
 	}
 	return exitStatus(g, created.Name, status)
 }

@@ -1,0 +1,43 @@
+# oneoffd — run `make help` for the targets.
+
+GO          ?= go
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -s -w -X main.version=$(VERSION)
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+BENCHTIME   ?= 20x
+
+.PHONY: help build run test test-deps lint bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+build: ## Build oneoffd and oneoff into bin/
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ ./cmd/oneoffd ./cmd/oneoff
+
+run: ## Run the daemon with its defaults against the local Docker engine
+	$(GO) run ./cmd/oneoffd
+
+test: test-deps ## Vet, then run every test with the race detector, on the real Docker engine
+	$(GO) vet ./...
+	ONEOFFD_E2E_RACE=1 $(GO) test -race -count=1 -timeout 20m ./...
+
+test-deps: ## Check (and install, as root) what the tests need: a static busybox for the test image
+	@if command -v dpkg >/dev/null && ! dpkg -s busybox-static >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing busybox-static for the test image"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null; \
+		else \
+			echo "the tests need a static busybox: sudo apt-get install busybox-static" >&2; exit 1; \
+		fi; \
+	fi
+
+lint: ## gofmt, go vet and staticcheck
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting" >&2; exit 1; }
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+bench: test-deps ## Benchmarks: start latency next to docker run --rm (BENCHTIME=20x)
+	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./e2e
+
+clean: ## Remove built binaries
+	rm -rf bin/

@@ -1,0 +1,520 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/client"
+	"github.com/oneoffd/oneoffd/oneoff"
+)
+
+func TestRun_InteractiveShell(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	app := d.deploy(nil, "")
+
+	tm := startInPTY(t, d.cli("--app", app, "run", "sh"), 33, 101)
+	tm.expect(`# `)
+	tm.send("echo $((6*7))\r")
+	tm.expect(`\n42\r?\n`)
+
+	t.Run("size from the first frame", func(t *testing.T) {
+		tm.send("stty size\r")
+		got := tm.expect(`\n(\d+ \d+)\r?\n`)[1]
+		if want := "33 101"; got != want {
+			t.Errorf("stty size = %q, want %q", got, want)
+		}
+	})
+	t.Run("size follows the window", func(t *testing.T) {
+		tm.resize(40, 120)
+		// SIGWINCH travels CLI -> daemon -> engine; poll until it landed.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			tm.send("stty size\r")
+			got := tm.expect(`\n(\d+ \d+)\r?\n`)[1]
+			if got == "40 120" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("stty size = %q after resize, want %q", got, "40 120")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	t.Run("Ctrl-C reaches the process", func(t *testing.T) {
+		tm.send("sleep 60\r")
+		time.Sleep(300 * time.Millisecond) // let sleep start: Ctrl-C must hit it, not the prompt
+		tm.send("\x03")
+		tm.send("echo status=$?\r")
+		if got := tm.expect(`status=(\d+)`)[1]; got != "130" {
+			t.Errorf("sleep's status after Ctrl-C = %s, want 130 (killed by SIGINT)", got)
+		}
+	})
+	t.Run("exit code", func(t *testing.T) {
+		tm.send("exit 3\r")
+		if got := tm.wait(); got != 3 {
+			t.Errorf("CLI exit code = %d, want 3; screen:\n%s", got, tm.screen())
+		}
+	})
+	d.waitNoContainers()
+	list, err := d.client().OneOffs(context.Background(), oneoff.Filter{App: app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Outcome != oneoff.Exited || list[0].ExitCode == nil || *list[0].ExitCode != 3 {
+		t.Errorf("records = %+v, want one exited with code 3", list)
+	}
+}
+
+func TestRun_CommandForms(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	app := d.deploy(map[string]string{"A": "from-release", "B": "from-release"}, "hello: echo hello from procfile")
+
+	tests := []struct {
+		name     string
+		args     []string
+		stdin    string
+		want     string
+		wantCode int
+	}{
+		{name: "one argument runs through the shell", args: []string{"run", "echo one; echo two"}, want: "one\ntwo\n"},
+		{name: "several arguments run as they are", args: []string{"run", "echo", "$HOME", "a  b"}, want: "$HOME a  b\n"},
+		{name: "ls -l as words", args: []string{"run", "ls", "-l", "/bin/busybox"}, want: "/bin/busybox\n"},
+		{name: "ls -l as one string", args: []string{"run", "ls -l /bin/busybox"}, want: "/bin/busybox\n"},
+		{name: "exit code", args: []string{"run", "exit 3"}, wantCode: 3},
+		{name: "piped stdin reaches EOF", args: []string{"run", "cat"}, stdin: "hi\nthere\n", want: "hi\nthere\n"},
+		{name: "piped stdin without final newline", args: []string{"run", "wc -c"}, stdin: "12345", want: "5\n"},
+		{name: "release env", args: []string{"run", "echo $A $B"}, want: "from-release from-release\n"},
+		{name: "request env overrides", args: []string{"run", "-e", "B=from request = x", "-e", "C=c", "echo $A $B $C"}, want: "from-release from request = x c\n"},
+		{name: "env value with a newline", args: []string{"run", "-e", "M=line1\nline2", "printf '%s|' \"$M\""}, want: "line1\nline2|"},
+		{name: "stderr kept apart", args: []string{"run", "echo out; echo err >&2"}, want: "out\n"},
+		{name: "process type", args: []string{"run", "--type", "hello", "and", "more"}, want: "hello from procfile and more\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cmd := d.cli(append([]string{"--app", app}, tt.args...)...)
+			cmd.Stdin = strings.NewReader(tt.stdin)
+			var stderr strings.Builder
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			code := exitCode(t, err)
+			if code != tt.wantCode {
+				t.Fatalf("exit code = %d, want %d; stderr: %s", code, tt.wantCode, stderr.String())
+			}
+			if tt.want != "" && !strings.HasSuffix(string(out), tt.want) {
+				t.Errorf("stdout = %q, want it to end with %q", out, tt.want)
+			}
+		})
+	}
+	t.Run("large piped input arrives whole", func(t *testing.T) {
+		t.Parallel()
+		data := make([]byte, 3<<20) // several frames, several engine writes
+		_, _ = rand.Read(data)
+		cmd := d.cli("--app", app, "run", "wc -c")
+		cmd.Stdin = strings.NewReader(string(data))
+		out, err := cmd.Output()
+		if code := exitCode(t, err); code != 0 {
+			t.Fatalf("exit code = %d", code)
+		}
+		if got, want := strings.TrimSpace(string(out)), fmt.Sprint(len(data)); got != want {
+			t.Errorf("wc -c = %s, want %s", got, want)
+		}
+	})
+	t.Run("stderr goes to stderr", func(t *testing.T) {
+		t.Parallel()
+		cmd := d.cli("--app", app, "run", "echo err >&2")
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if code := exitCode(t, err); code != 0 {
+			t.Fatalf("exit code = %d", code)
+		}
+		if string(out) != "" || stderr.String() != "err\n" {
+			t.Errorf("stdout %q, stderr %q; want \"\" and \"err\\n\"", out, stderr.String())
+		}
+	})
+}
+
+func TestRun_Errors(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	app := d.deploy(nil, "web: httpd -f")
+
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown app", []string{"--app", "nope", "run", "true"}, `app "nope" does not exist`},
+		{"bad env name", []string{"--app", app, "run", "-e", "1BAD=x", "true"}, `environment variable name "1BAD" is invalid`},
+		{"malformed env", []string{"--app", app, "run", "-e", "NOVALUE", "true"}, `-e "NOVALUE": want NAME=VALUE`},
+		{"unknown process type", []string{"--app", app, "run", "--type", "worker"}, `process type "worker" is unknown: app "` + app + `" has web`},
+		{"no app", []string{"run", "true"}, "which app?"},
+		{"no command", []string{"--app", app, "run"}, "what should the one-off run?"},
+		{"wrong token", []string{"--token", "nope", "--app", app, "run", "true"}, "the bearer token is wrong"},
+		{"stop a finished one-off", nil, "already finished"},
+		{"unknown one-off", []string{"inspect", "nosuchid"}, `one-off "nosuchid" does not exist`},
+		{"image not on the engine", []string{"--app", "noimage", "run", "true"}, `image "oneoffd-test/never-built:1" is not on the engine`},
+	}
+	if _, err := d.client().Deploy(context.Background(), "noimage", deployImage(t)); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			if args == nil {
+				o, err := d.client().CreateOneOff(context.Background(), app, api.CreateOneOff{Command: oneoff.Command{Line: "true"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				runRaw(t, d, o, "", "")
+				d.waitFinished(o.ID)
+				args = []string{"stop", o.ID}
+			}
+			cmd := d.cli(args...)
+			out, err := cmd.CombinedOutput()
+			if code := exitCode(t, err); code != 1 {
+				t.Errorf("exit code = %d, want 1; output: %s", code, out)
+			}
+			if !strings.Contains(string(out), tt.want) {
+				t.Errorf("output = %q, want it to say %q", out, tt.want)
+			}
+			if strings.Count(string(out), ":") > 4 {
+				t.Errorf("output %q looks like a chain of wrapped errors", out)
+			}
+		})
+	}
+}
+
+func TestAttach_Secrets(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	app := d.deploy(nil, "")
+	c := d.client()
+	ctx := context.Background()
+	create := func() api.Created {
+		tty := false
+		o, err := c.CreateOneOff(ctx, app, api.CreateOneOff{Command: oneoff.Command{Line: "echo ran"}, TTY: &tty})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	a, b := create(), create()
+	refused := func(t *testing.T, url, secret, wantCode string) {
+		t.Helper()
+		_, err := client.Dial(ctx, url, secret, client.AttachOptions{})
+		var ce *client.Error
+		if !errors.As(err, &ce) || ce.Code != wantCode {
+			t.Fatalf("dial error = %v, want code %s", err, wantCode)
+		}
+		if ce.Message == "" {
+			t.Errorf("refusal %s has no message", ce.Code)
+		}
+	}
+	t.Run("wrong secret", func(t *testing.T) {
+		refused(t, a.AttachURL, "not-the-secret", "wrong_secret")
+	})
+	t.Run("another one-off's secret", func(t *testing.T) {
+		refused(t, a.AttachURL, b.AttachSecret, "wrong_secret")
+	})
+	t.Run("refusals lose nothing", func(t *testing.T) {
+		o, err := c.OneOff(ctx, a.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.State != oneoff.Pending {
+			t.Fatalf("state after refused attaches = %s, want pending", o.State)
+		}
+		if got := runRaw(t, d, a, "", ""); got != "ran\n" {
+			t.Errorf("output = %q, want %q", got, "ran\n")
+		}
+	})
+	t.Run("reused secret", func(t *testing.T) {
+		d.waitFinished(a.ID)
+		refused(t, a.AttachURL, a.AttachSecret, "secret_used")
+	})
+	t.Run("plain TCP with a wrong secret", func(t *testing.T) {
+		conn, err := net.Dial("tcp", d.attach)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "%s wrong\n", b.ID)
+		line, _ := bufio.NewReader(conn).ReadString('\n')
+		if !strings.HasPrefix(line, "ERR wrong_secret ") {
+			t.Errorf("answer = %q, want ERR wrong_secret ...", line)
+		}
+	})
+	if got := runRaw(t, d, b, "", ""); got != "ran\n" {
+		t.Errorf("b's output = %q", got)
+	}
+	d.waitFinished(b.ID)
+	d.waitNoContainers()
+}
+
+func TestAttach_RawTCP(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	app := d.deploy(nil, "")
+	tty := false
+	o, err := d.client().CreateOneOff(context.Background(), app, api.CreateOneOff{
+		Command: oneoff.Command{Line: "echo start; cat; echo end"}, TTY: &tty})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What nc or socat would do: send the secret, then the raw stream,
+	// then half-close for EOF and read until the daemon closes.
+	if got, want := runRaw(t, d, o, "piped through\n", ""), "start\npiped through\nend\n"; got != want {
+		t.Errorf("raw stream = %q, want %q", got, want)
+	}
+	if f := d.waitFinished(o.ID); f.Outcome != oneoff.Exited || *f.ExitCode != 0 {
+		t.Errorf("finished %s/%v, want exited/0", f.Outcome, f.ExitCode)
+	}
+	d.waitNoContainers()
+}
+
+// runRaw attaches to o like a plain TCP tool: handshake line, raw bytes,
+// half-close; it returns everything the daemon sent.
+func runRaw(t *testing.T, d *daemon, o api.Created, stdin, opts string) string {
+	t.Helper()
+	conn, err := net.Dial("tcp", d.attach)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "%s %s%s\n%s", o.ID, o.AttachSecret, opts, stdin)
+	_ = conn.(*net.TCPConn).CloseWrite()
+	_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+	out, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatalf("read raw stream: %v (got %q)", err, out)
+	}
+	return string(out)
+}
+
+func TestReaper_Idle(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, "--idle-timeout", "2s")
+	app := d.deploy(nil, "")
+
+	tm := startInPTY(t, d.cli("--app", app, "run", "sh"), 24, 80)
+	tm.expect(`# `)
+	tm.send("echo still here\r")
+	tm.expect(`still here\r?\n`)
+	// Now nothing flows either way.
+	if code := tm.wait(); code == 0 {
+		t.Errorf("CLI exit code = 0 after an idle close, want non-zero")
+	}
+	tm.expect(`closed after 2s without input or output`)
+	list, err := d.client().OneOffs(context.Background(), oneoff.Filter{App: app})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 {
+		t.Fatalf("%d records, want 1", len(list))
+	}
+	if f := d.waitFinished(list[0].ID); f.Outcome != oneoff.IdleTimeout {
+		t.Errorf("outcome = %s, want %s", f.Outcome, oneoff.IdleTimeout)
+	}
+	d.waitNoContainers()
+}
+
+func TestReaper_AttachWait(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, "--attach-wait-timeout", "1s")
+	app := d.deploy(nil, "")
+	o, err := d.client().CreateOneOff(context.Background(), app, api.CreateOneOff{Command: oneoff.Command{Line: "true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(d.containers()); n != 1 {
+		t.Fatalf("%d containers after create, want 1 (created, not started)", n)
+	}
+	if f := d.waitFinished(o.ID); f.Outcome != oneoff.AttachTimeout {
+		t.Errorf("outcome = %s, want %s", f.Outcome, oneoff.AttachTimeout)
+	}
+	d.waitNoContainers()
+	_, err = client.Dial(context.Background(), o.AttachURL, o.AttachSecret, client.AttachOptions{})
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Code != "secret_used" {
+		t.Errorf("attach after expiry: %v, want secret_used", err)
+	}
+}
+
+func TestRun_ClientGoesAway(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	app := d.deploy(nil, "")
+	tm := startInPTY(t, d.cli("--app", app, "run", "sh"), 24, 80)
+	tm.expect(`# `)
+	tm.send("sleep 600\r")
+	if n := len(d.containers()); n != 1 {
+		t.Fatalf("%d containers, want 1", n)
+	}
+	_ = tm.cmd.Process.Signal(syscall.SIGKILL)
+	tm.wait()
+	list, err := d.client().OneOffs(context.Background(), oneoff.Filter{App: app})
+	if err != nil || len(list) != 1 {
+		t.Fatalf("records %v, %v", list, err)
+	}
+	if f := d.waitFinished(list[0].ID); f.Outcome != oneoff.Disconnected {
+		t.Errorf("outcome = %s, want %s", f.Outcome, oneoff.Disconnected)
+	}
+	d.waitNoContainers()
+}
+
+func TestStop_Running(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, "--stop-grace", "1s")
+	app := d.deploy(nil, "")
+	tm := startInPTY(t, d.cli("--app", app, "run", "sh"), 24, 80)
+	tm.expect(`# `)
+	list, err := d.client().OneOffs(context.Background(), oneoff.Filter{App: app, State: oneoff.Running})
+	if err != nil || len(list) != 1 {
+		t.Fatalf("running records %v, %v", list, err)
+	}
+	out, err := d.cli("stop", list[0].ID).CombinedOutput()
+	if err != nil {
+		t.Fatalf("oneoff stop: %v: %s", err, out)
+	}
+	if !strings.Contains(string(out), "stopped") {
+		t.Errorf("oneoff stop said %q, want it to say stopped", out)
+	}
+	if code := tm.wait(); code == 0 {
+		t.Errorf("CLI exit code = 0 after a stop, want non-zero")
+	}
+	tm.expect(`stopped`)
+	d.waitNoContainers()
+
+	t.Run("ps lists it as finished", func(t *testing.T) {
+		out, err := d.cli("ps", "--all", "--app", app).CombinedOutput()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(out), list[0].Name) || !strings.Contains(string(out), "stopped") {
+			t.Errorf("ps --all = %q, want %s stopped", out, list[0].Name)
+		}
+		out, _ = d.cli("ps", "--app", app).CombinedOutput()
+		if strings.Contains(string(out), list[0].Name) {
+			t.Errorf("ps without --all lists a finished one-off: %q", out)
+		}
+	})
+	t.Run("inspect shows it", func(t *testing.T) {
+		out, err := d.cli("inspect", list[0].ID).CombinedOutput()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range []string{list[0].Name, "/bin/sh -c sh", "stopped", "127.0.0.1:"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("inspect output lacks %q:\n%s", want, out)
+			}
+		}
+	})
+}
+
+func TestDaemon_Restart(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	app := d.deploy(nil, "")
+	c := d.client()
+	ctx := context.Background()
+	tty := false
+	pending, err := c.CreateOneOff(ctx, app, api.CreateOneOff{Command: oneoff.Command{Line: "echo survived"}, TTY: &tty})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tm := startInPTY(t, d.cli("--app", app, "run", "sh"), 24, 80)
+	tm.expect(`# `)
+	running, err := c.OneOffs(ctx, oneoff.Filter{App: app, State: oneoff.Running})
+	if err != nil || len(running) != 1 {
+		t.Fatalf("running %v, %v", running, err)
+	}
+
+	d.kill() // as a crash would
+	tm.wait()
+	d.restart()
+
+	t.Run("a running one-off whose terminal went away is stopped", func(t *testing.T) {
+		if f := d.waitFinished(running[0].ID); f.Outcome != oneoff.Lost {
+			t.Errorf("outcome = %s, want %s", f.Outcome, oneoff.Lost)
+		}
+	})
+	t.Run("a pending one-off can still be attached", func(t *testing.T) {
+		pending.AttachURL = "tcp://" + d.attach + "/" + pending.ID // the port changed
+		if got := runRaw(t, d, pending, "", ""); got != "survived\n" {
+			t.Errorf("output = %q, want %q", got, "survived\n")
+		}
+		d.waitFinished(pending.ID)
+	})
+	d.waitNoContainers()
+}
+
+func TestDaemon_EngineDown(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, "--docker-host", "unix:///nonexistent/docker.sock")
+	c := d.client()
+	ctx := context.Background()
+	if _, err := c.Deploy(ctx, "down", deployImage(t)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.CreateOneOff(ctx, "down", api.CreateOneOff{Command: oneoff.Command{Line: "true"}})
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != 503 || ce.Code != "engine_unavailable" {
+		t.Fatalf("create with the engine down: %v, want 503 engine_unavailable", err)
+	}
+	if !strings.Contains(ce.Message, "does not answer") {
+		t.Errorf("message %q does not say what is wrong", ce.Message)
+	}
+	out, err := d.cli("--app", "down", "run", "true").CombinedOutput()
+	if code := exitCode(t, err); code != 1 || !strings.Contains(string(out), "Docker engine") {
+		t.Errorf("CLI: exit %d, %q; want 1 and a sentence about the engine", code, out)
+	}
+	list, err := c.OneOffs(ctx, oneoff.Filter{App: "down"})
+	if err != nil || len(list) != 2 {
+		t.Fatalf("records %+v, %v; want two, from the API and from the CLI", list, err)
+	}
+	for _, o := range list {
+		if o.Outcome != oneoff.Failed || !strings.Contains(o.Error, "does not answer") {
+			t.Errorf("record %s: outcome %s, error %q; want failed, saying the engine does not answer", o.Name, o.Outcome, o.Error)
+		}
+	}
+	t.Run("readyz says why", func(t *testing.T) {
+		resp, err := http.Get(d.api + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 503 || !strings.Contains(string(body), "engine") {
+			t.Errorf("readyz = %d %s, want 503 naming the engine", resp.StatusCode, body)
+		}
+	})
+}
+
+func exitCode(t *testing.T, err error) int {
+	t.Helper()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &ee):
+		return ee.ExitCode()
+	}
+	t.Fatalf("run CLI: %v", err)
+	return -1
+}

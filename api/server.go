@@ -73,8 +73,8 @@ func (s *Server) Handler() http.Handler {
 		s.writeError(w, r, errdefs.NotFound("route_not_found", "no route %s %s: see docs/ for the API", r.Method, r.URL.Path))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, r, &errdefs.Error{Class: errdefs.ErrInvalid, Code: "method_not_allowed",
-			Message: fmt.Sprintf("method %s is not allowed on %s", r.Method, r.URL.Path)})
+		writeJSON(w, http.StatusMethodNotAllowed, ErrorBody{Error: ErrorDetail{Code: "method_not_allowed",
+			Message: fmt.Sprintf("method %s is not allowed on %s", r.Method, r.URL.Path)}})
 	})
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
@@ -288,8 +288,10 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxJSONBody))
 	dec.DisallowUnknownFields()
 	err := dec.Decode(v)
-	if err == nil && dec.More() {
-		err = errors.New("data after the JSON object")
+	if err == nil {
+		if _, next := dec.Token(); !errors.Is(next, io.EOF) {
+			err = errors.New("data after the JSON object")
+		}
 	}
 	var tooBig *http.MaxBytesError
 	switch {

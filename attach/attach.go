@@ -8,6 +8,7 @@ package attach
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -88,20 +89,24 @@ func ReadHello(r *bufio.Reader) (Hello, error) {
 func readLine(r *bufio.Reader) (string, error) {
 	var line []byte
 	for {
-		chunk, isPrefix, err := r.ReadLine()
-		if err != nil {
-			if errors.Is(err, io.EOF) && len(line) > 0 {
-				return "", fmt.Errorf("%w: line not ended by a newline", ErrBadHello)
-			}
-			return "", err
-		}
+		chunk, err := r.ReadSlice('\n')
 		line = append(line, chunk...)
-		if len(line) > MaxHelloLen {
+		if len(line) > MaxHelloLen+1 {
 			return "", fmt.Errorf("%w: line longer than %d bytes", ErrBadHello, MaxHelloLen)
 		}
-		if !isPrefix {
+		switch {
+		case err == nil:
+			line = bytes.TrimSuffix(bytes.TrimSuffix(line, []byte("\n")), []byte("\r"))
+			if len(line) > MaxHelloLen {
+				return "", fmt.Errorf("%w: line longer than %d bytes", ErrBadHello, MaxHelloLen)
+			}
 			return string(line), nil
+		case errors.Is(err, bufio.ErrBufferFull):
+			continue
+		case errors.Is(err, io.EOF) && len(line) > 0:
+			return "", fmt.Errorf("%w: line not ended by a newline", ErrBadHello)
 		}
+		return "", err
 	}
 }
 

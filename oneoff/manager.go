@@ -94,16 +94,22 @@ type Manager struct {
 	loop   chan struct{}
 }
 
-// live is the in-memory side of a one-off that has not finished.
+// live is the in-memory side of a one-off that has not finished. Its
+// fields are guarded by mu; rec's ID, App and Name never change.
 type live struct {
 	mu      sync.Mutex
 	rec     OneOff
 	claimed bool
 	// reason is why the one-off is being stopped, once someone asked.
-	reason Outcome
-	stopc  chan struct{}
-	timer  *time.Timer
-	done   chan struct{}
+	reason   Outcome
+	stopc    chan struct{}
+	timer    *time.Timer
+	finished bool
+	done     chan struct{}
+}
+
+func newLive(rec OneOff) *live {
+	return &live{rec: rec, stopc: make(chan struct{}), done: make(chan struct{})}
 }
 
 // requestStop records why the one-off must stop, the first reason winning,
@@ -111,12 +117,36 @@ type live struct {
 func (l *live) requestStop(why Outcome) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.requestStopLocked(why)
+}
+
+func (l *live) requestStopLocked(why Outcome) bool {
 	if l.reason != "" {
 		return false
 	}
 	l.reason = why
 	close(l.stopc)
 	return true
+}
+
+// stopUnclaimed requests a stop unless a terminal claimed the one-off
+// first; once it returns true, no terminal can claim it any more, so the
+// caller alone discards it.
+func (l *live) stopUnclaimed(why Outcome) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.claimed {
+		return false
+	}
+	return l.requestStopLocked(why)
+}
+
+func (l *live) stopTimer() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.timer != nil {
+		l.timer.Stop()
+	}
 }
 
 // NewManager returns a Manager; call Start before use.
@@ -184,9 +214,7 @@ func (m *Manager) Close(ctx context.Context) error {
 	}
 	m.mu.Lock()
 	for _, l := range m.live {
-		if l.timer != nil {
-			l.timer.Stop()
-		}
+		l.stopTimer()
 	}
 	m.mu.Unlock()
 	return nil
@@ -217,7 +245,7 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 	}
 	// Followed before it is written, so that a concurrent reconcile never
 	// takes the new record for an orphan.
-	l := &live{rec: rec, stopc: make(chan struct{}), done: make(chan struct{})}
+	l := newLive(rec)
 	m.mu.Lock()
 	if m.closing {
 		m.mu.Unlock()
@@ -254,7 +282,16 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 	l.mu.Lock()
 	l.rec.ContainerID = cid
 	rec = l.rec
+	stopped := l.reason
 	l.mu.Unlock()
+	if stopped != "" {
+		// Stopped while the engine was creating the container: the stop
+		// found nothing to remove, so the container is removed here.
+		if err := m.rt.Remove(ectx, cid); err != nil {
+			log.Error("remove container failed; reconcile will retry", "container", shortID(cid), "err", err)
+		}
+		return OneOff{}, "", errdefs.Conflict("oneoff_stopped", "one-off %s was stopped (%s) while its container was being created", rec.Name, stopped)
+	}
 	if err := m.store.UpdateOneOff(ectx, rec); err != nil {
 		m.discard(l, Failed, err.Error())
 		return OneOff{}, "", fmt.Errorf("record one-off %q: %w", rec.ID, err)
@@ -283,11 +320,11 @@ func (m *Manager) insert(ctx context.Context, rec *OneOff) error {
 func (m *Manager) armAttachWait(l *live, d time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.reason != "" {
+		return
+	}
 	l.timer = time.AfterFunc(d, func() {
-		l.mu.Lock()
-		claimed := l.claimed
-		l.mu.Unlock()
-		if !claimed && l.requestStop(AttachTimeout) {
+		if l.stopUnclaimed(AttachTimeout) {
 			m.log.Info("nobody attached in time; discarding", "oneoff", l.rec.ID, "app", l.rec.App, "wait", m.cfg.AttachWait)
 			m.discard(l, AttachTimeout, "")
 		}
@@ -322,14 +359,12 @@ func (m *Manager) Stop(ctx context.Context, id string) (OneOff, error) {
 		}
 		return rec, errdefs.Conflict("oneoff_finished", "one-off %s already finished (%s)", rec.Name, describe(rec))
 	}
-	if l.requestStop(Stopped) {
+	switch {
+	case l.stopUnclaimed(Stopped):
+		m.log.Info("stop requested; discarding the unstarted container", "oneoff", id, "app", l.rec.App)
+		m.discard(l, Stopped, "")
+	case l.requestStop(Stopped):
 		m.log.Info("stop requested", "oneoff", id, "app", l.rec.App)
-		l.mu.Lock()
-		claimed := l.claimed
-		l.mu.Unlock()
-		if !claimed {
-			m.discard(l, Stopped, "")
-		}
 	}
 	select {
 	case <-l.done:
@@ -389,10 +424,11 @@ func (m *Manager) lookup(id string) *live {
 func (m *Manager) discard(l *live, outcome Outcome, msg string) {
 	ctx, cancel := m.engineContext(context.Background())
 	defer cancel()
-	if l.timer != nil {
-		l.timer.Stop()
-	}
-	if cid := l.rec.ContainerID; cid != "" {
+	l.stopTimer()
+	l.mu.Lock()
+	cid := l.rec.ContainerID
+	l.mu.Unlock()
+	if cid != "" {
 		if err := m.rt.Remove(ctx, cid); err != nil {
 			m.log.Error("remove container failed; reconcile will retry", "oneoff", l.rec.ID, "container", shortID(cid), "err", err)
 		}
@@ -400,10 +436,16 @@ func (m *Manager) discard(l *live, outcome Outcome, msg string) {
 	m.finish(l, outcome, nil, msg)
 }
 
-// finish records the end of a one-off and forgets it.
+// finish records the end of a one-off and forgets it. Only the first call
+// counts: a later one, from a path that lost a race, changes nothing.
 func (m *Manager) finish(l *live, outcome Outcome, code *int, msg string) {
 	now := m.cfg.Now().UTC()
 	l.mu.Lock()
+	if l.finished {
+		l.mu.Unlock()
+		return
+	}
+	l.finished = true
 	l.rec.State, l.rec.Outcome, l.rec.ExitCode, l.rec.Error = Finished, outcome, code, msg
 	l.rec.FinishedAt = &now
 	l.rec.AttachDeadline = nil

@@ -54,7 +54,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 
 // settle adopts or ends an unfinished one-off that no session follows.
 func (m *Manager) settle(ctx context.Context, rec OneOff, c Container, exists bool) {
-	l := &live{rec: rec, stopc: make(chan struct{}), done: make(chan struct{})}
+	l := newLive(rec)
 	m.mu.Lock()
 	if m.live[rec.ID] != nil {
 		m.mu.Unlock()

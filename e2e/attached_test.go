@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -132,6 +131,42 @@ func TestRun_CommandForms(t *testing.T) {
 		}
 		if got, want := strings.TrimSpace(string(out)), fmt.Sprint(len(data)); got != want {
 			t.Errorf("wc -c = %s, want %s", got, want)
+		}
+	})
+	t.Run("large output arrives whole and in order", func(t *testing.T) {
+		t.Parallel()
+		out, err := d.cli("--app", app, "run", "seq 1 200000").Output()
+		if code := exitCode(t, err); code != 0 {
+			t.Fatalf("exit code = %d", code)
+		}
+		lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+		if len(lines) != 200000 || lines[0] != "1" || lines[len(lines)-1] != "200000" {
+			t.Fatalf("got %d lines, first %q, last %q; want 200000 lines, 1 to 200000", len(lines), lines[0], lines[len(lines)-1])
+		}
+		for i, l := range lines {
+			if l != fmt.Sprint(i+1) {
+				t.Fatalf("line %d = %q, want %d", i+1, l, i+1)
+			}
+		}
+	})
+	t.Run("without a TTY, SIGINT to the CLI reaches the process", func(t *testing.T) {
+		t.Parallel()
+		cmd := d.cli("--app", app, "run", "--no-tty", `trap 'echo got INT; exit 5' INT; echo ready; while :; do sleep 0.1; done`)
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		r := bufio.NewReader(stdout)
+		if line, err := r.ReadString('\n'); err != nil || line != "ready\n" {
+			t.Fatalf("first line %q, %v; want ready", line, err)
+		}
+		_ = cmd.Process.Signal(syscall.SIGINT)
+		rest, _ := io.ReadAll(r)
+		if code := exitCode(t, cmd.Wait()); code != 5 || string(rest) != "got INT\n" {
+			t.Errorf("after SIGINT: exit %d, output %q; want 5 and \"got INT\"", code, rest)
 		}
 	})
 	t.Run("stderr goes to stderr", func(t *testing.T) {
@@ -305,205 +340,6 @@ func runRaw(t *testing.T, d *daemon, o api.Created, stdin, opts string) string {
 		t.Fatalf("read raw stream: %v (got %q)", err, out)
 	}
 	return string(out)
-}
-
-func TestReaper_Idle(t *testing.T) {
-	t.Parallel()
-	d := startDaemon(t, "--idle-timeout", "2s")
-	app := d.deploy(nil, "")
-
-	tm := startInPTY(t, d.cli("--app", app, "run", "sh"), 24, 80)
-	tm.expect(`# `)
-	tm.send("echo still here\r")
-	tm.expect(`still here\r?\n`)
-	// Now nothing flows either way.
-	if code := tm.wait(); code == 0 {
-		t.Errorf("CLI exit code = 0 after an idle close, want non-zero")
-	}
-	tm.expect(`closed after 2s without input or output`)
-	list, err := d.client().OneOffs(context.Background(), oneoff.Filter{App: app})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(list) != 1 {
-		t.Fatalf("%d records, want 1", len(list))
-	}
-	if f := d.waitFinished(list[0].ID); f.Outcome != oneoff.IdleTimeout {
-		t.Errorf("outcome = %s, want %s", f.Outcome, oneoff.IdleTimeout)
-	}
-	d.waitNoContainers()
-}
-
-func TestReaper_AttachWait(t *testing.T) {
-	t.Parallel()
-	d := startDaemon(t, "--attach-wait-timeout", "1s")
-	app := d.deploy(nil, "")
-	o, err := d.client().CreateOneOff(context.Background(), app, api.CreateOneOff{Command: oneoff.Command{Line: "true"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := len(d.containers()); n != 1 {
-		t.Fatalf("%d containers after create, want 1 (created, not started)", n)
-	}
-	if f := d.waitFinished(o.ID); f.Outcome != oneoff.AttachTimeout {
-		t.Errorf("outcome = %s, want %s", f.Outcome, oneoff.AttachTimeout)
-	}
-	d.waitNoContainers()
-	_, err = client.Dial(context.Background(), o.AttachURL, o.AttachSecret, client.AttachOptions{})
-	var ce *client.Error
-	if !errors.As(err, &ce) || ce.Code != "secret_used" {
-		t.Errorf("attach after expiry: %v, want secret_used", err)
-	}
-}
-
-func TestRun_ClientGoesAway(t *testing.T) {
-	t.Parallel()
-	d := startDaemon(t)
-	app := d.deploy(nil, "")
-	tm := startInPTY(t, d.cli("--app", app, "run", "sh"), 24, 80)
-	tm.expect(`# `)
-	tm.send("sleep 600\r")
-	if n := len(d.containers()); n != 1 {
-		t.Fatalf("%d containers, want 1", n)
-	}
-	_ = tm.cmd.Process.Signal(syscall.SIGKILL)
-	tm.wait()
-	list, err := d.client().OneOffs(context.Background(), oneoff.Filter{App: app})
-	if err != nil || len(list) != 1 {
-		t.Fatalf("records %v, %v", list, err)
-	}
-	if f := d.waitFinished(list[0].ID); f.Outcome != oneoff.Disconnected {
-		t.Errorf("outcome = %s, want %s", f.Outcome, oneoff.Disconnected)
-	}
-	d.waitNoContainers()
-}
-
-func TestStop_Running(t *testing.T) {
-	t.Parallel()
-	d := startDaemon(t, "--stop-grace", "1s")
-	app := d.deploy(nil, "")
-	tm := startInPTY(t, d.cli("--app", app, "run", "sh"), 24, 80)
-	tm.expect(`# `)
-	list, err := d.client().OneOffs(context.Background(), oneoff.Filter{App: app, State: oneoff.Running})
-	if err != nil || len(list) != 1 {
-		t.Fatalf("running records %v, %v", list, err)
-	}
-	out, err := d.cli("stop", list[0].ID).CombinedOutput()
-	if err != nil {
-		t.Fatalf("oneoff stop: %v: %s", err, out)
-	}
-	if !strings.Contains(string(out), "stopped") {
-		t.Errorf("oneoff stop said %q, want it to say stopped", out)
-	}
-	if code := tm.wait(); code == 0 {
-		t.Errorf("CLI exit code = 0 after a stop, want non-zero")
-	}
-	tm.expect(`stopped`)
-	d.waitNoContainers()
-
-	t.Run("ps lists it as finished", func(t *testing.T) {
-		out, err := d.cli("ps", "--all", "--app", app).CombinedOutput()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.Contains(string(out), list[0].Name) || !strings.Contains(string(out), "stopped") {
-			t.Errorf("ps --all = %q, want %s stopped", out, list[0].Name)
-		}
-		out, _ = d.cli("ps", "--app", app).CombinedOutput()
-		if strings.Contains(string(out), list[0].Name) {
-			t.Errorf("ps without --all lists a finished one-off: %q", out)
-		}
-	})
-	t.Run("inspect shows it", func(t *testing.T) {
-		out, err := d.cli("inspect", list[0].ID).CombinedOutput()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, want := range []string{list[0].Name, "/bin/sh -c sh", "stopped", "127.0.0.1:"} {
-			if !strings.Contains(string(out), want) {
-				t.Errorf("inspect output lacks %q:\n%s", want, out)
-			}
-		}
-	})
-}
-
-func TestDaemon_Restart(t *testing.T) {
-	t.Parallel()
-	d := startDaemon(t)
-	app := d.deploy(nil, "")
-	c := d.client()
-	ctx := context.Background()
-	tty := false
-	pending, err := c.CreateOneOff(ctx, app, api.CreateOneOff{Command: oneoff.Command{Line: "echo survived"}, TTY: &tty})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tm := startInPTY(t, d.cli("--app", app, "run", "sh"), 24, 80)
-	tm.expect(`# `)
-	running, err := c.OneOffs(ctx, oneoff.Filter{App: app, State: oneoff.Running})
-	if err != nil || len(running) != 1 {
-		t.Fatalf("running %v, %v", running, err)
-	}
-
-	d.kill() // as a crash would
-	tm.wait()
-	d.restart()
-
-	t.Run("a running one-off whose terminal went away is stopped", func(t *testing.T) {
-		if f := d.waitFinished(running[0].ID); f.Outcome != oneoff.Lost {
-			t.Errorf("outcome = %s, want %s", f.Outcome, oneoff.Lost)
-		}
-	})
-	t.Run("a pending one-off can still be attached", func(t *testing.T) {
-		pending.AttachURL = "tcp://" + d.attach + "/" + pending.ID // the port changed
-		if got := runRaw(t, d, pending, "", ""); got != "survived\n" {
-			t.Errorf("output = %q, want %q", got, "survived\n")
-		}
-		d.waitFinished(pending.ID)
-	})
-	d.waitNoContainers()
-}
-
-func TestDaemon_EngineDown(t *testing.T) {
-	t.Parallel()
-	d := startDaemon(t, "--docker-host", "unix:///nonexistent/docker.sock")
-	c := d.client()
-	ctx := context.Background()
-	if _, err := c.Deploy(ctx, "down", deployImage(t)); err != nil {
-		t.Fatal(err)
-	}
-	_, err := c.CreateOneOff(ctx, "down", api.CreateOneOff{Command: oneoff.Command{Line: "true"}})
-	var ce *client.Error
-	if !errors.As(err, &ce) || ce.Status != 503 || ce.Code != "engine_unavailable" {
-		t.Fatalf("create with the engine down: %v, want 503 engine_unavailable", err)
-	}
-	if !strings.Contains(ce.Message, "does not answer") {
-		t.Errorf("message %q does not say what is wrong", ce.Message)
-	}
-	out, err := d.cli("--app", "down", "run", "true").CombinedOutput()
-	if code := exitCode(t, err); code != 1 || !strings.Contains(string(out), "Docker engine") {
-		t.Errorf("CLI: exit %d, %q; want 1 and a sentence about the engine", code, out)
-	}
-	list, err := c.OneOffs(ctx, oneoff.Filter{App: "down"})
-	if err != nil || len(list) != 2 {
-		t.Fatalf("records %+v, %v; want two, from the API and from the CLI", list, err)
-	}
-	for _, o := range list {
-		if o.Outcome != oneoff.Failed || !strings.Contains(o.Error, "does not answer") {
-			t.Errorf("record %s: outcome %s, error %q; want failed, saying the engine does not answer", o.Name, o.Outcome, o.Error)
-		}
-	}
-	t.Run("readyz says why", func(t *testing.T) {
-		resp, err := http.Get(d.api + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 503 || !strings.Contains(string(body), "engine") {
-			t.Errorf("readyz = %d %s, want 503 naming the engine", resp.StatusCode, body)
-		}
-	})
 }
 
 func exitCode(t *testing.T, err error) int {

@@ -2,15 +2,11 @@ package oneoff
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base32"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"sync"
 	"time"
 
@@ -472,45 +468,4 @@ func (m *Manager) finish(l *live, outcome Outcome, code *int, msg string) {
 
 func (m *Manager) engineContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), m.cfg.EngineTimeout)
-}
-
-// describe says in a few words how a finished one-off ended.
-func describe(rec OneOff) string {
-	if rec.ExitCode != nil {
-		return fmt.Sprintf("%s, exit code %d", rec.Outcome, *rec.ExitCode)
-	}
-	return string(rec.Outcome)
-}
-
-var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)
-
-// newID returns a random identifier, 16 characters of Crockford's base32.
-func newID() string {
-	b := make([]byte, 10)
-	_, _ = rand.Read(b)
-	return idEncoding.EncodeToString(b)
-}
-
-// randomString returns n random bytes, base64url-encoded.
-func randomString(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-// randomNumber returns a random number of exactly digits decimal digits.
-func randomNumber(digits int) int64 {
-	lo := int64(1)
-	for i := 1; i < digits; i++ {
-		lo *= 10
-	}
-	n, _ := rand.Int(rand.Reader, big.NewInt(9*lo))
-	return lo + n.Int64()
-}
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }

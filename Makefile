@@ -21,13 +21,17 @@ test: test-deps ## Vet, then run every test with the race detector, on the real 
 	$(GO) vet ./...
 	ONEOFFD_E2E_RACE=1 $(GO) test -race -count=1 -timeout 20m ./...
 
-test-deps: ## Check (and install, as root) what the tests need: a static busybox for the test image
-	@if command -v dpkg >/dev/null && ! dpkg -s busybox-static >/dev/null 2>&1; then \
+test-deps: ## Check (and install, as root) what the tests need: busybox-static for the test image, nc and openssl as raw clients
+	@missing=""; \
+	for pkg in busybox-static netcat-openbsd openssl; do \
+		command -v dpkg >/dev/null && ! dpkg -s $$pkg >/dev/null 2>&1 && missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			echo "installing busybox-static for the test image"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static >/dev/null; \
+			echo "installing$$missing for the tests"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 		else \
-			echo "the tests need a static busybox: sudo apt-get install busybox-static" >&2; exit 1; \
+			echo "the tests need:$$missing (sudo apt-get install$$missing)" >&2; exit 1; \
 		fi; \
 	fi
 

@@ -320,6 +320,20 @@ func TestAttach_RawTCP(t *testing.T) {
 	if f := d.waitFinished(o.ID); f.Outcome != oneoff.Exited || *f.ExitCode != 0 {
 		t.Errorf("finished %s/%v, want exited/0", f.Outcome, f.ExitCode)
 	}
+	t.Run("with nc", func(t *testing.T) {
+		o, err := d.client().CreateOneOff(context.Background(), app, api.CreateOneOff{
+			Command: oneoff.Command{Line: "tr a-z A-Z"}, TTY: &tty})
+		if err != nil {
+			t.Fatal(err)
+		}
+		host, port, _ := net.SplitHostPort(d.attach)
+		nc := exec.Command("nc", "-N", host, port)
+		nc.Stdin = strings.NewReader(o.ID + " " + o.AttachSecret + "\nshout\n")
+		out, err := nc.Output()
+		if err != nil || string(out) != "SHOUT\n" {
+			t.Errorf("nc: %v, %q; want \"SHOUT\\n\"", err, out)
+		}
+	})
 	d.waitNoContainers()
 }
 

@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -16,6 +18,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/client"
+	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 // TestRun_TerminalRestored runs the CLI from a shell in a pseudo-terminal
@@ -98,6 +104,17 @@ func TestRun_TLS(t *testing.T) {
 			t.Errorf("got %v, %q; want exit 1 and a word about the certificate", err, out)
 		}
 	})
+	t.Run("openssl s_client uses the raw stream", func(t *testing.T) {
+		tty := false
+		created := createWithCLI(t, d, cert, "tls-app", "head -n 1", &tty)
+		host, port, _ := net.SplitHostPort(d.attach)
+		sc := exec.Command("openssl", "s_client", "-quiet", "-verify_return_error", "-CAfile", cert, "-connect", net.JoinHostPort(host, port))
+		sc.Stdin = strings.NewReader(created.ID + " " + created.AttachSecret + "\nfirst line\nsecond\n")
+		out, err := sc.Output()
+		if err != nil || string(out) != "first line\n" {
+			t.Errorf("openssl s_client: %v, %q; want \"first line\\n\"", err, out)
+		}
+	})
 	t.Run("the attach endpoint does not speak plain TCP", func(t *testing.T) {
 		conn, err := net.Dial("tcp", d.attach)
 		if err != nil {
@@ -145,4 +162,22 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 		t.Fatal(err)
 	}
 	return certFile, keyFile
+}
+
+// createWithCLI creates a one-off through a TLS API, trusting ca, and
+// returns the API's answer.
+func createWithCLI(t *testing.T, d *daemon, ca, app, command string, tty *bool) api.Created {
+	t.Helper()
+	pem, err := os.ReadFile(ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	c := client.New(d.api, d.token, &tls.Config{RootCAs: pool})
+	o, err := c.CreateOneOff(context.Background(), app, api.CreateOneOff{Command: oneoff.Command{Line: command}, TTY: tty})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
 }

@@ -93,13 +93,13 @@ func TestAttachServer_raw(t *testing.T) {
 	s := newAttachServer(t)
 	rec, secret := s.create(t)
 	c := s.dial(t, rec.ID+" "+secret+"\nhello stdin")
-	stream := s.rt.started(t, rec.ContainerID)
-	if got, want := stream.readStdin(t, len("hello stdin")), "hello stdin"; got != want {
+	stream := s.rt.Started(t, rec.ContainerID)
+	if got, want := stream.ReadStdin(t, len("hello stdin")), "hello stdin"; got != want {
 		t.Errorf("got stdin %q, want %q", got, want)
 	}
-	stream.send("total 0\r\n")
-	stream.send("$ ")
-	s.rt.exit(t, rec.ContainerID, 0)
+	stream.Send(false, "total 0\r\n")
+	stream.Send(false, "$ ")
+	s.rt.Exit(t, rec.ContainerID, 0, true)
 
 	out, err := io.ReadAll(c)
 	if err != nil {
@@ -134,12 +134,12 @@ func TestAttachServer_framed(t *testing.T) {
 	if err := w.WriteFrame(attach.Stdin, []byte("exit 7\n")); err != nil {
 		t.Fatal(err)
 	}
-	stream := s.rt.started(t, rec.ContainerID)
-	if got, want := stream.readStdin(t, len("exit 7\n")), "exit 7\n"; got != want {
+	stream := s.rt.Started(t, rec.ContainerID)
+	if got, want := stream.ReadStdin(t, len("exit 7\n")), "exit 7\n"; got != want {
 		t.Errorf("got stdin %q, want %q", got, want)
 	}
-	stream.send("bye\r\n")
-	s.rt.exit(t, rec.ContainerID, 7)
+	stream.Send(false, "bye\r\n")
+	s.rt.Exit(t, rec.ContainerID, 7, true)
 
 	r := attach.NewReader(br)
 	var stdout strings.Builder
@@ -179,7 +179,7 @@ func TestAttachServer_clientGoesAway(t *testing.T) {
 	if _, err := attach.ReadReply(bufio.NewReader(c)); err != nil {
 		t.Fatalf("ReadReply: %v", err)
 	}
-	s.rt.started(t, rec.ContainerID)
+	s.rt.Started(t, rec.ContainerID)
 	c.Close()
 	if got := s.waitFinished(t, rec.ID); got.Outcome != oneoff.Disconnected {
 		t.Errorf("got outcome %q, want %q", got.Outcome, oneoff.Disconnected)
@@ -245,9 +245,9 @@ func TestAttachServer_secretUsed(t *testing.T) {
 	}
 
 	// The first terminal is unharmed.
-	stream := s.rt.started(t, rec.ContainerID)
-	stream.send("still here")
-	s.rt.exit(t, rec.ContainerID, 0)
+	stream := s.rt.Started(t, rec.ContainerID)
+	stream.Send(false, "still here")
+	s.rt.Exit(t, rec.ContainerID, 0, true)
 	r := attach.NewReader(br)
 	typ, p, err := r.ReadFrame()
 	if err != nil || typ != attach.Stdout || string(p) != "still here" {

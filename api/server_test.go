@@ -339,7 +339,7 @@ func TestServer_createOneOff(t *testing.T) {
 
 	t.Run("engine unavailable", func(t *testing.T) {
 		s := newAPIServer(t, api.Config{Token: token})
-		s.rt.createErr = errdefs.Unavailable("engine_unavailable", errors.New("dial unix /var/run/docker.sock: connect: no such file"),
+		s.rt.CreateErr = errdefs.Unavailable("engine_unavailable", errors.New("dial unix /var/run/docker.sock: connect: no such file"),
 			"the container engine does not answer: is Docker running?")
 		status, body := s.do(t, request{method: "POST", path: path, token: token, body: `{"command":"bash"}`})
 		d := wantError(t, status, body, http.StatusServiceUnavailable, "engine_unavailable")

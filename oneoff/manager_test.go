@@ -13,6 +13,7 @@ import (
 
 	"github.com/oneoffd/oneoffd/deploy"
 	"github.com/oneoffd/oneoffd/errdefs"
+	"github.com/oneoffd/oneoffd/internal/fakeruntime"
 	"github.com/oneoffd/oneoffd/oneoff"
 	"github.com/oneoffd/oneoffd/store"
 )
@@ -26,7 +27,7 @@ const (
 // deployed.
 type harness struct {
 	m       *oneoff.Manager
-	rt      *fakeRuntime
+	rt      *fakeruntime.Runtime
 	db      *store.DB
 	deploys *deploy.Service
 	cfg     oneoff.Config
@@ -51,7 +52,7 @@ func newHarness(t *testing.T, cfg oneoff.Config) *harness {
 	if cfg.Instance == "" {
 		cfg.Instance = testInstance
 	}
-	h := &harness{rt: newFakeRuntime(), db: db, deploys: deploys, cfg: cfg}
+	h := &harness{rt: fakeruntime.New(), db: db, deploys: deploys, cfg: cfg}
 	h.m = h.manager(cfg)
 	return h
 }
@@ -152,7 +153,7 @@ func TestManager_Create(t *testing.T) {
 						t.Errorf("got message %q, want it to mention %s", e.Message, s)
 					}
 				}
-				if calls := h.rt.callList(); len(calls) != 0 {
+				if calls := h.rt.Calls(); len(calls) != 0 {
 					t.Errorf("got engine calls %q, want none", calls)
 				}
 				recs, err := h.m.List(context.Background(), oneoff.Filter{})
@@ -191,7 +192,7 @@ func TestManager_Create(t *testing.T) {
 				if !slices.Equal(rec.Command, tt.want) {
 					t.Errorf("got record command %q, want %q", rec.Command, tt.want)
 				}
-				if got := h.rt.spec(t, rec.ContainerID).Cmd; !slices.Equal(got, tt.want) {
+				if got := h.rt.Spec(t, rec.ContainerID).Cmd; !slices.Equal(got, tt.want) {
 					t.Errorf("got container command %q, want %q", got, tt.want)
 				}
 				if got := h.stored(t, rec.ID).Command; !slices.Equal(got, tt.want) {
@@ -211,7 +212,7 @@ func TestManager_Create(t *testing.T) {
 		if secret == "" {
 			t.Error("got an empty secret")
 		}
-		spec := h.rt.spec(t, rec.ContainerID)
+		spec := h.rt.Spec(t, rec.ContainerID)
 		wantLabels := map[string]string{
 			oneoff.LabelManaged: "true", oneoff.LabelInstance: testInstance, oneoff.LabelID: rec.ID,
 			oneoff.LabelApp: testApp, oneoff.LabelName: rec.Name, oneoff.LabelMode: "attached",
@@ -258,14 +259,14 @@ func TestManager_Create(t *testing.T) {
 	t.Run("no TERM without a TTY", func(t *testing.T) {
 		h := newHarness(t, oneoff.Config{})
 		rec, _ := h.create(t, oneoff.Request{Command: oneoff.Command{Line: "env"}, Term: "xterm"})
-		if want := []string{"A=1", "B=2"}; !slices.Equal(h.rt.spec(t, rec.ContainerID).Env, want) {
-			t.Errorf("got env %q, want %q", h.rt.spec(t, rec.ContainerID).Env, want)
+		if want := []string{"A=1", "B=2"}; !slices.Equal(h.rt.Spec(t, rec.ContainerID).Env, want) {
+			t.Errorf("got env %q, want %q", h.rt.Spec(t, rec.ContainerID).Env, want)
 		}
 	})
 
 	t.Run("engine failure", func(t *testing.T) {
 		h := newHarness(t, oneoff.Config{})
-		h.rt.createErr = errdefs.Unavailable("engine_unavailable", errors.New("dial unix: no such file"), "the engine does not answer")
+		h.rt.CreateErr = errdefs.Unavailable("engine_unavailable", errors.New("dial unix: no such file"), "the engine does not answer")
 		_, _, err := h.m.Create(context.Background(), testApp, oneoff.Request{Command: oneoff.Command{Line: "bash"}})
 		wantClass(t, err, errdefs.ErrUnavailable, "engine_unavailable")
 		recs, err := h.m.List(context.Background(), oneoff.Filter{App: testApp})
@@ -343,7 +344,7 @@ func TestManager_attachWait(t *testing.T) {
 	if got.Outcome != oneoff.AttachTimeout || got.AttachDeadline != nil || got.FinishedAt == nil {
 		t.Errorf("got outcome %q, deadline %v, finished at %v; want %q, none, a time", got.Outcome, got.AttachDeadline, got.FinishedAt, oneoff.AttachTimeout)
 	}
-	if !h.rt.removed(rec.ContainerID) {
+	if !h.rt.Removed(rec.ContainerID) {
 		t.Error("the container was not removed")
 	}
 	_, err := h.m.Claim(context.Background(), rec.ID, secret, "127.0.0.1:1")
@@ -362,10 +363,10 @@ func TestManager_Stop(t *testing.T) {
 		if got.State != oneoff.Finished || got.Outcome != oneoff.Stopped || got.FinishedAt == nil {
 			t.Errorf("got state %q, outcome %q, finished at %v; want finished, stopped, a time", got.State, got.Outcome, got.FinishedAt)
 		}
-		if !h.rt.removed(rec.ContainerID) {
+		if !h.rt.Removed(rec.ContainerID) {
 			t.Error("the container was not removed")
 		}
-		if slices.Contains(h.rt.callList(), "start "+rec.ContainerID) {
+		if slices.Contains(h.rt.Calls(), "start "+rec.ContainerID) {
 			t.Error("the container was started")
 		}
 	})
@@ -383,7 +384,7 @@ func TestManager_Stop(t *testing.T) {
 		// come while the engine creates the container.
 		h := newHarness(t, oneoff.Config{})
 		var id string
-		h.rt.createHook = func(spec oneoff.Spec) {
+		h.rt.CreateHook = func(spec oneoff.Spec) {
 			id = spec.Labels[oneoff.LabelID]
 			got, err := h.m.Stop(ctx, id)
 			if err != nil || got.Outcome != oneoff.Stopped {
@@ -407,9 +408,9 @@ func TestManager_Stop(t *testing.T) {
 	})
 	t.Run("while the container is being created, which then fails", func(t *testing.T) {
 		h := newHarness(t, oneoff.Config{})
-		h.rt.createErr = errors.New("no such image")
+		h.rt.CreateErr = errors.New("no such image")
 		var id string
-		h.rt.createHook = func(spec oneoff.Spec) {
+		h.rt.CreateHook = func(spec oneoff.Spec) {
 			id = spec.Labels[oneoff.LabelID]
 			if _, err := h.m.Stop(ctx, id); err != nil {
 				t.Errorf("Stop: %v", err)
@@ -443,7 +444,7 @@ func TestManager_Stop(t *testing.T) {
 type running struct {
 	rec    oneoff.OneOff
 	conn   *fakeConn
-	stream *fakeStream
+	stream *fakeruntime.Stream
 	result chan oneoff.Result
 }
 
@@ -456,7 +457,7 @@ func (h *harness) run(t *testing.T, req oneoff.Request, size oneoff.TermSize) *r
 	}
 	r := &running{rec: rec, conn: newFakeConn(t), result: make(chan oneoff.Result, 1)}
 	go func() { r.result <- sess.Run(context.Background(), r.conn, size) }()
-	r.stream = h.rt.started(t, rec.ContainerID)
+	r.stream = h.rt.Started(t, rec.ContainerID)
 	return r
 }
 
@@ -496,7 +497,7 @@ func (h *harness) checkEnd(t *testing.T, r *running, res oneoff.Result, outcome 
 	if rec.StartedAt == nil || rec.FinishedAt == nil {
 		t.Errorf("got started at %v, finished at %v; want both", rec.StartedAt, rec.FinishedAt)
 	}
-	if !h.rt.removed(r.rec.ContainerID) {
+	if !h.rt.Removed(r.rec.ContainerID) {
 		t.Error("the container was not removed")
 	}
 }
@@ -508,13 +509,13 @@ func TestSession_Run(t *testing.T) {
 		if got := h.waitStored(t, r.rec.ID, oneoff.Running); got.Client != "127.0.0.1:1" || got.StartedAt == nil {
 			t.Errorf("got stored client %q, started at %v; want 127.0.0.1:1 and a time", got.Client, got.StartedAt)
 		}
-		r.stream.send(false, "hello\n")
-		r.stream.send(true, "oops\n")
+		r.stream.Send(false, "hello\n")
+		r.stream.Send(true, "oops\n")
 		r.conn.send(t, oneoff.Input{Kind: oneoff.InputData, Data: []byte("ls\n")})
-		if got := r.stream.readStdin(t, 3); got != "ls\n" {
+		if got := r.stream.ReadStdin(t, 3); got != "ls\n" {
 			t.Errorf("got stdin %q, want %q", got, "ls\n")
 		}
-		h.rt.exit(t, r.rec.ContainerID, 3, true)
+		h.rt.Exit(t, r.rec.ContainerID, 3, true)
 		res := r.wait(t)
 		h.checkEnd(t, r, res, oneoff.Exited, 3)
 		if got := r.conn.stdout.String(); got != "hello\n" {
@@ -523,7 +524,7 @@ func TestSession_Run(t *testing.T) {
 		if got := r.conn.stderr.String(); got != "oops\n" {
 			t.Errorf("got stderr %q, want %q", got, "oops\n")
 		}
-		calls := h.rt.callList()
+		calls := h.rt.Calls()
 		end := slices.Index(calls, "output-end "+r.rec.ContainerID)
 		rm := slices.Index(calls, "remove "+r.rec.ContainerID)
 		if end < 0 || rm < end {
@@ -534,10 +535,10 @@ func TestSession_Run(t *testing.T) {
 	t.Run("output after the exit is drained", func(t *testing.T) {
 		h := newHarness(t, oneoff.Config{})
 		r := h.run(t, oneoff.Request{}, oneoff.TermSize{})
-		r.stream.send(false, "before ")
-		h.rt.exit(t, r.rec.ContainerID, 0, false)
-		r.stream.send(false, "after")
-		r.stream.endOutput()
+		r.stream.Send(false, "before ")
+		h.rt.Exit(t, r.rec.ContainerID, 0, false)
+		r.stream.Send(false, "after")
+		r.stream.EndOutput()
 		res := r.wait(t)
 		h.checkEnd(t, r, res, oneoff.Exited, 0)
 		if got, want := r.conn.stdout.String(), "before after"; got != want {
@@ -553,7 +554,7 @@ func TestSession_Run(t *testing.T) {
 		r.conn.send(t, oneoff.Input{Kind: oneoff.InputCloseStdin})
 		// Input is handled in order: stdin ends after the resize and signal.
 		eof := make(chan error, 1)
-		go func() { _, err := r.stream.stdin.Read(make([]byte, 1)); eof <- err }()
+		go func() { _, err := r.stream.Stdin().Read(make([]byte, 1)); eof <- err }()
 		select {
 		case err := <-eof:
 			if err == nil {
@@ -562,14 +563,14 @@ func TestSession_Run(t *testing.T) {
 		case <-time.After(waitLimit):
 			t.Fatal("stdin did not end")
 		}
-		sizes, signals := h.rt.resizesAndSignals(r.rec.ContainerID)
+		sizes, signals := h.rt.ResizesAndSignals(r.rec.ContainerID)
 		if want := []oneoff.TermSize{{Rows: 24, Cols: 80}, {Rows: 50, Cols: 132}}; !slices.Equal(sizes, want) {
 			t.Errorf("got sizes %+v, want %+v", sizes, want)
 		}
 		if want := []string{"INT"}; !slices.Equal(signals, want) {
 			t.Errorf("got signals %q, want %q", signals, want)
 		}
-		h.rt.exit(t, r.rec.ContainerID, 130, true)
+		h.rt.Exit(t, r.rec.ContainerID, 130, true)
 		h.checkEnd(t, r, r.wait(t), oneoff.Exited, 130)
 	})
 
@@ -578,7 +579,7 @@ func TestSession_Run(t *testing.T) {
 		r := h.run(t, oneoff.Request{}, oneoff.TermSize{})
 		res := r.wait(t)
 		h.checkEnd(t, r, res, oneoff.IdleTimeout, 143)
-		if calls := h.rt.callList(); !slices.Contains(calls, "stop "+r.rec.ContainerID) {
+		if calls := h.rt.Calls(); !slices.Contains(calls, "stop "+r.rec.ContainerID) {
 			t.Errorf("got calls %q, want a stop", calls)
 		}
 	})
@@ -589,7 +590,7 @@ func TestSession_Run(t *testing.T) {
 		r.conn.leave()
 		res := r.wait(t)
 		h.checkEnd(t, r, res, oneoff.Disconnected, 143)
-		if calls := h.rt.callList(); !slices.Contains(calls, "stop "+r.rec.ContainerID) {
+		if calls := h.rt.Calls(); !slices.Contains(calls, "stop "+r.rec.ContainerID) {
 			t.Errorf("got calls %q, want a stop", calls)
 		}
 	})
@@ -604,8 +605,8 @@ func TestSession_Run(t *testing.T) {
 		r := &running{rec: rec, conn: newFakeConn(t), result: make(chan oneoff.Result, 1)}
 		r.conn.outErr = errors.New("broken pipe")
 		go func() { r.result <- sess.Run(context.Background(), r.conn, oneoff.TermSize{}) }()
-		r.stream = h.rt.started(t, rec.ContainerID)
-		r.stream.send(false, "output nobody reads")
+		r.stream = h.rt.Started(t, rec.ContainerID)
+		r.stream.Send(false, "output nobody reads")
 		h.checkEnd(t, r, r.wait(t), oneoff.Disconnected, 143)
 	})
 
@@ -624,7 +625,7 @@ func TestSession_Run(t *testing.T) {
 
 	t.Run("start fails", func(t *testing.T) {
 		h := newHarness(t, oneoff.Config{})
-		h.rt.startErr = errors.New("no such image")
+		h.rt.StartErr = errors.New("no such image")
 		rec, secret := h.create(t, oneoff.Request{})
 		sess, err := h.m.Claim(context.Background(), rec.ID, secret, "127.0.0.1:1")
 		if err != nil {
@@ -641,7 +642,7 @@ func TestSession_Run(t *testing.T) {
 		if got := h.stored(t, rec.ID); got.Outcome != oneoff.Failed || got.Error == "" {
 			t.Errorf("got stored outcome %q, error %q; want failed, an error", got.Outcome, got.Error)
 		}
-		if !h.rt.removed(rec.ContainerID) {
+		if !h.rt.Removed(rec.ContainerID) {
 			t.Error("the container was not removed")
 		}
 	})
@@ -668,11 +669,11 @@ func TestManager_Reconcile(t *testing.T) {
 
 	t.Run("container without a record is removed", func(t *testing.T) {
 		h := newHarness(t, oneoff.Config{})
-		cid := h.rt.add(labels(testInstance, "ghost"), true)
+		cid := h.rt.Add(labels(testInstance, "ghost"), true)
 		if err := h.m.Reconcile(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if !h.rt.removed(cid) {
+		if !h.rt.Removed(cid) {
 			t.Error("the stray container was not removed")
 		}
 	})
@@ -691,7 +692,7 @@ func TestManager_Reconcile(t *testing.T) {
 
 	t.Run("running record with a container is lost and cleaned up", func(t *testing.T) {
 		h := newHarness(t, oneoff.Config{})
-		cid := h.rt.add(labels(testInstance, "r2"), true)
+		cid := h.rt.Add(labels(testInstance, "r2"), true)
 		rec := insert(t, h, "r2", oneoff.Running, cid)
 		if err := h.m.Reconcile(ctx); err != nil {
 			t.Fatal(err)
@@ -699,8 +700,8 @@ func TestManager_Reconcile(t *testing.T) {
 		if got := h.stored(t, rec.ID); got.Outcome != oneoff.Lost {
 			t.Errorf("got outcome %q, want %q", got.Outcome, oneoff.Lost)
 		}
-		calls := h.rt.callList()
-		if !slices.Contains(calls, "stop "+cid) || !h.rt.removed(cid) {
+		calls := h.rt.Calls()
+		if !slices.Contains(calls, "stop "+cid) || !h.rt.Removed(cid) {
 			t.Errorf("got calls %q, want the container stopped and removed", calls)
 		}
 	})
@@ -712,7 +713,7 @@ func TestManager_Reconcile(t *testing.T) {
 		if err := restarted.Reconcile(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if h.rt.removed(rec.ContainerID) {
+		if h.rt.Removed(rec.ContainerID) {
 			t.Fatal("the pending one-off's container was removed")
 		}
 		if got := h.stored(t, rec.ID); got.State != oneoff.Pending {
@@ -725,8 +726,8 @@ func TestManager_Reconcile(t *testing.T) {
 		conn := newFakeConn(t)
 		result := make(chan oneoff.Result, 1)
 		go func() { result <- sess.Run(ctx, conn, oneoff.TermSize{}) }()
-		h.rt.started(t, rec.ContainerID)
-		h.rt.exit(t, rec.ContainerID, 0, true)
+		h.rt.Started(t, rec.ContainerID)
+		h.rt.Exit(t, rec.ContainerID, 0, true)
 		r := &running{rec: rec, conn: conn, result: result}
 		h.checkEnd(t, r, r.wait(t), oneoff.Exited, 0)
 	})
@@ -743,7 +744,7 @@ func TestManager_Reconcile(t *testing.T) {
 		if got := h.stored(t, rec.ID); got.State != oneoff.Finished || got.Outcome != oneoff.AttachTimeout {
 			t.Errorf("got state %q, outcome %q; want finished, %q", got.State, got.Outcome, oneoff.AttachTimeout)
 		}
-		if !h.rt.removed(rec.ContainerID) {
+		if !h.rt.Removed(rec.ContainerID) {
 			t.Error("the container was not removed")
 		}
 	})
@@ -754,7 +755,7 @@ func TestManager_Reconcile(t *testing.T) {
 		if err := h.m.Reconcile(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if h.rt.removed(rec.ContainerID) {
+		if h.rt.Removed(rec.ContainerID) {
 			t.Error("the container was removed")
 		}
 		if _, err := h.m.Claim(ctx, rec.ID, secret, "127.0.0.1:1"); err != nil {
@@ -764,23 +765,23 @@ func TestManager_Reconcile(t *testing.T) {
 
 	t.Run("another instance's container is left alone", func(t *testing.T) {
 		h := newHarness(t, oneoff.Config{})
-		cid := h.rt.add(labels("other-instance", "theirs"), true)
+		cid := h.rt.Add(labels("other-instance", "theirs"), true)
 		if err := h.m.Reconcile(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if h.rt.removed(cid) || slices.Contains(h.rt.callList(), "stop "+cid) {
-			t.Errorf("got calls %q, want the other instance's container untouched", h.rt.callList())
+		if h.rt.Removed(cid) || slices.Contains(h.rt.Calls(), "stop "+cid) {
+			t.Errorf("got calls %q, want the other instance's container untouched", h.rt.Calls())
 		}
 	})
 
 	t.Run("Start reconciles", func(t *testing.T) {
 		h := newHarness(t, oneoff.Config{})
-		cid := h.rt.add(labels(testInstance, "ghost"), false)
+		cid := h.rt.Add(labels(testInstance, "ghost"), false)
 		if err := h.m.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { h.m.Close(ctx) })
-		if !h.rt.removed(cid) {
+		if !h.rt.Removed(cid) {
 			t.Error("the stray container was not removed")
 		}
 	})
@@ -796,7 +797,7 @@ func TestManager_Close(t *testing.T) {
 		t.Fatalf("Close: %v", err)
 	}
 	h.checkEnd(t, r, r.wait(t), oneoff.Stopped, 143)
-	if h.rt.removed(pending.ContainerID) {
+	if h.rt.Removed(pending.ContainerID) {
 		t.Error("the pending one-off's container was removed")
 	}
 	if got := h.stored(t, pending.ID); got.State != oneoff.Pending {

@@ -1,0 +1,307 @@
+// Package fakeruntime is an in-memory oneoff.Runtime for the unit tests of
+// oneoff and api: it records the calls made to it and simulates containers
+// whose output and exit the test controls.
+package fakeruntime
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oneoffd/oneoffd/errdefs"
+	"github.com/oneoffd/oneoffd/oneoff"
+)
+
+// waitLimit bounds every wait for something that should happen at once;
+// only a broken test reaches it.
+const waitLimit = 5 * time.Second
+
+var _ oneoff.Runtime = (*Runtime)(nil)
+
+// Runtime is an in-memory oneoff.Runtime whose containers the test drives.
+type Runtime struct {
+	mu         sync.Mutex
+	seq        int
+	containers map[string]*container
+	gone       map[string]bool // removed containers
+	calls      []string        // "create", "start c1", "output-end c1", ...
+
+	// CreateErr, when set, fails every Create.
+	CreateErr error
+	// StartErr, when set, fails every Start.
+	StartErr error
+	// CreateHook, when set, runs at the start of Create, as if the engine
+	// took its time; it may call the Manager.
+	CreateHook func(oneoff.Spec)
+}
+
+// container is a simulated container.
+type container struct {
+	id       string
+	spec     oneoff.Spec
+	running  bool
+	stream   *Stream
+	waiters  []chan oneoff.Exit
+	resizes  []oneoff.TermSize
+	signals  []string
+	attached chan struct{} // closed by Attach
+	started  chan struct{} // closed by Start
+}
+
+// New returns a Runtime with no containers.
+func New() *Runtime {
+	return &Runtime{containers: map[string]*container{}, gone: map[string]bool{}}
+}
+
+func (r *Runtime) record(format string, args ...any) {
+	r.calls = append(r.calls, fmt.Sprintf(format, args...))
+}
+
+func (r *Runtime) get(id string) (*container, error) {
+	c, ok := r.containers[id]
+	if !ok {
+		return nil, errdefs.NotFound("container_not_found", "no container %s", id)
+	}
+	return c, nil
+}
+
+// Create makes a stopped container from spec, unless CreateErr is set.
+func (r *Runtime) Create(_ context.Context, spec oneoff.Spec) (string, error) {
+	if r.CreateHook != nil {
+		r.CreateHook(spec)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.record("create")
+	if r.CreateErr != nil {
+		return "", r.CreateErr
+	}
+	return r.addLocked(spec, false), nil
+}
+
+func (r *Runtime) addLocked(spec oneoff.Spec, running bool) string {
+	r.seq++
+	id := fmt.Sprintf("c%d", r.seq)
+	spec.Labels = maps.Clone(spec.Labels)
+	spec.Env = slices.Clone(spec.Env)
+	spec.Cmd = slices.Clone(spec.Cmd)
+	r.containers[id] = &container{id: id, spec: spec, running: running,
+		attached: make(chan struct{}), started: make(chan struct{})}
+	return id
+}
+
+// Attach gives container id a Stream the test can feed and read.
+func (r *Runtime) Attach(_ context.Context, id string, _ bool) (oneoff.Stream, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.record("attach %s", id)
+	c, err := r.get(id)
+	if err != nil {
+		return nil, err
+	}
+	c.stream = newStream(func() { r.mu.Lock(); r.record("output-end %s", id); r.mu.Unlock() })
+	close(c.attached)
+	return c.stream, nil
+}
+
+// Wait returns a channel that yields container id's next exit.
+func (r *Runtime) Wait(_ context.Context, id string) <-chan oneoff.Exit {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ch := make(chan oneoff.Exit, 1)
+	c, err := r.get(id)
+	if err != nil {
+		ch <- oneoff.Exit{Err: err}
+		return ch
+	}
+	c.waiters = append(c.waiters, ch)
+	return ch
+}
+
+// Start marks container id running, unless StartErr is set.
+func (r *Runtime) Start(_ context.Context, id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.record("start %s", id)
+	if r.StartErr != nil {
+		return r.StartErr
+	}
+	c, err := r.get(id)
+	if err != nil {
+		return err
+	}
+	if c.running {
+		return errdefs.Conflict("already_running", "container %s is running", id)
+	}
+	c.running = true
+	close(c.started)
+	return nil
+}
+
+// Resize records the size container id was sent.
+func (r *Runtime) Resize(_ context.Context, id string, size oneoff.TermSize) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, err := r.get(id)
+	if err != nil {
+		return err
+	}
+	c.resizes = append(c.resizes, size)
+	return nil
+}
+
+// Signal records the signal container id was sent.
+func (r *Runtime) Signal(_ context.Context, id, signal string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, err := r.get(id)
+	if err != nil {
+		return err
+	}
+	c.signals = append(c.signals, signal)
+	return nil
+}
+
+// Stop makes a running container exit with 143, as SIGTERM would.
+func (r *Runtime) Stop(_ context.Context, id string, _ time.Duration) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.record("stop %s", id)
+	c, err := r.get(id)
+	if err != nil {
+		return err
+	}
+	if c.running {
+		c.exit(143, true)
+	}
+	return nil
+}
+
+// Remove kills a running container (exit 137) and forgets it.
+func (r *Runtime) Remove(_ context.Context, id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.record("remove %s", id)
+	c, ok := r.containers[id]
+	if !ok {
+		return nil
+	}
+	if c.running {
+		c.exit(137, true)
+	}
+	delete(r.containers, id)
+	r.gone[id] = true
+	return nil
+}
+
+// List returns the containers carrying all of labels.
+func (r *Runtime) List(_ context.Context, labels map[string]string) ([]oneoff.Container, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []oneoff.Container
+	for _, c := range r.containers {
+		match := true
+		for k, v := range labels {
+			if got, ok := c.spec.Labels[k]; !ok || got != v {
+				match = false
+			}
+		}
+		if match {
+			out = append(out, oneoff.Container{ID: c.id, Labels: maps.Clone(c.spec.Labels), Running: c.running})
+		}
+	}
+	return out, nil
+}
+
+// exit ends the container's process with code; with endOutput its output
+// stream ends too, as when the engine closes the attachment.
+func (c *container) exit(code int, endOutput bool) {
+	c.running = false
+	for _, w := range c.waiters {
+		w <- oneoff.Exit{Code: code}
+	}
+	c.waiters = nil
+	if endOutput && c.stream != nil {
+		c.stream.EndOutput()
+	}
+}
+
+// The test's controls.
+
+// Add makes a container as a previous daemon would have left it.
+func (r *Runtime) Add(labels map[string]string, running bool) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.addLocked(oneoff.Spec{Labels: labels}, running)
+}
+
+// Exit makes container id's process end with code, and with endOutput its output too.
+func (r *Runtime) Exit(t testing.TB, id string, code int, endOutput bool) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, err := r.get(id)
+	if err != nil {
+		t.Fatalf("exit: %v", err)
+	}
+	c.exit(code, endOutput)
+}
+
+// Started waits until container id has started and returns its stream.
+func (r *Runtime) Started(t testing.TB, id string) *Stream {
+	t.Helper()
+	r.mu.Lock()
+	c, err := r.get(id)
+	r.mu.Unlock()
+	if err != nil {
+		t.Fatalf("started: %v", err)
+	}
+	select {
+	case <-c.started:
+	case <-time.After(waitLimit):
+		t.Fatalf("container %s did not start", id)
+	}
+	<-c.attached // Attach comes before Start
+	return c.stream
+}
+
+// Spec returns the spec container id was created from.
+func (r *Runtime) Spec(t testing.TB, id string) oneoff.Spec {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, err := r.get(id)
+	if err != nil {
+		t.Fatalf("spec: %v", err)
+	}
+	return c.spec
+}
+
+// Removed reports whether container id was removed.
+func (r *Runtime) Removed(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.gone[id]
+}
+
+// ResizesAndSignals returns what container id was sent.
+func (r *Runtime) ResizesAndSignals(id string) ([]oneoff.TermSize, []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.containers[id]
+	if !ok {
+		return nil, nil
+	}
+	return slices.Clone(c.resizes), slices.Clone(c.signals)
+}
+
+// Calls returns the calls made so far, such as "create" and "start c1".
+func (r *Runtime) Calls() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.calls)
+}

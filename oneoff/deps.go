@@ -91,3 +91,33 @@ type Store interface {
 type Releases interface {
 	Current(ctx context.Context, app string) (deploy.Release, error)
 }
+
+// LogLine is one line of a one-off's output in its app's log.
+type LogLine struct {
+	// Time is when the engine received the line.
+	Time time.Time `json:"time"`
+	App  string    `json:"app"`
+	// Source is the one-off's name, e.g. one-off-4821.
+	Source string `json:"source"`
+	// Stream is "stdout" or "stderr".
+	Stream string `json:"stream"`
+	// Text is the line without its newline.
+	Text string `json:"text"`
+}
+
+// LogCursor is where a source's stored lines end: the time of its last
+// line and how many of its lines carry exactly that time.
+type LogCursor struct {
+	Time  time.Time
+	Count int
+}
+
+// LogSink keeps apps' logs.
+type LogSink interface {
+	// Append adds lines to their apps' logs, in order; once it returns
+	// they survive a crash of the process.
+	Append(ctx context.Context, lines []LogLine) error
+	// Resume says where source's stored lines in app's log end; the zero
+	// cursor when it has none.
+	Resume(ctx context.Context, app, source string) (LogCursor, error)
+}

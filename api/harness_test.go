@@ -41,6 +41,6 @@ func newHarness(t *testing.T) *harness {
 	}
 	rt := fakeruntime.New()
 	log := slog.New(slog.DiscardHandler)
-	m := oneoff.NewManager(oneoff.Config{Instance: "test"}, rt, db, deploys, log)
+	m := oneoff.NewManager(oneoff.Config{Instance: "test"}, rt, db, deploys, &fakeruntime.Logs{}, log)
 	return &harness{rt: rt, m: m, deploys: deploys, log: log}
 }

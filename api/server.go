@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/oneoffd/oneoffd/deploy"
 	"github.com/oneoffd/oneoffd/errdefs"
+	"github.com/oneoffd/oneoffd/logs"
 	"github.com/oneoffd/oneoffd/oneoff"
 )
 
@@ -49,20 +51,53 @@ type Config struct {
 // Checker reports whether a dependency works.
 type Checker func(ctx context.Context) error
 
-// Server is the HTTP API.
-type Server struct {
-	cfg     Config
-	oneoffs *oneoff.Manager
-	deploys *deploy.Service
-	log     *slog.Logger
-	gather  prometheus.Gatherer
-	ready   map[string]Checker
+// DrainStore keeps the apps' log drain URLs.
+type DrainStore interface {
+	AppDrains(ctx context.Context, app string) ([]string, error)
+	SetAppDrains(ctx context.Context, app string, urls []string) error
 }
 
-// NewServer returns the API server. ready names the checks /readyz runs.
-func NewServer(cfg Config, oneoffs *oneoff.Manager, deploys *deploy.Service, log *slog.Logger,
-	gather prometheus.Gatherer, ready map[string]Checker) *Server {
-	return &Server{cfg: cfg, oneoffs: oneoffs, deploys: deploys, log: log, gather: gather, ready: ready}
+// Deps are what the Server serves.
+type Deps struct {
+	OneOffs *oneoff.Manager
+	Deploys *deploy.Service
+	Logs    *logs.Store
+	// Drains forwards logs; DrainStore keeps each app's drains.
+	Drains     *logs.Drains
+	DrainStore DrainStore
+	Log        *slog.Logger
+	// Metrics is served at /metrics when set.
+	Metrics prometheus.Gatherer
+	// Ready names the checks /readyz runs.
+	Ready map[string]Checker
+}
+
+// Server is the HTTP API.
+type Server struct {
+	cfg        Config
+	oneoffs    *oneoff.Manager
+	deploys    *deploy.Service
+	logs       *logs.Store
+	drains     *logs.Drains
+	drainStore DrainStore
+	log        *slog.Logger
+	gather     prometheus.Gatherer
+	ready      map[string]Checker
+
+	streams     chan struct{} // closed to end long-lived log streams
+	closeStream sync.Once
+}
+
+// NewServer returns the API server.
+func NewServer(cfg Config, d Deps) *Server {
+	return &Server{cfg: cfg, oneoffs: d.OneOffs, deploys: d.Deploys, logs: d.Logs, drains: d.Drains,
+		drainStore: d.DrainStore, log: d.Log, gather: d.Metrics, ready: d.Ready, streams: make(chan struct{})}
+}
+
+// CloseStreams ends the log streams under way, so that a graceful shutdown
+// need not wait for followers that never end by themselves.
+func (s *Server) CloseStreams() {
+	s.closeStream.Do(func() { close(s.streams) })
 }
 
 // Handler returns the router.
@@ -87,8 +122,12 @@ func (s *Server) Handler() http.Handler {
 		r.Get("/apps/{app}", s.getApp)
 		r.Post("/apps/{app}/deployments", s.deploy)
 		r.Post("/apps/{app}/oneoffs", s.createOneOff)
+		r.Get("/apps/{app}/logs", s.appLogs)
+		r.Get("/apps/{app}/drains", s.getDrains)
+		r.Put("/apps/{app}/drains", s.setDrains)
 		r.Get("/oneoffs", s.listOneOffs)
 		r.Get("/oneoffs/{id}", s.getOneOff)
+		r.Get("/oneoffs/{id}/logs", s.oneOffLogs)
 		r.Post("/oneoffs/{id}/stop", s.stopOneOff)
 	})
 	return r
@@ -176,14 +215,20 @@ type CreateOneOff struct {
 	Size      *oneoff.TermSize  `json:"size,omitempty"`
 	Term      string            `json:"term,omitempty"`
 	Requester string            `json:"requester,omitempty"`
+	// Detached starts the one-off at once, its output going to the app's
+	// log; TTY then defaults to false.
+	Detached bool `json:"detached,omitempty"`
+	// TTL is a detached one-off's lifetime, a duration such as "90m";
+	// the daemon's maximum when empty.
+	TTL string `json:"ttl,omitempty"`
 }
 
 // Created is the answer to POST /v1/apps/{app}/oneoffs: the one-off, and
-// where and how its terminal attaches.
+// for an attached one, where and how its terminal attaches.
 type Created struct {
 	oneoff.OneOff
-	AttachURL    string `json:"attach_url"`
-	AttachSecret string `json:"attach_secret"`
+	AttachURL    string `json:"attach_url,omitempty"`
+	AttachSecret string `json:"attach_secret,omitempty"`
 }
 
 func (s *Server) createOneOff(w http.ResponseWriter, r *http.Request) {
@@ -193,11 +238,19 @@ func (s *Server) createOneOff(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := oneoff.Request{
-		Command: body.Command, Type: body.Type, Env: body.Env, TTY: true,
-		Term: body.Term, Requester: body.Requester,
+		Command: body.Command, Type: body.Type, Env: body.Env, TTY: !body.Detached,
+		Term: body.Term, Requester: body.Requester, Detached: body.Detached,
 	}
 	if body.TTY != nil {
 		req.TTY = *body.TTY
+	}
+	if body.TTL != "" {
+		ttl, err := time.ParseDuration(body.TTL)
+		if err != nil || ttl <= 0 {
+			s.writeError(w, r, errdefs.Invalid("invalid_ttl", "ttl %q is not a positive duration such as \"90m\" or \"2h\"", body.TTL))
+			return
+		}
+		req.TTL = ttl
 	}
 	if body.Size != nil {
 		req.Size = *body.Size
@@ -207,7 +260,11 @@ func (s *Server) createOneOff(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusCreated, Created{OneOff: o, AttachURL: s.attachURL(r, o.ID), AttachSecret: secret})
+	created := Created{OneOff: o}
+	if o.Mode == oneoff.Attached {
+		created.AttachURL, created.AttachSecret = s.attachURL(r, o.ID), secret
+	}
+	writeJSON(w, http.StatusCreated, created)
 }
 
 // attachURL says where the client dials to reach one-off id's terminal.

@@ -28,7 +28,7 @@ type apiServer struct {
 func newAPIServer(t *testing.T, cfg api.Config) *apiServer {
 	t.Helper()
 	h := newHarness(t)
-	srv := api.NewServer(cfg, h.m, h.deploys, h.log, nil, nil)
+	srv := api.NewServer(cfg, api.Deps{OneOffs: h.m, Deploys: h.deploys, Log: h.log})
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	return &apiServer{harness: h, url: ts.URL}

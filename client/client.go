@@ -119,17 +119,34 @@ func (c *Client) Health(ctx context.Context) (map[string]any, error) {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	resp, err := c.send(ctx, method, path, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// send makes a request and returns the response when its status is a
+// success; otherwise the API's error, as an *Error.
+func (c *Client) send(ctx context.Context, method, path string, in any) (*http.Response, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return fmt.Errorf("encode request: %w", err)
+			return nil, fmt.Errorf("encode request: %w", err)
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
-		return fmt.Errorf("bad API URL %q: %w", c.base, err)
+		return nil, fmt.Errorf("bad API URL %q: %w", c.base, err)
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -141,25 +158,19 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if err != nil {
 		var opErr *net.OpError
 		if errors.As(err, &opErr) {
-			return fmt.Errorf("cannot reach oneoffd at %s: is it running? (set --api or ONEOFF_API_URL): %w", c.base, err)
+			return nil, fmt.Errorf("cannot reach oneoffd at %s: is it running? (set --api or ONEOFF_API_URL): %w", c.base, err)
 		}
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if resp.StatusCode < 300 {
+		return resp, nil
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		var eb api.ErrorBody
-		raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		if json.Unmarshal(raw, &eb) != nil || eb.Error.Message == "" {
-			return &Error{Status: resp.StatusCode, Code: "http_error",
-				Message: fmt.Sprintf("%s %s: unexpected answer %s from %s", method, path, resp.Status, c.base)}
-		}
-		return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+	var eb api.ErrorBody
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if json.Unmarshal(raw, &eb) != nil || eb.Error.Message == "" {
+		return nil, &Error{Status: resp.StatusCode, Code: "http_error",
+			Message: fmt.Sprintf("%s %s: unexpected answer %s from %s", method, path, resp.Status, c.base)}
 	}
-	if out == nil {
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
-	}
-	return nil
+	return nil, &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
 }

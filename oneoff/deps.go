@@ -16,9 +16,15 @@ type Runtime interface {
 	// Attach connects to the container's stdio; call it before Start so
 	// that no early output is lost.
 	Attach(ctx context.Context, containerID string, tty bool) (Stream, error)
-	// Wait returns a channel that yields the container's next exit; call it
-	// before Start.
-	Wait(ctx context.Context, containerID string) <-chan Exit
+	// Wait returns a channel that yields how the container's run ends. For
+	// a container yet to start (started false; call it before Start) that
+	// is its next exit; for one already started, the end of that run, at
+	// once if it has ended.
+	Wait(ctx context.Context, containerID string, started bool) <-chan Exit
+	// Logs reads what the container wrote to its log, from opts.Since on
+	// (inclusive), and with opts.Follow goes on until the container stops.
+	// Only containers created with Spec.Logs keep a log.
+	Logs(ctx context.Context, containerID string, opts LogOptions) (LogReader, error)
 	// Start starts a created container.
 	Start(ctx context.Context, containerID string) error
 	// Resize sets the size of the container's TTY.
@@ -46,6 +52,31 @@ type Spec struct {
 	// Size is the TTY's initial size; engines older than API 1.42 ignore
 	// it, so it is set again right after Start.
 	Size TermSize
+	// Logs keeps the container's output in the engine's log, to be read
+	// with Runtime.Logs; without it the output only goes to an attachment.
+	Logs bool
+}
+
+// LogOptions say which part of a container's log to read.
+type LogOptions struct {
+	TTY    bool
+	Since  time.Time
+	Follow bool
+}
+
+// LogReader reads a container's log.
+type LogReader interface {
+	// Next returns the next entry; io.EOF at the end.
+	Next() (LogEntry, error)
+	Close() error
+}
+
+// LogEntry is one message of a container's log: a line, or a part of a
+// long one.
+type LogEntry struct {
+	Time   time.Time
+	Stream string // "stdout" or "stderr"
+	Data   []byte
 }
 
 // Stream is the container's stdio, attached.
@@ -64,7 +95,9 @@ type Stream interface {
 // Exit is how a container ended.
 type Exit struct {
 	Code int
-	Err  error // the wait itself failed; Code is meaningless
+	// OOMKilled says the kernel killed it for exceeding its memory limit.
+	OOMKilled bool
+	Err       error // the wait itself failed; Code is meaningless
 }
 
 // Container is a container the Runtime found.

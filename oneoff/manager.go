@@ -41,6 +41,9 @@ type Config struct {
 	ReconcileInterval time.Duration
 	// EngineTimeout bounds each engine call made on a one-off's behalf.
 	EngineTimeout time.Duration
+	// MaxLifetime is the longest a detached one-off may run; a request
+	// may ask for less.
+	MaxLifetime time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -53,6 +56,7 @@ const (
 	DefaultDrainTimeout      = 10 * time.Second
 	DefaultReconcileInterval = time.Minute
 	DefaultEngineTimeout     = 2 * time.Minute
+	DefaultMaxLifetime       = 24 * time.Hour
 )
 
 func (c *Config) setDefaults() {
@@ -67,6 +71,7 @@ func (c *Config) setDefaults() {
 	def(&c.DrainTimeout, DefaultDrainTimeout)
 	def(&c.ReconcileInterval, DefaultReconcileInterval)
 	def(&c.EngineTimeout, DefaultEngineTimeout)
+	def(&c.MaxLifetime, DefaultMaxLifetime)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -79,13 +84,18 @@ type Manager struct {
 	rt       Runtime
 	store    Store
 	releases Releases
+	logs     LogSink
 	log      *slog.Logger
 
 	mu      sync.Mutex
 	live    map[string]*live
 	closing bool
-	wg      sync.WaitGroup
+	wg      sync.WaitGroup // attached sessions
+	bg      sync.WaitGroup // detached one-offs' followers
 
+	// ctx ends at Close: the reconcile loop and the followers of detached
+	// one-offs stop with it, leaving the jobs running for the next start.
+	ctx    context.Context
 	cancel context.CancelFunc
 	loop   chan struct{}
 }
@@ -145,19 +155,23 @@ func (l *live) stopTimer() {
 	}
 }
 
-// NewManager returns a Manager; call Start before use.
-func NewManager(cfg Config, rt Runtime, store Store, releases Releases, log *slog.Logger) *Manager {
+// NewManager returns a Manager; call Start before use. Detached one-offs'
+// output goes to logs.
+func NewManager(cfg Config, rt Runtime, store Store, releases Releases, logs LogSink, log *slog.Logger) *Manager {
 	cfg.setDefaults()
-	return &Manager{cfg: cfg, rt: rt, store: store, releases: releases, log: log, live: map[string]*live{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Manager{cfg: cfg, rt: rt, store: store, releases: releases, logs: logs, log: log,
+		live: map[string]*live{}, ctx: ctx, cancel: cancel}
 }
 
 // Config returns the effective configuration.
 func (m *Manager) Config() Config { return m.cfg }
 
-// Start reconciles the engine with the records, then keeps doing so in the
-// background until Close.
+// Start reconciles the engine with the records, adopting the detached
+// one-offs still running, then keeps reconciling in the background until
+// Close. An engine that does not answer yet is not an error: the next
+// round retries.
 func (m *Manager) Start(ctx context.Context) error {
-	ctx, m.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	m.loop = make(chan struct{})
 	if err := m.Reconcile(ctx); err != nil {
 		m.log.Warn("reconcile failed; will retry", "err", err)
@@ -168,10 +182,10 @@ func (m *Manager) Start(ctx context.Context) error {
 		defer t.Stop()
 		for {
 			select {
-			case <-ctx.Done():
+			case <-m.ctx.Done():
 				return
 			case <-t.C:
-				if err := m.Reconcile(ctx); err != nil {
+				if err := m.Reconcile(m.ctx); err != nil {
 					m.log.Warn("reconcile failed; will retry", "err", err)
 				}
 			}
@@ -187,10 +201,11 @@ func (m *Manager) Close(ctx context.Context) error {
 	m.mu.Lock()
 	m.closing = true
 	m.mu.Unlock()
-	if m.cancel != nil {
-		m.cancel()
+	m.cancel()
+	if m.loop != nil {
 		<-m.loop
 	}
+	m.bg.Wait()
 	sessions := make(chan struct{})
 	go func() { m.wg.Wait(); close(sessions) }()
 	select {
@@ -230,14 +245,24 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 	if err != nil {
 		return OneOff{}, "", err
 	}
-	secret := randomString(32)
-	hash := sha256.Sum256([]byte(secret))
+	ttl, err := m.lifetime(req)
+	if err != nil {
+		return OneOff{}, "", err
+	}
 	now := m.cfg.Now().UTC()
-	deadline := now.Add(m.cfg.AttachWait)
 	rec := OneOff{
 		ID: newID(), App: app, Release: rel.Version, Image: rel.Image, Command: argv,
 		EnvNames: req.envNames(), Mode: Attached, TTY: req.TTY, Requester: req.Requester,
-		State: Pending, CreatedAt: now, AttachDeadline: &deadline, SecretHash: hash[:],
+		State: Pending, CreatedAt: now,
+	}
+	var secret string
+	if req.Detached {
+		rec.Mode = Detached
+	} else {
+		secret = randomString(32)
+		hash := sha256.Sum256([]byte(secret))
+		deadline := now.Add(m.cfg.AttachWait)
+		rec.AttachDeadline, rec.SecretHash = &deadline, hash[:]
 	}
 	// Followed before it is written, so that a concurrent reconcile never
 	// takes the new record for an orphan.
@@ -264,10 +289,10 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 	defer cancel()
 	cid, err := m.rt.Create(ectx, Spec{
 		Name: app + "." + rec.Name + "." + rec.ID, Image: rel.Image, Cmd: argv, Env: req.env(rel),
-		TTY: req.TTY, Stdin: true, Size: req.Size,
+		TTY: req.TTY, Stdin: !req.Detached, Size: req.Size, Logs: req.Detached,
 		Labels: map[string]string{
 			LabelManaged: "true", LabelInstance: m.cfg.Instance, LabelID: rec.ID,
-			LabelApp: app, LabelName: rec.Name, LabelMode: string(Attached),
+			LabelApp: app, LabelName: rec.Name, LabelMode: string(rec.Mode),
 		},
 	})
 	if err != nil {
@@ -292,9 +317,47 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 		m.discard(l, Failed, err.Error())
 		return OneOff{}, "", fmt.Errorf("record one-off %q: %w", rec.ID, err)
 	}
+	if req.Detached {
+		rec, err := m.startDetached(ectx, l, ttl)
+		if err != nil {
+			return OneOff{}, "", fmt.Errorf("start one-off %s: %w", rec.Name, err)
+		}
+		log.Info("detached one-off started", "image", rel.Image, "release", rel.Version,
+			"container", shortID(cid), "expires_at", rec.ExpiresAt)
+		return rec, "", nil
+	}
 	m.armAttachWait(l, m.cfg.AttachWait)
 	log.Info("one-off created", "image", rel.Image, "release", rel.Version, "container", shortID(cid), "tty", req.TTY)
 	return rec, secret, nil
+}
+
+// lifetime returns how long a detached one-off may run: what the request
+// asks, no more than the configured maximum.
+func (m *Manager) lifetime(req Request) (time.Duration, error) {
+	switch {
+	case !req.Detached && req.TTL != 0:
+		return 0, errdefs.Invalid("ttl_detached_only", "a lifetime (ttl) applies to detached one-offs only: an attached one is reaped when idle")
+	case !req.Detached:
+		return 0, nil
+	case req.TTL < 0:
+		return 0, errdefs.Invalid("invalid_ttl", "ttl %s is negative: ask for a positive lifetime", req.TTL)
+	case req.TTL > m.cfg.MaxLifetime:
+		return 0, errdefs.Invalid("ttl_too_long", "ttl %s is over the maximum lifetime of %s: ask for %s or less", req.TTL, m.cfg.MaxLifetime, m.cfg.MaxLifetime)
+	case req.TTL == 0:
+		return m.cfg.MaxLifetime, nil
+	}
+	return req.TTL, nil
+}
+
+// Done returns a channel closed once one-off id has finished: output
+// drained, container removed, record written.
+func (m *Manager) Done(id string) <-chan struct{} {
+	if l := m.lookup(id); l != nil {
+		return l.done
+	}
+	done := make(chan struct{})
+	close(done)
+	return done
 }
 
 // insert stores rec under a fresh name, drawing again on a clash.

@@ -30,6 +30,7 @@ type harness struct {
 	rt      *fakeruntime.Runtime
 	db      *store.DB
 	deploys *deploy.Service
+	logs    *fakeruntime.Logs
 	cfg     oneoff.Config
 }
 
@@ -52,7 +53,7 @@ func newHarness(t *testing.T, cfg oneoff.Config) *harness {
 	if cfg.Instance == "" {
 		cfg.Instance = testInstance
 	}
-	h := &harness{rt: fakeruntime.New(), db: db, deploys: deploys, cfg: cfg}
+	h := &harness{rt: fakeruntime.New(), db: db, deploys: deploys, logs: &fakeruntime.Logs{}, cfg: cfg}
 	h.m = h.manager(cfg)
 	return h
 }
@@ -60,7 +61,7 @@ func newHarness(t *testing.T, cfg oneoff.Config) *harness {
 // manager returns another Manager on the same runtime and store, as a
 // restarted daemon would have.
 func (h *harness) manager(cfg oneoff.Config) *oneoff.Manager {
-	return oneoff.NewManager(cfg, h.rt, h.db, h.deploys, slog.New(slog.DiscardHandler))
+	return oneoff.NewManager(cfg, h.rt, h.db, h.deploys, h.logs, slog.New(slog.DiscardHandler))
 }
 
 // create makes a one-off that runs "bash".

@@ -58,6 +58,10 @@ const (
 	Failed Outcome = "failed"
 	// Lost: the daemon stopped while the one-off ran and could not follow it.
 	Lost Outcome = "lost"
+	// LifetimeExceeded: a detached one-off ran past its lifetime and was stopped.
+	LifetimeExceeded Outcome = "lifetime_exceeded"
+	// OutOfMemory: the kernel killed it for going over its memory limit.
+	OutOfMemory Outcome = "out_of_memory"
 )
 
 // OneOff is the record of one run.
@@ -91,6 +95,8 @@ type OneOff struct {
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
 	// AttachDeadline is when a pending attached one-off is discarded.
 	AttachDeadline *time.Time `json:"attach_deadline,omitempty"`
+	// ExpiresAt is when a detached one-off still running is stopped.
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
 
 	// SecretHash is the SHA-256 of the attach secret; the secret itself is
 	// never stored.

@@ -7,10 +7,10 @@ import (
 
 // Reconcile makes the engine and the records agree. A container of this
 // daemon that no unfinished record claims is removed. An unfinished record
-// that this process does not follow is adopted when it is a pending one-off
-// still waiting for its terminal, and otherwise finished as lost, its
-// container stopped and removed: its terminal went away with the process
-// that served it.
+// that this process does not follow is adopted when it is a detached
+// one-off whose container is there, or a pending one-off still waiting for
+// its terminal; otherwise it is finished as lost, its container stopped and
+// removed: its terminal went away with the process that served it.
 func (m *Manager) Reconcile(ctx context.Context) error {
 	// Containers first, records second: a record is always written before
 	// its container is created, so no container can be seen without it.
@@ -65,6 +65,12 @@ func (m *Manager) settle(ctx context.Context, rec OneOff, c Container, exists bo
 
 	now := m.cfg.Now()
 	switch {
+	case rec.Mode == Detached && rec.State == Running && exists:
+		l.rec.ContainerID = c.ID
+		m.adoptDetached(l)
+	case rec.Mode == Detached && exists:
+		l.requestStop(Failed)
+		m.discard(l, Failed, "the daemon stopped before the one-off started")
 	case rec.State == Pending && exists && !c.Running && rec.AttachDeadline != nil && rec.AttachDeadline.After(now):
 		l.rec.ContainerID = c.ID
 		m.log.Info("adopting a pending one-off", "oneoff", rec.ID, "app", rec.App, "until", rec.AttachDeadline)

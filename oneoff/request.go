@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/oneoffd/oneoffd/deploy"
 	"github.com/oneoffd/oneoffd/errdefs"
@@ -53,6 +54,12 @@ type Request struct {
 	Term string
 	// Requester is who asked, as the platform identifies its user.
 	Requester string
+	// Detached starts the one-off at once, its output going to the app's
+	// log instead of a terminal.
+	Detached bool
+	// TTL is how long a detached one-off may run at most; zero means the
+	// configured maximum.
+	TTL time.Duration
 }
 
 // argv resolves what the container runs.

@@ -90,7 +90,7 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 		return fail(err)
 	}
 	defer stream.Close()
-	exitc := m.rt.Wait(ectx, cid)
+	exitc := m.rt.Wait(ectx, cid, false)
 	if err := m.rt.Start(ectx, cid); err != nil {
 		return fail(err)
 	}

@@ -82,6 +82,16 @@ func (d *Docker) Create(ctx context.Context, spec oneoff.Spec) (string, error) {
 		// An init process reaps zombies and forwards signals, so that a
 		// shell command gets SIGINT and SIGTERM as it would on a host.
 		Init: &init,
+		// Output goes to the attached terminal; the engine keeps none.
+		LogConfig: container.LogConfig{Type: "none"},
+	}
+	if spec.Logs {
+		// The engine's log is where a detached one-off's output is read
+		// from, and read again after a restart: the local driver is
+		// compact and readable, and its size is set here rather than
+		// left to the engine's defaults, which may rotate lines away
+		// before they are read.
+		host.LogConfig = container.LogConfig{Type: "local", Config: map[string]string{"max-size": "100m", "max-file": "3"}}
 	}
 	if spec.TTY && !spec.Size.IsZero() {
 		host.ConsoleSize = [2]uint{uint(spec.Size.Rows), uint(spec.Size.Cols)}
@@ -108,10 +118,15 @@ func (d *Docker) Attach(ctx context.Context, id string, tty bool) (oneoff.Stream
 	return &stream{resp: resp, tty: tty}, nil
 }
 
-// Wait yields the container's next exit.
-func (d *Docker) Wait(ctx context.Context, id string) <-chan oneoff.Exit {
+// Wait yields how the container's run ends, and whether the kernel killed
+// it for memory.
+func (d *Docker) Wait(ctx context.Context, id string, started bool) <-chan oneoff.Exit {
 	out := make(chan oneoff.Exit, 1)
-	resC, errC := d.cli.ContainerWait(ctx, id, container.WaitConditionNextExit)
+	cond := container.WaitConditionNextExit
+	if started {
+		cond = container.WaitConditionNotRunning
+	}
+	resC, errC := d.cli.ContainerWait(ctx, id, cond)
 	go func() {
 		select {
 		case r := <-resC:
@@ -119,12 +134,29 @@ func (d *Docker) Wait(ctx context.Context, id string) <-chan oneoff.Exit {
 				out <- oneoff.Exit{Code: int(r.StatusCode), Err: errors.New(r.Error.Message)}
 				return
 			}
-			out <- oneoff.Exit{Code: int(r.StatusCode)}
+			exit := oneoff.Exit{Code: int(r.StatusCode)}
+			if info, err := d.cli.ContainerInspect(ctx, id); err == nil && info.State != nil {
+				exit.OOMKilled = info.State.OOMKilled
+			}
+			out <- exit
 		case err := <-errC:
 			out <- oneoff.Exit{Code: -1, Err: d.wrap("wait container", err)}
 		}
 	}()
 	return out
+}
+
+// Logs reads the container's log with the engine's timestamps.
+func (d *Docker) Logs(ctx context.Context, id string, opts oneoff.LogOptions) (oneoff.LogReader, error) {
+	o := container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: opts.Follow, Timestamps: true}
+	if !opts.Since.IsZero() {
+		o.Since = opts.Since.UTC().Format(time.RFC3339Nano)
+	}
+	rc, err := d.cli.ContainerLogs(ctx, id, o)
+	if err != nil {
+		return nil, d.wrap("read container log", err)
+	}
+	return newLogReader(rc, opts.TTY), nil
 }
 
 // Start starts a created container.

@@ -79,7 +79,7 @@ func TestDocker_Lifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer st.Close()
-		exit := d.Wait(ctx, id)
+		exit := d.Wait(ctx, id, false)
 		if err := d.Start(ctx, id); err != nil {
 			t.Fatal(err)
 		}
@@ -125,7 +125,7 @@ func TestDocker_Lifecycle(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer st.Close()
-		exit := d.Wait(ctx, id)
+		exit := d.Wait(ctx, id, false)
 		if err := d.Start(ctx, id); err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +150,7 @@ func TestDocker_Lifecycle(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		exit := d.Wait(ctx, id)
+		exit := d.Wait(ctx, id, false)
 		if err := d.Start(ctx, id); err != nil {
 			t.Fatal(err)
 		}

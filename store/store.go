@@ -201,6 +201,17 @@ CREATE TABLE health (
 	pinged_at TEXT    NOT NULL
 ) STRICT;
 `,
+	// 2: detached one-offs' lifetime, and apps' log drains.
+	`
+ALTER TABLE oneoffs ADD COLUMN expires_at TEXT;
+
+CREATE TABLE app_drains (
+	app        TEXT NOT NULL,
+	url        TEXT NOT NULL,
+	created_at TEXT NOT NULL,
+	PRIMARY KEY (app, url)
+) STRICT;
+`,
 }
 
 // migrate applies the migrations the database lacks, each in its own

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/oneoffd/oneoffd/errdefs"
@@ -204,4 +205,34 @@ func TestDB_Ping(t *testing.T) {
 			t.Errorf("Ping on a closed database: got %v, want ErrUnavailable", err)
 		}
 	})
+}
+
+func TestDB_AppDrains(t *testing.T) {
+	db := openTest(t)
+	ctx := context.Background()
+	got, err := db.AppDrains(ctx, "web")
+	if err != nil || len(got) != 0 {
+		t.Fatalf("AppDrains before any = %v, %v; want none", got, err)
+	}
+	want := []string{"syslog+tls://logs.example.com:6514", "syslog://10.0.0.1:514"}
+	if err := db.SetAppDrains(ctx, "web", want); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetAppDrains(ctx, "api", want[:1]); err != nil {
+		t.Fatal(err)
+	}
+	got, err = db.AppDrains(ctx, "web")
+	if err != nil || !slices.Equal(got, want) {
+		t.Errorf("AppDrains = %v, %v; want %v", got, err, want)
+	}
+	all, err := db.AllAppDrains(ctx)
+	if err != nil || len(all) != 2 || len(all["api"]) != 1 {
+		t.Errorf("AllAppDrains = %v, %v", all, err)
+	}
+	if err := db.SetAppDrains(ctx, "web", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := db.AppDrains(ctx, "web"); len(got) != 0 {
+		t.Errorf("AppDrains after clearing = %v, want none", got)
+	}
 }

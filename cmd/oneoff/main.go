@@ -127,7 +127,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	pf.StringVar(&g.token, "token", os.Getenv("ONEOFF_API_TOKEN"), "API token (env ONEOFF_API_TOKEN; default: the local daemon's)")
 	pf.StringVar(&g.caCert, "ca-cert", os.Getenv("ONEOFF_CA_CERT"), "CA certificate to trust for a TLS daemon (env ONEOFF_CA_CERT)")
 	pf.StringVarP(&g.app, "app", "a", os.Getenv("ONEOFF_APP"), "app name (env ONEOFF_APP)")
-	root.AddCommand(runCommand(g), psCommand(g), inspectCommand(g), stopCommand(g), deployCommand(g), appsCommand(g), versionCommand(g))
+	root.AddCommand(runCommand(g), logsCommand(g), psCommand(g), inspectCommand(g), stopCommand(g),
+		deployCommand(g), appsCommand(g), drainsCommand(g), versionCommand(g))
 	err := root.ExecuteContext(ctx)
 	if err != nil && strings.HasPrefix(err.Error(), "unknown ") {
 		return fmt.Errorf("%w (see oneoff --help)", err)

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -22,9 +23,12 @@ import (
 
 func runCommand(g *globals) *cobra.Command {
 	var (
-		envs  []string
-		noTTY bool
-		typ   string
+		envs     []string
+		noTTY    bool
+		typ      string
+		detached bool
+		ttl      time.Duration
+		tail     bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] COMMAND...",
@@ -56,6 +60,12 @@ that off); the exit status is the command's.`,
 			if err != nil {
 				return err
 			}
+			if !detached && (tail || ttl != 0) {
+				return errors.New("--tail and --ttl go with --detached")
+			}
+			if detached {
+				return runDetached(cmd.Context(), g, app, command(args), typ, env, ttl, tail)
+			}
 			return runOneOff(cmd.Context(), g, app, args, typ, env, noTTY)
 		},
 	}
@@ -63,6 +73,9 @@ that off); the exit status is the command's.`,
 	cmd.Flags().StringArrayVarP(&envs, "env", "e", nil, "environment variable K=V, over the app's (repeatable)")
 	cmd.Flags().StringVar(&typ, "type", "", "run the command of this Procfile process type, with the arguments appended")
 	cmd.Flags().BoolVar(&noTTY, "no-tty", false, "do not allocate a TTY even when stdin is a terminal")
+	cmd.Flags().BoolVarP(&detached, "detached", "d", false, "run in the background, the output going to the app's log")
+	cmd.Flags().DurationVar(&ttl, "ttl", 0, "with --detached: stop it after this long (default and most: the daemon's maximum lifetime)")
+	cmd.Flags().BoolVar(&tail, "tail", false, "with --detached: follow its output at once, and exit with its exit code")
 	return cmd
 }
 
@@ -76,14 +89,7 @@ func runOneOff(ctx context.Context, g *globals, app string, args []string, typ s
 		stdinFd = int(f.Fd())
 	}
 	tty := stdinFd >= 0 && !noTTY
-	req := api.CreateOneOff{Env: env, Type: typ, TTY: &tty}
-	switch len(args) {
-	case 0:
-	case 1:
-		req.Command = oneoff.Command{Line: args[0]}
-	default:
-		req.Command = oneoff.Command{Args: args}
-	}
+	req := api.CreateOneOff{Command: command(args), Env: env, Type: typ, TTY: &tty}
 	var rows, cols uint16
 	if tty {
 		rows, cols = termSize(stdinFd, g.out)
@@ -156,6 +162,60 @@ func runOneOff(ctx context.Context, g *globals, app string, args []string, typ s
 		return fmt.Errorf("%w (oneoff inspect %s tells how it ended)", err, created.ID)
 	}
 	return exitStatus(g, created.Name, status)
+}
+
+// command is what the CLI sends for its arguments: one runs through the
+// shell, several run as they are.
+func command(args []string) oneoff.Command {
+	switch len(args) {
+	case 0:
+		return oneoff.Command{}
+	case 1:
+		return oneoff.Command{Line: args[0]}
+	}
+	return oneoff.Command{Args: args}
+}
+
+// runDetached starts a detached one-off and says how to follow it, or with
+// tail follows it to its end.
+func runDetached(ctx context.Context, g *globals, app string, cmd oneoff.Command, typ string, env map[string]string, ttl time.Duration, tail bool) error {
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	req := api.CreateOneOff{Command: cmd, Type: typ, Env: env, Detached: true}
+	if ttl != 0 {
+		req.TTL = ttl.String()
+	}
+	created, err := c.CreateOneOff(ctx, app, req)
+	if err != nil {
+		return err
+	}
+	o := created.OneOff
+	lifetime := ""
+	if o.ExpiresAt != nil && o.StartedAt != nil {
+		lifetime = fmt.Sprintf(", stopped if still running after %s", o.ExpiresAt.Sub(*o.StartedAt).Round(time.Second))
+	}
+	if tail {
+		fmt.Fprintf(g.err, "Started %s on %s (id %s)%s.\n", o.Name, app, o.ID, lifetime)
+		return tailOneOff(ctx, g, c, o)
+	}
+	fmt.Fprintf(g.out, "Started %s on %s (id %s)%s.\n", o.Name, app, o.ID, lifetime)
+	fmt.Fprintf(g.out, "Follow its output:  oneoff --app %s logs -f --filter %s\n", app, o.Name)
+	fmt.Fprintf(g.out, "See how it ended:   oneoff inspect %s\n", o.ID)
+	return nil
+}
+
+// exitStatusOf turns a finished one-off's record into the CLI's exit status.
+func exitStatusOf(g *globals, o oneoff.OneOff) error {
+	msg := o.Error
+	switch o.Outcome {
+	case oneoff.LifetimeExceeded:
+		msg = "stopped: it ran past its lifetime"
+	case oneoff.OutOfMemory:
+		msg = "killed: it ran out of memory"
+	}
+	return exitStatus(g, o.Name, attach.ExitStatus{Outcome: string(o.Outcome), ExitCode: o.ExitCode, Message: msg})
 }
 
 // exitStatus turns how the one-off ended into the CLI's exit status: the

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
+
 	"github.com/oneoffd/oneoffd/client"
 	"github.com/oneoffd/oneoffd/oneoff"
 )
@@ -28,6 +30,10 @@ type config struct {
 	AttachWaitTimeout time.Duration
 	StopGrace         time.Duration
 	ShutdownTimeout   time.Duration
+	MaxLifetime       time.Duration
+	LogRetention      int64
+	LogDrains         []string
+	DrainCA           string
 	TLSCert           string
 	TLSKey            string
 	LogLevel          string
@@ -66,6 +72,12 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	dur(&c.AttachWaitTimeout, "attach-wait-timeout", "ONEOFFD_ATTACH_WAIT_TIMEOUT", oneoff.DefaultAttachWait, "discard an attached one-off nobody attached to after this long")
 	dur(&c.StopGrace, "stop-grace", "ONEOFFD_STOP_GRACE", oneoff.DefaultStopGrace, "time between SIGTERM and SIGKILL when stopping a one-off")
 	dur(&c.ShutdownTimeout, "shutdown-timeout", "ONEOFFD_SHUTDOWN_TIMEOUT", 30*time.Second, "on SIGTERM, how long attached sessions may go on before they are stopped")
+	dur(&c.MaxLifetime, "max-lifetime", "ONEOFFD_MAX_LIFETIME", oneoff.DefaultMaxLifetime, "stop a detached one-off still running after this long (a request may ask for less)")
+	retention := "64MiB"
+	str(&retention, "log-retention", "ONEOFFD_LOG_RETENTION", retention, "disk kept for each app's log; older lines go first")
+	var drains string
+	str(&drains, "log-drains", "ONEOFFD_LOG_DRAINS", "", "comma-separated syslog drains for every app's log: syslog+tls://HOST:PORT or syslog+tcp://HOST:PORT")
+	str(&c.DrainCA, "drain-ca", "ONEOFFD_DRAIN_CA", "", "CA certificate (PEM) trusted for syslog+tls drains, besides the system's")
 	str(&c.TLSCert, "tls-cert", "ONEOFFD_TLS_CERT", "", "TLS certificate file for the API and attach endpoint")
 	str(&c.TLSKey, "tls-key", "ONEOFFD_TLS_KEY", "", "TLS key file")
 	str(&c.LogLevel, "log-level", "ONEOFFD_LOG_LEVEL", "info", "debug, info, warn or error")
@@ -81,10 +93,21 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		fmt.Fprintf(stderr, "oneoffd: unexpected argument %q; see oneoffd -h\n", fs.Arg(0))
 		return c, errUsage
 	}
+	n, err := humanize.ParseBytes(retention)
+	if err != nil || n < 1<<20 {
+		return c, fmt.Errorf("--log-retention %q: give a size of at least 1MiB, such as 64MiB or 1GB", retention)
+	}
+	c.LogRetention = int64(n)
+	for _, d := range strings.Split(drains, ",") {
+		if d = strings.TrimSpace(d); d != "" {
+			c.LogDrains = append(c.LogDrains, d)
+		}
+	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return c, fmt.Errorf("--tls-cert and --tls-key go together: give both or neither")
 	}
-	for name, d := range map[string]time.Duration{"idle-timeout": c.IdleTimeout, "attach-wait-timeout": c.AttachWaitTimeout, "stop-grace": c.StopGrace} {
+	for name, d := range map[string]time.Duration{"idle-timeout": c.IdleTimeout, "attach-wait-timeout": c.AttachWaitTimeout,
+		"stop-grace": c.StopGrace, "max-lifetime": c.MaxLifetime} {
 		if d <= 0 {
 			return c, fmt.Errorf("--%s must be positive, got %s", name, d)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"github.com/oneoffd/oneoffd/api"
 	"github.com/oneoffd/oneoffd/client"
 	"github.com/oneoffd/oneoffd/deploy"
+	"github.com/oneoffd/oneoffd/logs"
 	"github.com/oneoffd/oneoffd/oneoff"
 	"github.com/oneoffd/oneoffd/runtime"
 	"github.com/oneoffd/oneoffd/store"
@@ -60,6 +62,20 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("open database: %w", err)
 	}
 	defer db.Close()
+	logStore, err := logs.Open(logs.Options{Dir: filepath.Join(cfg.DataDir, "logs"), MaxBytesPerApp: cfg.LogRetention})
+	if err != nil {
+		return fmt.Errorf("open log store: %w", err)
+	}
+	defer logStore.Close()
+	drains, err := newDrains(ctx, cfg, db, log)
+	if err != nil {
+		return err
+	}
+	defer logStore.Subscribe(drains.Enqueue)()
+	drainsCtx, stopDrains := context.WithCancel(context.WithoutCancel(ctx))
+	drainsDone := make(chan struct{})
+	go func() { defer close(drainsDone); drains.Run(drainsCtx) }()
+	defer func() { stopDrains(); <-drainsDone }()
 	docker, err := runtime.NewDocker(cfg.DockerHost)
 	if err != nil {
 		return err
@@ -89,14 +105,19 @@ func run(ctx context.Context, args []string) error {
 	deploys := deploy.NewService(db)
 	mgr := oneoff.NewManager(oneoff.Config{
 		Instance: instance, IdleTimeout: cfg.IdleTimeout, AttachWait: cfg.AttachWaitTimeout, StopGrace: cfg.StopGrace,
-	}, docker, db, deploys, log)
+		MaxLifetime: cfg.MaxLifetime,
+	}, docker, db, deploys, logStore, log)
 	if err := mgr.Start(ctx); err != nil {
 		return err
 	}
 	srv := api.NewServer(api.Config{
 		Token: token, AttachAddr: attachLn.Addr().String(), AttachHost: cfg.AttachHost, AttachTLS: tlsConfig != nil,
-	}, mgr, deploys, log, reg, map[string]api.Checker{"engine": docker.Ping, "database": db.Ping})
+	}, api.Deps{
+		OneOffs: mgr, Deploys: deploys, Logs: logStore, Drains: drains, DrainStore: db, Log: log, Metrics: reg,
+		Ready: map[string]api.Checker{"engine": docker.Ping, "database": db.Ping},
+	})
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConfig}
+	httpSrv.RegisterOnShutdown(srv.CloseStreams)
 	attachSrv := api.NewAttachServer(mgr, log, tlsConfig)
 
 	errc := make(chan error, 2)
@@ -144,6 +165,42 @@ func run(ctx context.Context, args []string) error {
 	}
 	log.Info("oneoffd stopped")
 	return runErr
+}
+
+// newDrains sets up the log drains: the daemon's for every app, and each
+// app's as recorded.
+func newDrains(ctx context.Context, cfg config, db *store.DB, log *slog.Logger) (*logs.Drains, error) {
+	var tlsConfig *tls.Config
+	if cfg.DrainCA != "" {
+		pem, err := os.ReadFile(cfg.DrainCA)
+		if err != nil {
+			return nil, fmt.Errorf("read --drain-ca: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--drain-ca %s holds no PEM certificate", cfg.DrainCA)
+		}
+		tlsConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	drains := logs.NewDrains(log, tlsConfig)
+	for _, u := range cfg.LogDrains {
+		if err := drains.AddGlobal(u); err != nil {
+			return nil, fmt.Errorf("--log-drains: %w", err)
+		}
+	}
+	byApp, err := db.AllAppDrains(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for app, urls := range byApp {
+		if err := drains.SetApp(app, urls); err != nil {
+			log.Error("an app's recorded drain is invalid; skipping it", "app", app, "err", err)
+		}
+	}
+	return drains, nil
 }
 
 func newLogger(cfg config, w io.Writer) (*slog.Logger, error) {

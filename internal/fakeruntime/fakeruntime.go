@@ -6,6 +6,7 @@ package fakeruntime
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"sync"
@@ -50,6 +51,16 @@ type container struct {
 	signals  []string
 	attached chan struct{} // closed by Attach
 	started  chan struct{} // closed by Start
+	exitCode *int          // the last run's exit code
+	oom      bool          // the next exit is an out-of-memory kill
+	log      []oneoff.LogEntry
+	changed  chan struct{} // closed and replaced when log or state change
+}
+
+// notify wakes the container's log followers.
+func (c *container) notify() {
+	close(c.changed)
+	c.changed = make(chan struct{})
 }
 
 // New returns a Runtime with no containers.
@@ -90,7 +101,7 @@ func (r *Runtime) addLocked(spec oneoff.Spec, running bool) string {
 	spec.Env = slices.Clone(spec.Env)
 	spec.Cmd = slices.Clone(spec.Cmd)
 	r.containers[id] = &container{id: id, spec: spec, running: running,
-		attached: make(chan struct{}), started: make(chan struct{})}
+		attached: make(chan struct{}), started: make(chan struct{}), changed: make(chan struct{})}
 	return id
 }
 
@@ -108,8 +119,9 @@ func (r *Runtime) Attach(_ context.Context, id string, _ bool) (oneoff.Stream, e
 	return c.stream, nil
 }
 
-// Wait returns a channel that yields container id's next exit.
-func (r *Runtime) Wait(_ context.Context, id string) <-chan oneoff.Exit {
+// Wait returns a channel that yields container id's next exit, or with
+// started the end of its current run, at once if it has ended.
+func (r *Runtime) Wait(_ context.Context, id string, started bool) <-chan oneoff.Exit {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ch := make(chan oneoff.Exit, 1)
@@ -118,9 +130,69 @@ func (r *Runtime) Wait(_ context.Context, id string) <-chan oneoff.Exit {
 		ch <- oneoff.Exit{Err: err}
 		return ch
 	}
+	if started && !c.running {
+		code := 0
+		if c.exitCode != nil {
+			code = *c.exitCode
+		}
+		ch <- oneoff.Exit{Code: code}
+		return ch
+	}
 	c.waiters = append(c.waiters, ch)
 	return ch
 }
+
+// Logs reads container id's log, as the test wrote it with Log.
+func (r *Runtime) Logs(ctx context.Context, id string, opts oneoff.LogOptions) (oneoff.LogReader, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.record("logs %s follow=%v", id, opts.Follow)
+	if _, err := r.get(id); err != nil {
+		return nil, err
+	}
+	return &logReader{r: r, id: id, ctx: ctx, opts: opts}, nil
+}
+
+// logReader reads a fake container's log.
+type logReader struct {
+	r    *Runtime
+	id   string
+	ctx  context.Context
+	opts oneoff.LogOptions
+	next int
+}
+
+func (l *logReader) Next() (oneoff.LogEntry, error) {
+	for {
+		l.r.mu.Lock()
+		c, err := l.r.get(l.id)
+		if err != nil {
+			l.r.mu.Unlock()
+			return oneoff.LogEntry{}, io.EOF
+		}
+		for l.next < len(c.log) {
+			e := c.log[l.next]
+			l.next++
+			if !e.Time.Before(l.opts.Since) {
+				l.r.mu.Unlock()
+				return e, nil
+			}
+		}
+		if !l.opts.Follow || !c.running {
+			l.r.mu.Unlock()
+			return oneoff.LogEntry{}, io.EOF
+		}
+		changed := c.changed
+		l.r.mu.Unlock()
+		select {
+		case <-changed:
+		case <-l.ctx.Done():
+			return oneoff.LogEntry{}, l.ctx.Err()
+		}
+	}
+}
+
+func (l *logReader) Close() error { return nil }
 
 // Start marks container id running, unless StartErr is set.
 func (r *Runtime) Start(_ context.Context, id string) error {
@@ -139,6 +211,7 @@ func (r *Runtime) Start(_ context.Context, id string) error {
 	}
 	c.running = true
 	close(c.started)
+	c.notify()
 	return nil
 }
 
@@ -221,10 +294,12 @@ func (r *Runtime) List(_ context.Context, labels map[string]string) ([]oneoff.Co
 // stream ends too, as when the engine closes the attachment.
 func (c *container) exit(code int, endOutput bool) {
 	c.running = false
+	c.exitCode = &code
 	for _, w := range c.waiters {
-		w <- oneoff.Exit{Code: code}
+		w <- oneoff.Exit{Code: code, OOMKilled: c.oom}
 	}
 	c.waiters = nil
+	c.notify()
 	if endOutput && c.stream != nil {
 		c.stream.EndOutput()
 	}
@@ -237,6 +312,31 @@ func (r *Runtime) Add(labels map[string]string, running bool) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.addLocked(oneoff.Spec{Labels: labels}, running)
+}
+
+// Log appends an entry to container id's log.
+func (r *Runtime) Log(t testing.TB, id string, e oneoff.LogEntry) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, err := r.get(id)
+	if err != nil {
+		t.Fatalf("log: %v", err)
+	}
+	c.log = append(c.log, e)
+	c.notify()
+}
+
+// OOM makes container id's next exit an out-of-memory kill.
+func (r *Runtime) OOM(t testing.TB, id string) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, err := r.get(id)
+	if err != nil {
+		t.Fatalf("oom: %v", err)
+	}
+	c.oom = true
 }
 
 // Exit makes container id's process end with code, and with endOutput its output too.

@@ -1,0 +1,61 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/oneoffd/oneoffd/errdefs"
+)
+
+// Drains is the body of PUT /v1/apps/{app}/drains and the answer of both
+// drain routes.
+type Drains struct {
+	URLs []string `json:"urls"`
+}
+
+func (s *Server) getDrains(w http.ResponseWriter, r *http.Request) {
+	app, err := s.deploys.App(r.Context(), chi.URLParam(r, "app"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	urls, err := s.drainStore.AppDrains(r.Context(), app.Name)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, Drains{URLs: urls})
+}
+
+// setDrains replaces an app's drains: all URLs are checked first, and a bad
+// one changes nothing.
+func (s *Server) setDrains(w http.ResponseWriter, r *http.Request) {
+	app, err := s.deploys.App(r.Context(), chi.URLParam(r, "app"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var body Drains
+	if err := decodeJSON(w, r, &body); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if len(body.URLs) > 20 {
+		s.writeError(w, r, errdefs.Invalid("too_many_drains", "an app may have at most 20 drains, not %d", len(body.URLs)))
+		return
+	}
+	if body.URLs == nil {
+		body.URLs = []string{}
+	}
+	if err := s.drains.SetApp(app.Name, body.URLs); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if err := s.drainStore.SetAppDrains(r.Context(), app.Name, body.URLs); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log.Info("app drains set", "app", app.Name, "drains", len(body.URLs))
+	writeJSON(w, http.StatusOK, body)
+}

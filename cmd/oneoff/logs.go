@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/oneoffd/oneoffd/client"
+	"github.com/oneoffd/oneoffd/oneoff"
+)
+
+func logsCommand(g *globals) *cobra.Command {
+	var (
+		follow bool
+		lines  int
+		filter string
+	)
+	cmd := &cobra.Command{
+		Use:   "logs [-f] [-n LINES] [--filter ONEOFF]",
+		Short: "Show the app's log: what its detached one-offs wrote",
+		Example: `  oneoff --app my-app logs -n 200
+  oneoff --app my-app logs -f --filter one-off-4821`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			app, err := g.needApp()
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			if lines < 0 {
+				return fmt.Errorf("-n %d: give a number of lines, 0 or more", lines)
+			}
+			opts := client.LogOptions{Lines: lines, Follow: follow, Filter: filter}
+			if lines == 0 && cmd.Flags().Changed("lines") {
+				opts.Lines = -1
+			}
+			return c.AppLogs(cmd.Context(), app, opts, func(l oneoff.LogLine) error {
+				_, err := fmt.Fprintln(g.out, formatLine(l))
+				return err
+			})
+		},
+	}
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing lines as they come")
+	cmd.Flags().IntVarP(&lines, "lines", "n", 100, "how many past lines to show")
+	cmd.Flags().StringVar(&filter, "filter", "", "only the lines of this one-off (its name, e.g. one-off-4821)")
+	return cmd
+}
+
+// formatLine renders a log line for people: time, source, stream, text.
+func formatLine(l oneoff.LogLine) string {
+	return fmt.Sprintf("%s %s %s: %s", l.Time.Local().Format("2006-01-02T15:04:05.000000Z07:00"), l.Source, l.Stream, l.Text)
+}
+
+// tailOneOff prints a detached one-off's output as it comes, stdout lines
+// to stdout and stderr lines to stderr, until it ends; it returns the
+// one-off's exit status as the CLI's.
+func tailOneOff(ctx context.Context, g *globals, c *client.Client, o oneoff.OneOff) error {
+	err := c.OneOffLogs(ctx, o.ID, client.LogOptions{Follow: true, All: true}, func(l oneoff.LogLine) error {
+		w := g.out
+		if l.Stream == "stderr" {
+			w = g.err
+		}
+		_, err := io.WriteString(w, l.Text+"\n")
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	final, err := c.OneOff(ctx, o.ID)
+	if err != nil {
+		return err
+	}
+	return exitStatusOf(g, final)
+}
+
+func drainsCommand(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "drains [add URL | remove URL]",
+		Short: "List, add or remove the app's log drains (syslog+tls://HOST:PORT, syslog+tcp://HOST:PORT)",
+		Example: `  oneoff --app my-app drains
+  oneoff --app my-app drains add syslog+tls://logs.example.com:6514
+  oneoff --app my-app drains remove syslog+tls://logs.example.com:6514`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 || (len(args) == 2 && (args[0] == "add" || args[0] == "remove")) {
+				return nil
+			}
+			return fmt.Errorf("usage: oneoff --app APP drains [add URL | remove URL]")
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			app, err := g.needApp()
+			if err != nil {
+				return err
+			}
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			urls, err := c.Drains(cmd.Context(), app)
+			if err != nil {
+				return err
+			}
+			if len(args) == 2 {
+				switch args[0] {
+				case "add":
+					if !slices.Contains(urls, args[1]) {
+						urls = append(urls, args[1])
+					}
+				case "remove":
+					if !slices.Contains(urls, args[1]) {
+						return fmt.Errorf("app %s has no drain %s", app, args[1])
+					}
+					urls = slices.DeleteFunc(urls, func(u string) bool { return u == args[1] })
+				}
+				if urls, err = c.SetDrains(cmd.Context(), app, urls); err != nil {
+					return err
+				}
+			}
+			if len(urls) == 0 {
+				fmt.Fprintf(g.out, "%s has no log drains\n", app)
+				return nil
+			}
+			fmt.Fprintln(g.out, strings.Join(urls, "\n"))
+			return nil
+		},
+	}
+	return cmd
+}

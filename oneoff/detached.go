@@ -1,0 +1,322 @@
+package oneoff
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+)
+
+// maxLineLen bounds a line held in memory: a longer one is cut into parts.
+const maxLineLen = 1 << 20
+
+// startDetached starts a detached one-off's container and hands it to a
+// follower that feeds its output to the app's log until it ends.
+func (m *Manager) startDetached(ctx context.Context, l *live, ttl time.Duration) (OneOff, error) {
+	l.mu.Lock()
+	l.claimed = true // no terminal will claim it: its follower owns it
+	cid, rec := l.rec.ContainerID, l.rec
+	l.mu.Unlock()
+	exitc := m.rt.Wait(m.ctx, cid, false) // for as long as the daemon runs
+	if err := m.rt.Start(ctx, cid); err != nil {
+		m.discard(l, Failed, err.Error())
+		return rec, err
+	}
+	now := m.cfg.Now().UTC()
+	expires := now.Add(ttl)
+	l.mu.Lock()
+	l.rec.State, l.rec.StartedAt, l.rec.ExpiresAt = Running, &now, &expires
+	rec = l.rec
+	l.mu.Unlock()
+	if err := m.store.UpdateOneOff(ctx, rec); err != nil {
+		m.log.Warn("record start failed", "oneoff", rec.ID, "err", err)
+	}
+	m.bg.Add(1)
+	go m.followDetached(l, exitc)
+	return rec, nil
+}
+
+// adoptDetached takes over a detached one-off that a previous run of the
+// daemon started: its log resumes where the stored lines end, its lifetime
+// still counts, and its exit is recorded.
+func (m *Manager) adoptDetached(l *live) {
+	l.mu.Lock()
+	l.claimed = true
+	cid := l.rec.ContainerID
+	l.mu.Unlock()
+	m.log.Info("adopting a detached one-off", "oneoff", l.rec.ID, "app", l.rec.App, "name", l.rec.Name)
+	m.bg.Add(1)
+	go m.followDetached(l, m.rt.Wait(m.ctx, cid, true))
+}
+
+// followDetached feeds a detached one-off's output to the app's log,
+// stops it when asked or when its lifetime is over, and once it has exited
+// and its output is drained, removes its container and records the end.
+// When the daemon closes, it leaves the job running for the next start.
+func (m *Manager) followDetached(l *live, exitc <-chan Exit) {
+	defer m.bg.Done()
+	ctx := m.ctx
+	rec := func() OneOff { l.mu.Lock(); defer l.mu.Unlock(); return l.rec }()
+	log := m.log.With("oneoff", rec.ID, "app", rec.App, "name", rec.Name)
+	cursor, err := m.logs.Resume(ctx, rec.App, rec.Name)
+	if err != nil {
+		log.Error("find where the stored log ends; reading it all again", "err", err)
+	}
+	f := &logFollower{m: m, rec: rec, log: log, cursor: cursor, skip: cursor.Count}
+
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	defer stopFollowing()
+	followed := make(chan error, 1)
+	go func() { followed <- f.read(followCtx, true) }()
+
+	lifetime := time.NewTimer(0)
+	if rec.ExpiresAt != nil {
+		lifetime.Reset(time.Until(*rec.ExpiresAt))
+	} else {
+		lifetime.Stop()
+	}
+	defer lifetime.Stop()
+	stop := func(why Outcome) {
+		l.requestStop(why)
+		go func() {
+			if err := m.rt.Stop(context.WithoutCancel(ctx), rec.ContainerID, m.cfg.StopGrace); err != nil {
+				log.Error("stop container failed", "err", err)
+			}
+		}()
+	}
+	var exit Exit
+	for waiting, stopc := true, l.stopc; waiting; {
+		select {
+		case exit = <-exitc:
+			if exit.Err != nil && ctx.Err() != nil {
+				m.leave(l, followed) // the wait ended with the daemon, not the job
+				return
+			}
+			waiting = false
+		case <-stopc:
+			stopc = nil
+			log.Info("stopping")
+			stop(Stopped) // the reason recorded first wins
+		case <-lifetime.C:
+			log.Info("lifetime over; stopping", "expires_at", rec.ExpiresAt)
+			stop(LifetimeExceeded)
+		case <-ctx.Done():
+			m.leave(l, followed)
+			return
+		}
+	}
+
+	// The log's follow may end before the last lines are read (engines do
+	// that at exit); what it missed is read once more, without following.
+	select {
+	case err = <-followed:
+	case <-time.After(m.cfg.DrainTimeout):
+		stopFollowing()
+		err = <-followed
+	case <-ctx.Done():
+		m.leave(l, followed)
+		return
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		log.Warn("following the log failed; reading it again", "err", err)
+	}
+	if err := f.read(ctx, false); err != nil {
+		if ctx.Err() != nil {
+			m.leave(l, nil)
+			return
+		}
+		log.Error("read the end of the log failed", "err", err)
+	}
+	f.flushPartials(ctx)
+
+	l.mu.Lock()
+	outcome := l.reason
+	l.mu.Unlock()
+	var code *int
+	msg := ""
+	switch {
+	case exit.Err != nil:
+		outcome, msg = Lost, exit.Err.Error()
+	case outcome != "":
+	case exit.OOMKilled:
+		outcome = OutOfMemory
+	default:
+		outcome = Exited
+	}
+	if exit.Err == nil {
+		c := exit.Code
+		code = &c
+	}
+	rctx, cancel := m.engineContext(ctx)
+	defer cancel()
+	if err := m.rt.Remove(rctx, rec.ContainerID); err != nil {
+		log.Error("remove container failed; reconcile will retry", "err", err)
+	}
+	m.finish(l, outcome, code, msg)
+}
+
+// leave stops following a one-off that goes on running while the daemon is
+// down; the next start adopts it.
+func (m *Manager) leave(l *live, followed <-chan error) {
+	if followed != nil {
+		<-followed
+	}
+	m.mu.Lock()
+	delete(m.live, l.rec.ID)
+	m.mu.Unlock()
+}
+
+// logFollower turns a container's log into the app's log lines, resuming
+// after the lines already stored.
+type logFollower struct {
+	m   *Manager
+	rec OneOff
+	log *slog.Logger
+	// cursor is where the stored lines end; skip counts the lines at
+	// exactly cursor.Time that a read from cursor.Time sees again.
+	cursor  LogCursor
+	skip    int
+	partial map[string]*partialLine
+	batch   []LogLine
+}
+
+// partialLine is the start of a line whose end has not come yet.
+type partialLine struct {
+	data []byte
+	time time.Time
+}
+
+// read reads the container's log from the cursor on, to its end, or with
+// follow until the container stops.
+func (f *logFollower) read(ctx context.Context, follow bool) error {
+	since := f.cursor.Time
+	f.skip = f.cursor.Count
+	f.partial = nil // a line's start comes again with the rest
+	rd, err := f.m.rt.Logs(ctx, f.rec.ContainerID, LogOptions{TTY: f.rec.TTY, Since: since, Follow: follow})
+	if err != nil {
+		return err
+	}
+	defer rd.Close()
+	// One goroutine reads while this one stores: lines are appended in
+	// batches of whatever arrived while the previous batch was stored.
+	entries := make(chan LogEntry, 4096)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(entries)
+		for {
+			e, err := rd.Next()
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = nil
+				}
+				readErr <- err
+				return
+			}
+			e.Data = bytes.Clone(e.Data)
+			select {
+			case entries <- e:
+			case <-ctx.Done():
+				readErr <- ctx.Err()
+				return
+			}
+		}
+	}()
+	for e := range entries {
+		f.take(e, since)
+	drain:
+		for len(f.batch) < 8192 {
+			select {
+			case e, ok := <-entries:
+				if !ok {
+					break drain
+				}
+				f.take(e, since)
+			default:
+				break drain
+			}
+		}
+		f.flush(ctx)
+	}
+	f.flush(ctx)
+	return <-readErr
+}
+
+// take adds an entry's complete lines to the batch, keeping a line's start
+// until its end comes.
+func (f *logFollower) take(e LogEntry, since time.Time) {
+	if e.Time.Before(since) {
+		return
+	}
+	if f.partial == nil {
+		f.partial = map[string]*partialLine{}
+	}
+	data := e.Data
+	for len(data) > 0 {
+		i := bytes.IndexByte(data, '\n')
+		p := f.partial[e.Stream]
+		if i < 0 {
+			if p == nil {
+				p = &partialLine{}
+				f.partial[e.Stream] = p
+			}
+			p.data, p.time = append(p.data, data...), e.Time
+			if len(p.data) >= maxLineLen {
+				f.emit(e.Time, e.Stream, p.data)
+				delete(f.partial, e.Stream)
+			}
+			return
+		}
+		line := data[:i]
+		if p != nil {
+			line = append(p.data, line...)
+			delete(f.partial, e.Stream)
+		}
+		f.emit(e.Time, e.Stream, line)
+		data = data[i+1:]
+	}
+}
+
+// emit adds a line to the batch, unless it is one already stored.
+func (f *logFollower) emit(t time.Time, stream string, text []byte) {
+	if f.skip > 0 && t.Equal(f.cursor.Time) {
+		f.skip--
+		return
+	}
+	if f.rec.TTY {
+		text = bytes.TrimSuffix(text, []byte("\r"))
+	}
+	f.batch = append(f.batch, LogLine{Time: t, App: f.rec.App, Source: f.rec.Name, Stream: stream, Text: string(text)})
+}
+
+// flush stores the batch and moves the cursor past it.
+func (f *logFollower) flush(ctx context.Context) {
+	if len(f.batch) == 0 {
+		return
+	}
+	if err := f.m.logs.Append(context.WithoutCancel(ctx), f.batch); err != nil {
+		f.log.Error("store log lines failed; they are lost", "lines", len(f.batch), "err", err)
+	} else {
+		for _, line := range f.batch {
+			if line.Time.Equal(f.cursor.Time) {
+				f.cursor.Count++
+			} else {
+				f.cursor = LogCursor{Time: line.Time, Count: 1}
+			}
+		}
+	}
+	f.batch = f.batch[:0]
+}
+
+// flushPartials stores the starts of lines that never got their end, such
+// as a last line without a newline.
+func (f *logFollower) flushPartials(ctx context.Context) {
+	for _, stream := range []string{"stdout", "stderr"} {
+		if p := f.partial[stream]; p != nil {
+			f.emit(p.time, stream, p.data)
+			delete(f.partial, stream)
+		}
+	}
+	f.flush(ctx)
+}

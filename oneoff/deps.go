@@ -59,8 +59,10 @@ type Spec struct {
 
 // LogOptions say which part of a container's log to read.
 type LogOptions struct {
-	TTY    bool
-	Since  time.Time
+	TTY   bool
+	Since time.Time
+	// Tail, when positive, reads only the last Tail entries.
+	Tail   int
 	Follow bool
 }
 

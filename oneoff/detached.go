@@ -122,7 +122,8 @@ func (m *Manager) followDetached(l *live, exitc <-chan Exit) {
 	if err != nil && !errors.Is(err, context.Canceled) {
 		log.Warn("following the log failed; reading it again", "err", err)
 	}
-	if err := f.read(ctx, false); err != nil {
+	followedLines, endedAt := f.stored, time.Now()
+	if err := f.catchUp(ctx); err != nil {
 		if ctx.Err() != nil {
 			m.leave(l, nil)
 			return
@@ -130,6 +131,7 @@ func (m *Manager) followDetached(l *live, exitc <-chan Exit) {
 		log.Error("read the end of the log failed", "err", err)
 	}
 	f.flushPartials(ctx)
+	log.Debug("log read", "followed", followedLines, "caught_up", f.stored-followedLines, "catch_up_time", time.Since(endedAt))
 
 	l.mu.Lock()
 	outcome := l.reason
@@ -180,6 +182,7 @@ type logFollower struct {
 	skip    int
 	partial map[string]*partialLine
 	batch   []LogLine
+	stored  int // lines stored, for the log
 }
 
 // partialLine is the start of a line whose end has not come yet.
@@ -188,59 +191,110 @@ type partialLine struct {
 	time time.Time
 }
 
+// A batch of lines is stored once it has flushLines lines, or once its
+// oldest line has waited flushDelay.
+const (
+	flushLines = 4096
+	flushDelay = 20 * time.Millisecond
+)
+
+// catchUpWindow is how many of the log's last entries are read first to
+// find what a follow missed; reading from a time instead makes the engine
+// scan the whole log.
+const catchUpWindow = 2000
+
+// errShortWindow says the log's last entries do not reach back to the
+// cursor.
+var errShortWindow = errors.New("the log's tail does not reach the stored lines")
+
+// catchUp reads what the follow missed once the container has stopped:
+// the log's last entries when they reach back past the cursor, else all
+// the log from the cursor on.
+func (f *logFollower) catchUp(ctx context.Context) error {
+	if !f.cursor.Time.IsZero() {
+		err := f.readLog(ctx, LogOptions{Tail: catchUpWindow})
+		if !errors.Is(err, errShortWindow) {
+			return err
+		}
+	}
+	return f.read(ctx, false)
+}
+
 // read reads the container's log from the cursor on, to its end, or with
 // follow until the container stops.
 func (f *logFollower) read(ctx context.Context, follow bool) error {
+	return f.readLog(ctx, LogOptions{Since: f.cursor.Time, Follow: follow})
+}
+
+// readLog stores the log's lines after the cursor. With opts.Tail, the
+// first entry must come before the cursor, so that nothing between the
+// two can have been missed; otherwise nothing is taken and the error is
+// errShortWindow.
+func (f *logFollower) readLog(ctx context.Context, opts LogOptions) error {
 	since := f.cursor.Time
 	f.skip = f.cursor.Count
 	f.partial = nil // a line's start comes again with the rest
-	rd, err := f.m.rt.Logs(ctx, f.rec.ContainerID, LogOptions{TTY: f.rec.TTY, Since: since, Follow: follow})
+	opts.TTY = f.rec.TTY
+	rd, err := f.m.rt.Logs(ctx, f.rec.ContainerID, opts)
 	if err != nil {
 		return err
 	}
 	defer rd.Close()
-	// One goroutine reads while this one stores: lines are appended in
-	// batches of whatever arrived while the previous batch was stored.
-	entries := make(chan LogEntry, 4096)
-	readErr := make(chan error, 1)
+	// One goroutine reads while this one stores, in batches of what came
+	// meanwhile: each batch is one write to the log store.
+	q := newEntryQueue()
 	go func() {
-		defer close(entries)
-		for {
+		for first := true; ; first = false {
 			e, err := rd.Next()
 			if err != nil {
 				if errors.Is(err, io.EOF) {
 					err = nil
 				}
-				readErr <- err
+				q.close(err)
+				return
+			}
+			if first && opts.Tail > 0 && !e.Time.Before(since) {
+				q.close(errShortWindow)
 				return
 			}
 			e.Data = bytes.Clone(e.Data)
-			select {
-			case entries <- e:
-			case <-ctx.Done():
-				readErr <- ctx.Err()
+			if !q.push(e) {
 				return
 			}
 		}
 	}()
-	for e := range entries {
-		f.take(e, since)
-	drain:
-		for len(f.batch) < 8192 {
-			select {
-			case e, ok := <-entries:
-				if !ok {
-					break drain
-				}
-				f.take(e, since)
-			default:
-				break drain
-			}
+	defer q.close(context.Canceled) // stops the reader if this returns first
+	var (
+		buf     []LogEntry
+		pending time.Time // when the oldest line not yet stored came
+	)
+	for {
+		items, done, err := q.take(buf, len(f.batch) == 0)
+		for _, e := range items {
+			f.take(e, since)
 		}
-		f.flush(ctx)
+		buf = items
+		if done {
+			f.flush(ctx)
+			return err
+		}
+		if ctx.Err() != nil {
+			f.flush(ctx)
+			return ctx.Err()
+		}
+		if len(f.batch) == 0 {
+			continue
+		}
+		if pending.IsZero() {
+			pending = time.Now()
+		}
+		if len(f.batch) >= flushLines || time.Since(pending) >= flushDelay {
+			f.flush(ctx)
+			pending = time.Time{}
+			continue
+		}
+		time.Sleep(flushDelay / 8) // let more lines come to store them together
 	}
-	f.flush(ctx)
-	return <-readErr
 }
 
 // take adds an entry's complete lines to the batch, keeping a line's start
@@ -298,6 +352,7 @@ func (f *logFollower) flush(ctx context.Context) {
 	if err := f.m.logs.Append(context.WithoutCancel(ctx), f.batch); err != nil {
 		f.log.Error("store log lines failed; they are lost", "lines", len(f.batch), "err", err)
 	} else {
+		f.stored += len(f.batch)
 		for _, line := range f.batch {
 			if line.Time.Equal(f.cursor.Time) {
 				f.cursor.Count++

@@ -3,6 +3,7 @@ package oneoff_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -190,5 +191,37 @@ func waitLines(t *testing.T, h *harness, source string, n int) {
 			t.Fatalf("%d lines of %s stored, want %d", len(h.texts(source)), source, n)
 		}
 		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// TestManager_detachedCatchUp covers engines whose log follow ends at the
+// container's exit before the last lines: what the follow missed is read
+// again, from the log's tail when it reaches back far enough, else from
+// the cursor.
+func TestManager_detachedCatchUp(t *testing.T) {
+	t0 := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
+	for _, missed := range []int{1, 10, 5000} {
+		t.Run(fmt.Sprintf("%d lines missed", missed), func(t *testing.T) {
+			h := newHarness(t, oneoff.Config{})
+			h.rt.FollowCutShort = true
+			rec, cid := h.startDetached(t, 0)
+			h.rt.Log(t, cid, entry(t0, "stdout", "0\n"))
+			waitLines(t, h, rec.Name, 1)
+			var last []oneoff.LogEntry
+			for i := 1; i <= missed; i++ {
+				last = append(last, entry(t0.Add(time.Duration(i)), "stdout", fmt.Sprintf("%d\n", i)))
+			}
+			h.rt.LogAndExit(t, cid, last, 0)
+			h.waitStored(t, rec.ID, oneoff.Finished)
+			got := h.texts(rec.Name)
+			if len(got) != missed+1 {
+				t.Fatalf("%d lines stored, want %d", len(got), missed+1)
+			}
+			for i, l := range got {
+				if want := fmt.Sprintf("stdout:%d", i); l != want {
+					t.Fatalf("line %d = %q, want %q", i, l, want)
+				}
+			}
+		})
 	}
 }

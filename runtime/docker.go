@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strconv"
 	"strings"
 	"time"
 
@@ -151,6 +152,9 @@ func (d *Docker) Logs(ctx context.Context, id string, opts oneoff.LogOptions) (o
 	o := container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: opts.Follow, Timestamps: true}
 	if !opts.Since.IsZero() {
 		o.Since = opts.Since.UTC().Format(time.RFC3339Nano)
+	}
+	if opts.Tail > 0 {
+		o.Tail = strconv.Itoa(opts.Tail)
 	}
 	rc, err := d.cli.ContainerLogs(ctx, id, o)
 	if err != nil {

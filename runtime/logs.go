@@ -25,7 +25,27 @@ type logReader struct {
 }
 
 func newLogReader(rc io.ReadCloser, tty bool) *logReader {
-	return &logReader{rc: rc, br: bufio.NewReaderSize(rc, 256<<10), tty: tty}
+	return &logReader{rc: rc, br: bufio.NewReaderSize(&coalescer{r: rc}, 256<<10), tty: tty}
+}
+
+// coalescer pauses briefly after a short read. A followed log arrives one
+// small message at a time; reading each as it comes costs a system call
+// and a wake-up per line, while a millisecond's wait lets hundreds gather.
+type coalescer struct {
+	r    io.Reader
+	last int
+}
+
+// shortRead is a read small enough to wait before the next one.
+const shortRead = 2048
+
+func (c *coalescer) Read(p []byte) (int, error) {
+	if c.last > 0 && c.last < shortRead {
+		time.Sleep(time.Millisecond)
+	}
+	n, err := c.r.Read(p)
+	c.last = n
+	return n, err
 }
 
 // Next returns the next entry; its Data is valid until the next call.

@@ -38,6 +38,9 @@ type Runtime struct {
 	// CreateHook, when set, runs at the start of Create, as if the engine
 	// took its time; it may call the Manager.
 	CreateHook func(oneoff.Spec)
+	// FollowCutShort makes a log follow end as soon as its container has
+	// stopped, whatever it has not read yet, as some engines do.
+	FollowCutShort bool
 }
 
 // container is a simulated container.
@@ -150,7 +153,11 @@ func (r *Runtime) Logs(ctx context.Context, id string, opts oneoff.LogOptions) (
 	if _, err := r.get(id); err != nil {
 		return nil, err
 	}
-	return &logReader{r: r, id: id, ctx: ctx, opts: opts}, nil
+	lr := &logReader{r: r, id: id, ctx: ctx, opts: opts}
+	if c := r.containers[id]; opts.Tail > 0 && len(c.log) > opts.Tail {
+		lr.next = len(c.log) - opts.Tail
+	}
+	return lr, nil
 }
 
 // logReader reads a fake container's log.
@@ -167,6 +174,10 @@ func (l *logReader) Next() (oneoff.LogEntry, error) {
 		l.r.mu.Lock()
 		c, err := l.r.get(l.id)
 		if err != nil {
+			l.r.mu.Unlock()
+			return oneoff.LogEntry{}, io.EOF
+		}
+		if l.opts.Follow && l.r.FollowCutShort && !c.running && c.exitCode != nil {
 			l.r.mu.Unlock()
 			return oneoff.LogEntry{}, io.EOF
 		}
@@ -325,6 +336,20 @@ func (r *Runtime) Log(t testing.TB, id string, e oneoff.LogEntry) {
 	}
 	c.log = append(c.log, e)
 	c.notify()
+}
+
+// LogAndExit appends entries to container id's log and ends its process
+// with code, at once: a follower sees the exit and the entries together.
+func (r *Runtime) LogAndExit(t testing.TB, id string, entries []oneoff.LogEntry, code int) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, err := r.get(id)
+	if err != nil {
+		t.Fatalf("log and exit: %v", err)
+	}
+	c.log = append(c.log, entries...)
+	c.exit(code, false)
 }
 
 // OOM makes container id's next exit an out-of-memory kill.

@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oneoffd/oneoffd/internal/testenv"
+	"github.com/oneoffd/oneoffd/oneoff"
+)
+
+// BenchmarkLogThroughput measures how fast a detached one-off's output
+// gets into the app's log: from asking for the one-off to having all its
+// lines stored and the one-off finished, for a job printing lines as fast
+// as it can. Side by side, in the same iterations, the baseline is the
+// engine's own path: `docker run -d` of the same image and command with the
+// same log driver, then `docker logs -f` until it ends, counting the lines.
+//
+// It reports lines/s for both, their ratio, and how many lines `docker
+// logs -f` delivered out of those printed.
+func BenchmarkLogThroughput(b *testing.B) {
+	if _, err := exec.LookPath("docker"); err != nil {
+		b.Skip("no docker CLI for the baseline")
+	}
+	const n = 200000
+	d := startDaemon(b, "--log-retention", "256MiB")
+	app := d.deploy(nil, "")
+	image := testenv.Image(b)
+	c := d.client()
+	ctx := context.Background()
+	command := fmt.Sprintf("seq 1 %d", n)
+
+	var ours, theirs time.Duration
+	delivered := 0
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		o := d.startDetached(app, command, "")
+		for {
+			rec, err := c.OneOff(ctx, o.ID)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if rec.State == oneoff.Finished {
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		ours += time.Since(start)
+		if got := len(d.oneOffLines(o.ID)); got != n {
+			b.Fatalf("%d lines stored, want %d", got, n)
+		}
+
+		start = time.Now()
+		id, err := exec.Command("docker", "run", "-d", "--log-driver", "local", "--log-opt", "max-size=100m",
+			image, "sh", "-c", command).Output()
+		if err != nil {
+			b.Fatal(err)
+		}
+		cid := strings.TrimSpace(string(id))
+		logs := exec.Command("docker", "logs", "-f", cid)
+		out, _ := logs.StdoutPipe()
+		if err := logs.Start(); err != nil {
+			b.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		count := 0
+		for sc.Scan() {
+			count++
+		}
+		_ = logs.Wait()
+		theirs += time.Since(start)
+		delivered += count
+		_ = exec.Command("docker", "rm", "-f", cid).Run()
+	}
+	b.StopTimer()
+	lines := float64(n * b.N)
+	b.ReportMetric(lines/ours.Seconds(), "oneoffd-lines/s")
+	b.ReportMetric(lines/theirs.Seconds(), "docker-logs-f-lines/s")
+	b.ReportMetric(theirs.Seconds()/ours.Seconds(), "speedup")
+	b.ReportMetric(float64(delivered)/lines, "docker-delivered-fraction")
+	d.waitNoContainers()
+}

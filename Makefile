@@ -21,9 +21,9 @@ test: test-deps ## Vet, then run every test with the race detector, on the real 
 	$(GO) vet ./...
 	ONEOFFD_E2E_RACE=1 $(GO) test -race -count=1 -timeout 20m ./...
 
-test-deps: ## Check (and install, as root) what the tests need: busybox-static for the test image, nc and openssl as raw clients, rsyslog as a log server
+test-deps: ## Check (and install, as root) what the tests need: busybox-static for the test image, nc, openssl and curl as plain clients, rsyslog as a log server
 	@missing=""; \
-	for pkg in busybox-static netcat-openbsd openssl rsyslog rsyslog-gnutls; do \
+	for pkg in busybox-static netcat-openbsd openssl curl rsyslog rsyslog-gnutls; do \
 		command -v dpkg >/dev/null && ! dpkg -s $$pkg >/dev/null 2>&1 && missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -1,15 +1,23 @@
 package e2e
 
 import (
+	"archive/tar"
+	"bufio"
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"os/exec"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+
 	"github.com/oneoffd/oneoffd/api"
 	"github.com/oneoffd/oneoffd/client"
+	"github.com/oneoffd/oneoffd/internal/testenv"
 	"github.com/oneoffd/oneoffd/oneoff"
 )
 
@@ -244,4 +252,75 @@ func TestDetached_DaemonKilled(t *testing.T) {
 		}
 	})
 	d.waitNoContainers()
+}
+
+// TestDetached_LogsAsTheyCome reads a running job's log with curl, as a
+// person would: each line shows while the job still runs.
+func TestDetached_LogsAsTheyCome(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	app := d.deploy(nil, "")
+	// The job waits for a file that the test creates once it has seen the
+	// first line: the second line cannot come before.
+	o := d.startDetached(app, "echo first; while [ ! -e /tmp/go-on ]; do sleep 0.05; done; echo second", "")
+	curl := exec.Command("curl", "-sSN", "-H", "Authorization: Bearer "+d.token,
+		d.api+"/v1/apps/"+app+"/logs?follow=true&filter="+o.Name)
+	out, err := curl.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := curl.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer curl.Process.Kill()
+	r := bufio.NewReader(out)
+	line, err := r.ReadString('\n')
+	if err != nil || !strings.HasSuffix(line, o.Name+" stdout: first\n") {
+		t.Fatalf("first line from curl = %q, %v", line, err)
+	}
+	if rec, _ := d.client().OneOff(context.Background(), o.ID); rec.State != oneoff.Running {
+		t.Fatalf("the job is %s when its first line arrives, want running", rec.State)
+	}
+	cli := testenv.Docker(t)
+	if err := cli.CopyToContainer(context.Background(), o.ContainerID, "/tmp", tarWith(t, "go-on"), container.CopyToContainerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if line, err = r.ReadString('\n'); err != nil || !strings.HasSuffix(line, o.Name+" stdout: second\n") {
+		t.Fatalf("second line from curl = %q, %v", line, err)
+	}
+	d.waitFinished(o.ID)
+	d.waitNoContainers()
+}
+
+func TestDetached_TTY(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t)
+	app := d.deploy(nil, "")
+	tty := true
+	o, err := d.client().CreateOneOff(context.Background(), app, api.CreateOneOff{
+		Command: oneoff.Command{Line: "echo out; echo err >&2; tty -s && echo has-a-tty"}, Detached: true, TTY: &tty})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.waitFinished(o.ID)
+	// With a TTY both streams are the terminal's: all is stdout, and the
+	// terminal's carriage returns are gone.
+	if got, want := strings.Join(texts(d.oneOffLines(o.ID)), "|"), "stdout:out|stdout:err|stdout:has-a-tty"; got != want {
+		t.Errorf("lines = %q, want %q", got, want)
+	}
+	d.waitNoContainers()
+}
+
+// tarWith returns a tar archive holding one empty file.
+func tarWith(t *testing.T, name string) io.Reader {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return &buf
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/oneoffd/oneoffd/errdefs"
+	"github.com/oneoffd/oneoffd/internal/testenv"
 )
 
 // drainHostname is the HOSTNAME the test drains send.
@@ -94,12 +95,12 @@ func drainTexts(lines []Line) []string {
 }
 
 // wantSyslogRecord returns how rsyslogd should write l, sent from hostname.
-func wantSyslogRecord(hostname string, l Line) syslogRecord {
+func wantSyslogRecord(hostname string, l Line) testenv.SyslogRecord {
 	severity := "info"
 	if l.Stream == Stderr {
 		severity = "err"
 	}
-	return syslogRecord{
+	return testenv.SyslogRecord{
 		Hostname: hostname, Facility: "user",
 		App: l.App, ProcID: l.Source, MsgID: l.Stream, Severity: severity,
 		Time: l.Time.UTC().Format(syslogTimeLayout), StructuredData: "-", Msg: l.Text,
@@ -108,7 +109,7 @@ func wantSyslogRecord(hostname string, l Line) syslogRecord {
 
 // checkSyslogRecords checks that recs are exactly lines sent from hostname, in
 // order, every field right.
-func checkSyslogRecords(t *testing.T, recs []syslogRecord, hostname string, lines []Line) {
+func checkSyslogRecords(t *testing.T, recs []testenv.SyslogRecord, hostname string, lines []Line) {
 	t.Helper()
 	if len(recs) != len(lines) {
 		t.Errorf("got %d records, want %d", len(recs), len(lines))
@@ -145,7 +146,7 @@ func waitDrainStats(t *testing.T, d *SyslogDrain, what string, ok func(DrainStat
 func TestSyslogDrain_Run(t *testing.T) {
 	t.Run("tcp", func(t *testing.T) {
 		t.Parallel()
-		r := startRsyslog(t, false)
+		r := testenv.StartRsyslog(t, false)
 		d := runDrain(t, DrainConfig{URL: r.URL()})
 		lines := drainLines("tcp", 1000)
 		for chunk := range slices.Chunk(lines, 70) {
@@ -161,11 +162,11 @@ func TestSyslogDrain_Run(t *testing.T) {
 
 	t.Run("tls", func(t *testing.T) {
 		t.Parallel()
-		r := startRsyslog(t, true)
+		r := testenv.StartRsyslog(t, true)
 		if !strings.HasPrefix(r.URL(), "syslog+tls://") {
 			t.Fatalf("URL %q is not syslog+tls", r.URL())
 		}
-		d := runDrain(t, DrainConfig{URL: r.URL(), TLS: &tls.Config{RootCAs: r.Roots}})
+		d := runDrain(t, DrainConfig{URL: r.URL(), TLS: &tls.Config{RootCAs: r.Roots()}})
 		lines := drainLines("tls", 200)
 		d.Enqueue(lines[:100])
 		d.Enqueue(lines[100:])
@@ -174,7 +175,7 @@ func TestSyslogDrain_Run(t *testing.T) {
 
 	t.Run("tls with an untrusted certificate", func(t *testing.T) {
 		t.Parallel()
-		r := startRsyslog(t, true)
+		r := testenv.StartRsyslog(t, true)
 		d := runDrain(t, DrainConfig{URL: r.URL()}) // system roots only
 		d.Enqueue(drainLines("untrusted", 1))
 		s := waitDrainStats(t, d, "an error", func(s DrainStats) bool { return s.Errors > 0 })
@@ -185,7 +186,7 @@ func TestSyslogDrain_Run(t *testing.T) {
 
 	t.Run("server restart", func(t *testing.T) {
 		t.Parallel()
-		r := startRsyslog(t, false)
+		r := testenv.StartRsyslog(t, false)
 		d := runDrain(t, DrainConfig{URL: r.URL()})
 		before, down, after := drainLines("before", 100), drainLines("down", 100), drainLines("after", 100)
 
@@ -211,7 +212,7 @@ func TestSyslogDrain_Run(t *testing.T) {
 
 	t.Run("overflow while the server is down", func(t *testing.T) {
 		t.Parallel()
-		r := newRsyslog(t, false) // not started yet
+		r := testenv.NewRsyslog(t, false) // not started yet
 		d := runDrain(t, DrainConfig{URL: r.URL(), BufferLines: 100})
 		lines := drainLines("overflow", 250)
 		for chunk := range slices.Chunk(lines, 30) {
@@ -231,8 +232,8 @@ func TestSyslogDrain_Run(t *testing.T) {
 }
 
 func TestDrains_Enqueue(t *testing.T) {
-	globalServer := startRsyslog(t, false)
-	webServer := startRsyslog(t, false)
+	globalServer := testenv.StartRsyslog(t, false)
+	webServer := testenv.StartRsyslog(t, false)
 
 	ds := NewDrains(testLogger(t), nil)
 	if err := ds.AddGlobal(globalServer.URL()); err != nil {

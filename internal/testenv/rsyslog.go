@@ -1,4 +1,4 @@
-package logs
+package testenv
 
 import (
 	"bytes"
@@ -20,8 +20,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/oneoffd/oneoffd/internal/testenv"
 )
 
 // A real rsyslogd for the drain tests: Debian's rsyslog, plus
@@ -36,8 +34,8 @@ const rsyslogFormat = `%HOSTNAME%|%syslogfacility-text%|%APP-NAME%|%PROCID%|%MSG
 	`%syslogseverity-text%|%TIMESTAMP:::date-rfc3339%|%STRUCTURED-DATA%|%msg%\n`
 
 // rsyslogConf is the config: $1 the work directory, $2 the TLS settings
-// for global(), $3 the imtcp module's settings, $4 the port.
-const rsyslogConf = `# written by the logs package's tests
+// for global(), $3 the imtcp module's settings, $4 the port, $5 the format.
+const rsyslogConf = `# written by testenv for the tests
 module(load="builtin:omfile")
 global(workDirectory="%[1]s" net.enableDNS="off" processInternalMessages="on"%[2]s)
 module(load="imtcp"%[3]s)
@@ -53,34 +51,38 @@ input(type="imtcp" address="127.0.0.1" port="%[4]d" ruleset="drain")
 // rsyslogReadyTimeout bounds rsyslogd's start and stop.
 const rsyslogReadyTimeout = 15 * time.Second
 
-// rsyslog is an rsyslogd that a test starts, stops and starts again, on one
-// port, appending to one output file.
-type rsyslog struct {
-	t    *testing.T
-	bin  string
-	dir  string
-	tls  bool
-	port int
-	// Roots trusts the server's certificate, for syslog+tls.
-	Roots *x509.CertPool
+// rsyslogWaitTimeout bounds WaitMsgs.
+const rsyslogWaitTimeout = 20 * time.Second
+
+// Rsyslog is a real rsyslogd, listening on loopback, that a test starts,
+// stops and starts again on one port, appending what it receives to one
+// output file. Its methods report failures to the test that made it, and
+// are to be called from that test's goroutine.
+type Rsyslog struct {
+	tb    testing.TB
+	bin   string
+	dir   string
+	tls   bool
+	port  int
+	roots *x509.CertPool
 
 	cmd    *exec.Cmd
-	stderr *rsyslogBuffer
+	output *rsyslogBuffer
 	exited chan struct{}
 	bound  bool // it has listened on port once: keep that port
 }
 
 // rsyslogd returns the path of rsyslogd, skipping the test without it but
 // failing it in CI.
-func rsyslogd(t *testing.T, tls bool) string {
-	t.Helper()
+func rsyslogd(tb testing.TB, tls bool) string {
+	tb.Helper()
 	missing := func(format string, args ...any) {
-		t.Helper()
+		tb.Helper()
 		msg := fmt.Sprintf(format, args...) + " (apt-get install rsyslog rsyslog-gnutls)"
-		if testenv.InCI() {
-			t.Fatal(msg)
+		if InCI() {
+			tb.Fatal(msg)
 		}
-		t.Skip(msg)
+		tb.Skip(msg)
 	}
 	bin, err := exec.LookPath("rsyslogd")
 	if err != nil {
@@ -99,35 +101,37 @@ func rsyslogd(t *testing.T, tls bool) string {
 	return bin
 }
 
-// newRsyslog returns an rsyslogd on a free port, not yet started, and
-// stops it when the test ends. With tls it listens with TLS and a
-// certificate for 127.0.0.1 that Roots trusts.
-func newRsyslog(t *testing.T, tls bool) *rsyslog {
-	t.Helper()
-	r := &rsyslog{t: t, bin: rsyslogd(t, tls), dir: t.TempDir(), tls: tls, port: rsyslogPort(t)}
+// NewRsyslog returns an rsyslogd on a free port of 127.0.0.1, not yet
+// started, that is stopped when the test ends. Without rsyslogd the test is
+// skipped on a laptop and fails in CI. With tls it listens with TLS, with a
+// certificate for 127.0.0.1 signed by a CA of its own (see CAFile, Roots).
+func NewRsyslog(tb testing.TB, tls bool) *Rsyslog {
+	tb.Helper()
+	r := &Rsyslog{tb: tb, bin: rsyslogd(tb, tls), dir: tb.TempDir(), tls: tls, port: rsyslogPort(tb)}
 	if tls {
-		r.Roots = writeRsyslogCert(t, r.dir)
+		r.roots = writeRsyslogCert(tb, r.dir)
 	}
-	t.Cleanup(func() {
+	tb.Cleanup(func() {
 		r.Stop()
-		if t.Failed() {
+		if tb.Failed() {
 			own, _ := os.ReadFile(filepath.Join(r.dir, "rsyslogd.log"))
-			t.Logf("rsyslogd's log:\n%s", own)
+			tb.Logf("rsyslogd's log:\n%s", own)
 		}
 	})
 	return r
 }
 
-// startRsyslog returns a running rsyslogd.
-func startRsyslog(t *testing.T, tls bool) *rsyslog {
-	t.Helper()
-	r := newRsyslog(t, tls)
+// StartRsyslog returns a running rsyslogd, as NewRsyslog then Start.
+func StartRsyslog(tb testing.TB, tls bool) *Rsyslog {
+	tb.Helper()
+	r := NewRsyslog(tb, tls)
 	r.Start()
 	return r
 }
 
-// URL returns the drain URL of the server.
-func (r *rsyslog) URL() string {
+// URL returns the drain URL of the server: syslog+tls://127.0.0.1:PORT with
+// TLS, syslog+tcp://127.0.0.1:PORT without.
+func (r *Rsyslog) URL() string {
 	scheme := "syslog+tcp"
 	if r.tls {
 		scheme = "syslog+tls"
@@ -135,11 +139,24 @@ func (r *rsyslog) URL() string {
 	return fmt.Sprintf("%s://127.0.0.1:%d", scheme, r.port)
 }
 
+// CAFile returns the path of the PEM certificate of the CA that signed the
+// server's certificate, or "" without TLS.
+func (r *Rsyslog) CAFile() string {
+	if !r.tls {
+		return ""
+	}
+	return filepath.Join(r.dir, "ca.pem")
+}
+
+// Roots returns a pool that trusts the server's certificate, or nil
+// without TLS.
+func (r *Rsyslog) Roots() *x509.CertPool { return r.roots }
+
 // Start starts rsyslogd and waits until it listens. Until it has listened
 // once, a port found taken is swapped for another; after, it keeps its port
 // and waits for it to be free.
-func (r *rsyslog) Start() {
-	r.t.Helper()
+func (r *Rsyslog) Start() {
+	r.tb.Helper()
 	deadline := time.Now().Add(rsyslogReadyTimeout)
 	for {
 		err := r.start(deadline)
@@ -149,10 +166,10 @@ func (r *rsyslog) Start() {
 		}
 		r.Stop()
 		if !errors.Is(err, errRsyslogPortTaken) || time.Now().After(deadline) {
-			r.t.Fatalf("start rsyslogd: %v", err)
+			r.tb.Fatalf("start rsyslogd: %v", err)
 		}
 		if !r.bound {
-			r.port = rsyslogPort(r.t)
+			r.port = rsyslogPort(r.tb)
 		} else {
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -161,7 +178,7 @@ func (r *rsyslog) Start() {
 
 var errRsyslogPortTaken = errors.New("port taken")
 
-func (r *rsyslog) start(deadline time.Time) error {
+func (r *Rsyslog) start(deadline time.Time) error {
 	var globalTLS, moduleTLS string
 	if r.tls {
 		globalTLS = fmt.Sprintf(` defaultNetstreamDriverCAFile="%[1]s/ca.pem"`+
@@ -175,10 +192,10 @@ func (r *rsyslog) start(deadline time.Time) error {
 	}
 	own := filepath.Join(r.dir, "rsyslogd.log")
 	os.Remove(own) // this run's messages only
-	r.stderr = &rsyslogBuffer{}
+	r.output = &rsyslogBuffer{}
 	r.cmd = exec.Command(r.bin, "-n", "-f", conf, "-i", filepath.Join(r.dir, "rsyslogd.pid"))
-	r.cmd.Stdout = r.stderr
-	r.cmd.Stderr = r.stderr
+	r.cmd.Stdout = r.output
+	r.cmd.Stderr = r.output
 	if err := r.cmd.Start(); err != nil {
 		return err
 	}
@@ -191,7 +208,7 @@ func (r *rsyslog) start(deadline time.Time) error {
 
 	for {
 		b, _ := os.ReadFile(own)
-		said := string(b) + r.stderr.String()
+		said := string(b) + r.output.String()
 		switch {
 		case strings.Contains(said, "Address already in use"),
 			strings.Contains(said, "Could not create tcp listener"):
@@ -215,9 +232,10 @@ func (r *rsyslog) start(deadline time.Time) error {
 	}
 }
 
-// Stop stops rsyslogd with SIGTERM and waits for it to exit.
-func (r *rsyslog) Stop() {
-	r.t.Helper()
+// Stop stops rsyslogd with SIGTERM and waits for it to exit; what it has
+// received stays in its output.
+func (r *Rsyslog) Stop() {
+	r.tb.Helper()
 	if r.cmd == nil {
 		return
 	}
@@ -227,45 +245,46 @@ func (r *rsyslog) Stop() {
 	case <-time.After(rsyslogReadyTimeout):
 		r.cmd.Process.Kill()
 		<-r.exited
-		r.t.Errorf("rsyslogd did not stop on SIGTERM; killed it")
+		r.tb.Errorf("rsyslogd did not stop on SIGTERM; killed it")
 	}
 	r.cmd = nil
 }
 
-// syslogRecord is one message as rsyslogd wrote it to its output file.
-type syslogRecord struct {
+// SyslogRecord is one message as rsyslogd wrote it to its output file.
+type SyslogRecord struct {
 	Hostname, Facility, App, ProcID, MsgID, Severity, Time, StructuredData, Msg string
 }
 
-// Records returns what rsyslogd has written so far, in order.
-func (r *rsyslog) Records() []syslogRecord {
-	r.t.Helper()
+// Records returns what rsyslogd has written so far, in order, across its
+// restarts.
+func (r *Rsyslog) Records() []SyslogRecord {
+	r.tb.Helper()
 	b, err := os.ReadFile(filepath.Join(r.dir, "out.log"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		r.t.Fatal(err)
+		r.tb.Fatal(err)
 	}
-	var recs []syslogRecord
+	var recs []SyslogRecord
 	for line := range strings.Lines(string(b)) {
 		if !strings.HasSuffix(line, "\n") {
 			break // being written
 		}
 		f := strings.SplitN(strings.TrimSuffix(line, "\n"), "|", 9)
 		if len(f) != 9 {
-			r.t.Fatalf("rsyslogd wrote %q, not 9 fields", line)
+			r.tb.Fatalf("rsyslogd wrote %q, not 9 fields", line)
 		}
-		recs = append(recs, syslogRecord{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]})
+		recs = append(recs, SyslogRecord{f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8]})
 	}
 	return recs
 }
 
 // WaitMsgs waits until every one of msgs has arrived, at least once, and
-// returns the records so far.
-func (r *rsyslog) WaitMsgs(msgs []string) []syslogRecord {
-	r.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+// returns the records so far; it fails the test if some never arrive.
+func (r *Rsyslog) WaitMsgs(msgs []string) []SyslogRecord {
+	r.tb.Helper()
+	deadline := time.Now().Add(rsyslogWaitTimeout)
 	for {
 		recs := r.Records()
 		seen := make(map[string]bool, len(recs))
@@ -282,18 +301,18 @@ func (r *rsyslog) WaitMsgs(msgs []string) []syslogRecord {
 			return recs
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("%d of %d lines never arrived, the first %q", len(missing), len(msgs), missing[0])
+			r.tb.Fatalf("%d of %d lines never arrived, the first %q", len(missing), len(msgs), missing[0])
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
 
 // rsyslogPort returns a port of 127.0.0.1 that was free a moment ago.
-func rsyslogPort(t *testing.T) int {
-	t.Helper()
+func rsyslogPort(tb testing.TB) int {
+	tb.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
@@ -301,11 +320,11 @@ func rsyslogPort(t *testing.T) int {
 
 // writeRsyslogCert writes ca.pem, and cert.pem and key.pem for 127.0.0.1
 // signed by it, into dir, and returns a pool that trusts the CA.
-func writeRsyslogCert(t *testing.T, dir string) *x509.CertPool {
-	t.Helper()
+func writeRsyslogCert(tb testing.TB, dir string) *x509.CertPool {
+	tb.Helper()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	now := time.Now()
 	caTmpl := &x509.Certificate{
@@ -319,15 +338,15 @@ func writeRsyslogCert(t *testing.T, dir string) *x509.CertPool {
 	}
 	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	ca, err := x509.ParseCertificate(caDER)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2),
@@ -340,11 +359,11 @@ func writeRsyslogCert(t *testing.T, dir string) *x509.CertPool {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	for name, block := range map[string]*pem.Block{
 		"ca.pem":   {Type: "CERTIFICATE", Bytes: caDER},
@@ -352,7 +371,7 @@ func writeRsyslogCert(t *testing.T, dir string) *x509.CertPool {
 		"key.pem":  {Type: "PRIVATE KEY", Bytes: keyDER},
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
 	pool := x509.NewCertPool()

@@ -6,6 +6,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/oneoffd/oneoffd/errdefs"
+	"github.com/oneoffd/oneoffd/logs"
 )
 
 // Drains is the body of PUT /v1/apps/{app}/drains and the answer of both
@@ -48,11 +49,18 @@ func (s *Server) setDrains(w http.ResponseWriter, r *http.Request) {
 	if body.URLs == nil {
 		body.URLs = []string{}
 	}
-	if err := s.drains.SetApp(app.Name, body.URLs); err != nil {
+	for _, u := range body.URLs {
+		if err := logs.ValidateDrainURL(u); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	// Recorded first: what runs is never what a restart would not find.
+	if err := s.drainStore.SetAppDrains(r.Context(), app.Name, body.URLs); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if err := s.drainStore.SetAppDrains(r.Context(), app.Name, body.URLs); err != nil {
+	if err := s.drains.SetApp(app.Name, body.URLs); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

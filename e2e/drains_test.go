@@ -35,15 +35,7 @@ func wantDrained(hostname string, l oneoff.LogLine) testenv.SyslogRecord {
 // field right, stdout lines in order. It returns what r has received.
 func checkDrained(t *testing.T, d *daemon, r *testenv.Rsyslog, o api.Created, want []string) []testenv.SyslogRecord {
 	t.Helper()
-	// A line the daemon stored twice is the detached tests' concern; here
-	// each counts once.
 	lines := d.oneOffLines(o.ID)
-	seen := map[string]bool{}
-	lines = slices.DeleteFunc(lines, func(l oneoff.LogLine) bool {
-		dup := seen[l.Stream+":"+l.Text]
-		seen[l.Stream+":"+l.Text] = true
-		return dup
-	})
 	if got := texts(lines); !sameLines(got, want) {
 		t.Fatalf("one-off %s's log holds %q, want %q", o.Name, got, want)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/oneoffd/oneoffd/errdefs"
+	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 // base is the time of the test lines.
@@ -568,16 +569,21 @@ func TestStore_Resume(t *testing.T) {
 	line := func(source string, ms int) Line {
 		return Line{Time: at(ms), App: "app", Source: source, Stream: Stdout, Text: "x"}
 	}
+	errLine := func(source string, ms int) Line {
+		l := line(source, ms)
+		l.Stream = Stderr
+		return l
+	}
+	type cursor struct{ count, ms int } // the time is at(ms) when count > 0
 	tests := []struct {
-		name   string
-		lines  []Line
-		source string
-		want   int // Count; the time is at(wantMs)
-		wantMs int
+		name           string
+		lines          []Line
+		source         string
+		stdout, stderr cursor
 	}{
-		{"no lines", nil, "one-off-1", 0, 0},
-		{"only other sources", []Line{line("one-off-2", 1)}, "one-off-1", 0, 0},
-		{"one line", []Line{line("one-off-1", 5)}, "one-off-1", 1, 5},
+		{"no lines", nil, "one-off-1", cursor{}, cursor{}},
+		{"only other sources", []Line{line("one-off-2", 1)}, "one-off-1", cursor{}, cursor{}},
+		{"one line", []Line{line("one-off-1", 5)}, "one-off-1", cursor{1, 5}, cursor{}},
 		{
 			"a run of 3 among another source's lines",
 			[]Line{
@@ -586,14 +592,21 @@ func TestStore_Resume(t *testing.T) {
 				line("one-off-1", 3), line("one-off-2", 5),
 				line("one-off-1", 3), line("one-off-2", 6),
 			},
-			"one-off-1", 3, 3,
+			"one-off-1", cursor{3, 3}, cursor{},
 		},
 		{
 			"the run ends at an earlier time",
 			[]Line{line("one-off-1", 3), line("one-off-1", 2), line("one-off-1", 3), line("one-off-1", 3)},
-			"one-off-1", 2, 3,
+			"one-off-1", cursor{2, 3}, cursor{},
 		},
-		{"a source that is a prefix", []Line{line("one-off-10", 1)}, "one-off-1", 0, 0},
+		{
+			// The streams' lines may be stored out of time order: each
+			// stream has its own cursor.
+			"streams out of time order",
+			[]Line{line("one-off-1", 1), line("one-off-1", 4), errLine("one-off-1", 3), errLine("one-off-1", 3), line("one-off-1", 5), line("one-off-1", 6)},
+			"one-off-1", cursor{1, 6}, cursor{2, 3},
+		},
+		{"a source that is a prefix", []Line{line("one-off-10", 1)}, "one-off-1", cursor{}, cursor{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -603,11 +616,9 @@ func TestStore_Resume(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer func() { s.Close() }()
-			if len(tt.lines) > 0 {
-				// One line per Append, across segments.
-				for _, l := range tt.lines {
-					mustAppend(t, s, []Line{l})
-				}
+			// One line per Append, across segments.
+			for _, l := range tt.lines {
+				mustAppend(t, s, []Line{l})
 			}
 			check := func(when string) {
 				t.Helper()
@@ -615,15 +626,18 @@ func TestStore_Resume(t *testing.T) {
 				if err != nil {
 					t.Fatalf("%s: Resume: %v", when, err)
 				}
-				if got.Count != tt.want {
-					t.Errorf("%s: Count: got %d, want %d", when, got.Count, tt.want)
-				}
-				var want time.Time
-				if tt.want > 0 {
-					want = at(tt.wantMs)
-				}
-				if !got.Time.Equal(want) {
-					t.Errorf("%s: Time: got %v, want %v", when, got.Time, want)
+				for _, c := range []struct {
+					stream string
+					got    oneoff.StreamCursor
+					want   cursor
+				}{{Stdout, got.Stdout, tt.stdout}, {Stderr, got.Stderr, tt.stderr}} {
+					var want time.Time
+					if c.want.count > 0 {
+						want = at(c.want.ms)
+					}
+					if c.got.Count != c.want.count || !c.got.Time.Equal(want) {
+						t.Errorf("%s: %s cursor = %d at %v, want %d at %v", when, c.stream, c.got.Count, c.got.Time, c.want.count, want)
+					}
 				}
 			}
 			check("before Close")

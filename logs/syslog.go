@@ -121,6 +121,13 @@ const drainURLForms = "use syslog+tls://host:port, syslog+tcp://host:port or sys
 
 // parseDrainURL parses and validates a drain URL. Its errors are of class
 // errdefs.ErrInvalid and never repeat credentials the URL may hold.
+// ValidateDrainURL reports whether raw names a drain this package can
+// forward to, with an errdefs.ErrInvalid error saying what is wrong.
+func ValidateDrainURL(raw string) error {
+	_, err := parseDrainURL(raw)
+	return err
+}
+
 func parseDrainURL(raw string) (drainURL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {

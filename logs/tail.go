@@ -85,26 +85,36 @@ func (a *appLog) tail(ctx context.Context, segs []segment, n int, f sourceFilter
 	return lines, nil
 }
 
-// Resume returns where source's stored lines in app's log end: the Time of
-// its last line and how many of its lines carry exactly that Time, going
-// back from the end over other sources' lines until one of source's has an
-// earlier Time; the zero cursor if it has none.
+// Resume returns where source's stored lines in app's log end, for each
+// stream: the Time of its last line and how many of its lines carry exactly
+// that Time, going back from the end over other lines until one of the
+// stream's has an earlier Time; a stream with no line has a zero cursor.
 func (s *Store) Resume(ctx context.Context, app, source string) (oneoff.LogCursor, error) {
 	var cur oneoff.LogCursor
 	a, err := s.appLog(app, false)
 	if err != nil || a == nil {
 		return cur, err
 	}
+	// Backward, each stream's cursor is its first line seen and the run of
+	// its lines with that same time; a stream is done at its first line
+	// with an earlier time.
+	var done [2]bool
 	err = a.scanBack(ctx, a.snapshot(), newSourceFilter(source, false), func(l Line) bool {
-		switch {
-		case cur.Count == 0:
-			cur = oneoff.LogCursor{Time: l.Time, Count: 1}
-		case l.Time.Equal(cur.Time):
-			cur.Count++
-		case l.Time.Before(cur.Time):
-			return false
+		i := 0
+		if l.Stream == Stderr {
+			i = 1
 		}
-		return true
+		sc := cur.Of(l.Stream)
+		switch {
+		case done[i]:
+		case sc.Count == 0:
+			*sc = oneoff.StreamCursor{Time: l.Time, Count: 1}
+		case l.Time.Equal(sc.Time):
+			sc.Count++
+		default:
+			done[i] = true
+		}
+		return !done[0] || !done[1]
 	})
 	if err != nil {
 		return oneoff.LogCursor{}, err

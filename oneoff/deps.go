@@ -140,11 +140,37 @@ type LogLine struct {
 	Text string `json:"text"`
 }
 
-// LogCursor is where a source's stored lines end: the time of its last
-// line and how many of its lines carry exactly that time.
+// LogCursor is where a source's stored lines end, stream by stream: the
+// engine stamps each stream's lines in order, but lines of the two streams
+// may reach the log slightly out of time order.
 type LogCursor struct {
+	Stdout, Stderr StreamCursor
+}
+
+// StreamCursor is the time of a stream's last stored line and how many of
+// the stream's lines carry exactly that time.
+type StreamCursor struct {
 	Time  time.Time
 	Count int
+}
+
+// Of returns the cursor of a stream, "stdout" or "stderr".
+func (c *LogCursor) Of(stream string) *StreamCursor {
+	if stream == "stderr" {
+		return &c.Stderr
+	}
+	return &c.Stdout
+}
+
+// Add moves the cursor past a line just stored.
+func (c *LogCursor) Add(l LogLine) {
+	sc := c.Of(l.Stream)
+	switch {
+	case sc.Count > 0 && l.Time.Equal(sc.Time):
+		sc.Count++
+	case sc.Count == 0 || l.Time.After(sc.Time):
+		*sc = StreamCursor{Time: l.Time, Count: 1}
+	}
 }
 
 // LogSink keeps apps' logs.
@@ -152,7 +178,7 @@ type LogSink interface {
 	// Append adds lines to their apps' logs, in order; once it returns
 	// they survive a crash of the process.
 	Append(ctx context.Context, lines []LogLine) error
-	// Resume says where source's stored lines in app's log end; the zero
-	// cursor when it has none.
+	// Resume says where source's stored lines in app's log end, stream by
+	// stream; the zero cursor when it has none.
 	Resume(ctx context.Context, app, source string) (LogCursor, error)
 }

@@ -64,7 +64,7 @@ func (m *Manager) followDetached(l *live, exitc <-chan Exit) {
 	if err != nil {
 		log.Error("find where the stored log ends; reading it all again", "err", err)
 	}
-	f := &logFollower{m: m, rec: rec, log: log, cursor: cursor, skip: cursor.Count}
+	f := &logFollower{m: m, rec: rec, log: log, cursor: cursor}
 
 	followCtx, stopFollowing := context.WithCancel(ctx)
 	defer stopFollowing()
@@ -176,10 +176,15 @@ type logFollower struct {
 	m   *Manager
 	rec OneOff
 	log *slog.Logger
-	// cursor is where the stored lines end; skip counts the lines at
-	// exactly cursor.Time that a read from cursor.Time sees again.
-	cursor  LogCursor
-	skip    int
+	// cursor is where the stored lines end, stream by stream; skip counts,
+	// by stream, the lines at exactly the cursor's time that a read from a
+	// time sees again.
+	cursor LogCursor
+	skip   map[string]int
+	// last is the last entry taken, in the log's order, and hasLast says
+	// there is one: the place to go on from in the log's tail.
+	last    LogEntry
+	hasLast bool
 	partial map[string]*partialLine
 	batch   []LogLine
 	stored  int // lines stored, for the log
@@ -203,16 +208,22 @@ const (
 // scan the whole log.
 const catchUpWindow = 2000
 
+// skewMargin is how long before the streams' cursors a read from a time
+// starts: the engine stamps each stream's lines in order, but the lines
+// of the two streams reach the log up to this much out of time order.
+const skewMargin = time.Second
+
 // errShortWindow says the log's last entries do not reach back to the
-// cursor.
-var errShortWindow = errors.New("the log's tail does not reach the stored lines")
+// last entry taken.
+var errShortWindow = errors.New("the log's tail does not reach the last line read")
 
 // catchUp reads what the follow missed once the container has stopped:
-// the log's last entries when they reach back past the cursor, else all
-// the log from the cursor on.
+// what follows the last entry taken in the log's last entries when they
+// reach back that far, else all the log from the cursor on.
 func (f *logFollower) catchUp(ctx context.Context) error {
-	if !f.cursor.Time.IsZero() {
-		err := f.readLog(ctx, LogOptions{Tail: catchUpWindow})
+	if f.hasLast {
+		last := f.last
+		err := f.readLog(ctx, LogOptions{Tail: catchUpWindow}, &last)
 		if !errors.Is(err, errShortWindow) {
 			return err
 		}
@@ -223,17 +234,33 @@ func (f *logFollower) catchUp(ctx context.Context) error {
 // read reads the container's log from the cursor on, to its end, or with
 // follow until the container stops.
 func (f *logFollower) read(ctx context.Context, follow bool) error {
-	return f.readLog(ctx, LogOptions{Since: f.cursor.Time, Follow: follow})
+	return f.readLog(ctx, LogOptions{Since: f.since(), Follow: follow}, nil)
 }
 
-// readLog stores the log's lines after the cursor. With opts.Tail, the
-// first entry must come before the cursor, so that nothing between the
-// two can have been missed; otherwise nothing is taken and the error is
-// errShortWindow.
-func (f *logFollower) readLog(ctx context.Context, opts LogOptions) error {
-	since := f.cursor.Time
-	f.skip = f.cursor.Count
-	f.partial = nil // a line's start comes again with the rest
+// since is the time a read starts from to see every line after the cursor.
+func (f *logFollower) since() time.Time {
+	var t time.Time
+	for _, sc := range []StreamCursor{f.cursor.Stdout, f.cursor.Stderr} {
+		if sc.Count > 0 && (t.IsZero() || sc.Time.Before(t)) {
+			t = sc.Time
+		}
+	}
+	if t.IsZero() {
+		return t
+	}
+	return t.Add(-skewMargin)
+}
+
+// readLog stores the log's lines after the cursor. With after, it takes
+// only the entries that come after that one, which must be in what it
+// reads; otherwise it takes nothing and the error is errShortWindow.
+func (f *logFollower) readLog(ctx context.Context, opts LogOptions, after *LogEntry) error {
+	f.skip = map[string]int{"stdout": f.cursor.Stdout.Count, "stderr": f.cursor.Stderr.Count}
+	if after == nil {
+		f.partial = nil // a line's start comes again with the rest
+	} else {
+		f.skip = nil // the place is exact: all that follows is new
+	}
 	opts.TTY = f.rec.TTY
 	rd, err := f.m.rt.Logs(ctx, f.rec.ContainerID, opts)
 	if err != nil {
@@ -244,18 +271,22 @@ func (f *logFollower) readLog(ctx context.Context, opts LogOptions) error {
 	// meanwhile: each batch is one write to the log store.
 	q := newEntryQueue()
 	go func() {
-		for first := true; ; first = false {
+		found := after == nil
+		for {
 			e, err := rd.Next()
 			if err != nil {
-				if errors.Is(err, io.EOF) {
+				switch {
+				case !found:
+					err = errShortWindow
+				case errors.Is(err, io.EOF):
 					err = nil
 				}
 				q.close(err)
 				return
 			}
-			if first && opts.Tail > 0 && !e.Time.Before(since) {
-				q.close(errShortWindow)
-				return
+			if !found {
+				found = e.Time.Equal(after.Time) && e.Stream == after.Stream && bytes.Equal(e.Data, after.Data)
+				continue
 			}
 			e.Data = bytes.Clone(e.Data)
 			if !q.push(e) {
@@ -271,7 +302,7 @@ func (f *logFollower) readLog(ctx context.Context, opts LogOptions) error {
 	for {
 		items, done, err := q.take(buf, len(f.batch) == 0)
 		for _, e := range items {
-			f.take(e, since)
+			f.take(e)
 		}
 		buf = items
 		if done {
@@ -299,10 +330,11 @@ func (f *logFollower) readLog(ctx context.Context, opts LogOptions) error {
 
 // take adds an entry's complete lines to the batch, keeping a line's start
 // until its end comes.
-func (f *logFollower) take(e LogEntry, since time.Time) {
-	if e.Time.Before(since) {
-		return
+func (f *logFollower) take(e LogEntry) {
+	if sc := f.cursor.Of(e.Stream); sc.Count > 0 && e.Time.Before(sc.Time) {
+		return // stored before
 	}
+	f.last, f.hasLast = e, true
 	if f.partial == nil {
 		f.partial = map[string]*partialLine{}
 	}
@@ -334,8 +366,8 @@ func (f *logFollower) take(e LogEntry, since time.Time) {
 
 // emit adds a line to the batch, unless it is one already stored.
 func (f *logFollower) emit(t time.Time, stream string, text []byte) {
-	if f.skip > 0 && t.Equal(f.cursor.Time) {
-		f.skip--
+	if f.skip[stream] > 0 && t.Equal(f.cursor.Of(stream).Time) {
+		f.skip[stream]--
 		return
 	}
 	if f.rec.TTY {
@@ -354,11 +386,7 @@ func (f *logFollower) flush(ctx context.Context) {
 	} else {
 		f.stored += len(f.batch)
 		for _, line := range f.batch {
-			if line.Time.Equal(f.cursor.Time) {
-				f.cursor.Count++
-			} else {
-				f.cursor = LogCursor{Time: line.Time, Count: 1}
-			}
+			f.cursor.Add(line)
 		}
 	}
 	f.batch = f.batch[:0]

@@ -225,3 +225,53 @@ func TestManager_detachedCatchUp(t *testing.T) {
 		})
 	}
 }
+
+// TestManager_detachedStreamsOutOfOrder covers the two streams' lines
+// reaching the log out of time order: each line is stored once, after a
+// follow cut short and after a restart alike.
+func TestManager_detachedStreamsOutOfOrder(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	want := "stdout:a|stdout:b|stderr:x|stderr:z|stdout:c|stderr:y"
+
+	t.Run("follow cut short", func(t *testing.T) {
+		h := newHarness(t, oneoff.Config{})
+		h.rt.FollowCutShort = true
+		rec, cid := h.startDetached(t, 0)
+		h.rt.Log(t, cid, entry(at(1), "stdout", "a\n"))
+		h.rt.Log(t, cid, entry(at(4), "stdout", "b\n"))
+		h.rt.Log(t, cid, entry(at(3), "stderr", "x\n"))
+		waitLines(t, h, rec.Name, 3)
+		h.rt.LogAndExit(t, cid, []oneoff.LogEntry{
+			entry(at(3).Add(1), "stderr", "z\n"), entry(at(5), "stdout", "c\n"), entry(at(6), "stderr", "y\n"),
+		}, 0)
+		h.waitStored(t, rec.ID, oneoff.Finished)
+		if got := strings.Join(h.texts(rec.Name), "|"); got != want {
+			t.Errorf("lines = %s, want %s", got, want)
+		}
+	})
+	t.Run("restart", func(t *testing.T) {
+		h := newHarness(t, oneoff.Config{})
+		rec, cid := h.startDetached(t, 0)
+		h.rt.Log(t, cid, entry(at(1), "stdout", "a\n"))
+		h.rt.Log(t, cid, entry(at(4), "stdout", "b\n"))
+		h.rt.Log(t, cid, entry(at(3), "stderr", "x\n"))
+		waitLines(t, h, rec.Name, 3)
+		if err := h.m.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		// Written while no daemon runs: z comes before the stdout cursor.
+		h.rt.Log(t, cid, entry(at(3).Add(1), "stderr", "z\n"))
+		m2 := h.manager(h.cfg)
+		if err := m2.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m2.Close(ctx) })
+		h.rt.LogAndExit(t, cid, []oneoff.LogEntry{entry(at(5), "stdout", "c\n"), entry(at(6), "stderr", "y\n")}, 0)
+		h.waitStored(t, rec.ID, oneoff.Finished)
+		if got := strings.Join(h.texts(rec.Name), "|"); got != want {
+			t.Errorf("lines = %s, want %s", got, want)
+		}
+	})
+}

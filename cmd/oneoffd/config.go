@@ -76,7 +76,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	retention := "64MiB"
 	str(&retention, "log-retention", "ONEOFFD_LOG_RETENTION", retention, "disk kept for each app's log; older lines go first")
 	var drains string
-	str(&drains, "log-drains", "ONEOFFD_LOG_DRAINS", "", "comma-separated syslog drains for every app's log: syslog+tls://HOST:PORT or syslog+tcp://HOST:PORT")
+	str(&drains, "log-drains", "ONEOFFD_LOG_DRAINS", "", "comma-separated syslog drains for every app's log: syslog+tls://HOST:PORT, or syslog+tcp://HOST:PORT (also syslog://HOST:PORT)")
 	str(&c.DrainCA, "drain-ca", "ONEOFFD_DRAIN_CA", "", "CA certificate (PEM) trusted for syslog+tls drains, besides the system's")
 	str(&c.TLSCert, "tls-cert", "ONEOFFD_TLS_CERT", "", "TLS certificate file for the API and attach endpoint")
 	str(&c.TLSKey, "tls-key", "ONEOFFD_TLS_KEY", "", "TLS key file")

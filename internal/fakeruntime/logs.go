@@ -30,13 +30,8 @@ func (l *Logs) Resume(_ context.Context, app, source string) (oneoff.LogCursor, 
 	defer l.mu.Unlock()
 	var c oneoff.LogCursor
 	for _, line := range l.lines {
-		if line.App != app || line.Source != source {
-			continue
-		}
-		if line.Time.Equal(c.Time) {
-			c.Count++
-		} else {
-			c = oneoff.LogCursor{Time: line.Time, Count: 1}
+		if line.App == app && line.Source == source {
+			c.Add(line)
 		}
 	}
 	return c, nil

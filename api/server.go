@@ -208,13 +208,16 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
 
 // CreateOneOff is the body of POST /v1/apps/{app}/oneoffs.
 type CreateOneOff struct {
-	Command   oneoff.Command    `json:"command"`
-	Type      string            `json:"type,omitempty"`
-	Env       map[string]string `json:"env,omitempty"`
-	TTY       *bool             `json:"tty,omitempty"`
-	Size      *oneoff.TermSize  `json:"size,omitempty"`
-	Term      string            `json:"term,omitempty"`
-	Requester string            `json:"requester,omitempty"`
+	Command oneoff.Command    `json:"command"`
+	Type    string            `json:"type,omitempty"`
+	Env     map[string]string `json:"env,omitempty"`
+	TTY     *bool             `json:"tty,omitempty"`
+	// Window is the terminal's size, for a TTY.
+	Window *oneoff.TermSize `json:"window,omitempty"`
+	// Size names the resource limits, from the daemon's size table.
+	Size      string `json:"size,omitempty"`
+	Term      string `json:"term,omitempty"`
+	Requester string `json:"requester,omitempty"`
 	// Detached starts the one-off at once, its output going to the app's
 	// log; TTY then defaults to false.
 	Detached bool `json:"detached,omitempty"`
@@ -252,9 +255,10 @@ func (s *Server) createOneOff(w http.ResponseWriter, r *http.Request) {
 		}
 		req.TTL = ttl
 	}
-	if body.Size != nil {
-		req.Size = *body.Size
+	if body.Window != nil {
+		req.Window = *body.Window
 	}
+	req.Size = body.Size
 	o, secret, err := s.oneoffs.Create(r.Context(), chi.URLParam(r, "app"), req)
 	if err != nil {
 		s.writeError(w, r, err)

@@ -49,9 +49,11 @@ type Spec struct {
 	TTY    bool
 	Stdin  bool // keep stdin open for an attached terminal
 	Labels map[string]string
-	// Size is the TTY's initial size; engines older than API 1.42 ignore
-	// it, so it is set again right after Start.
-	Size TermSize
+	// Window is the TTY's initial size; engines older than API 1.42
+	// ignore it, so it is set again right after Start.
+	Window TermSize
+	// Limits are the resources the container may use.
+	Limits Size
 	// Logs keeps the container's output in the engine's log, to be read
 	// with Runtime.Logs; without it the output only goes to an attachment.
 	Logs bool

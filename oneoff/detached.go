@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"time"
@@ -144,6 +145,7 @@ func (m *Manager) followDetached(l *live, exitc <-chan Exit) {
 	case outcome != "":
 	case exit.OOMKilled:
 		outcome = OutOfMemory
+		msg = fmt.Sprintf("killed: it ran out of memory (size %s allows %s)", rec.Size, m.memoryOf(rec.Size))
 	default:
 		outcome = Exited
 	}

@@ -44,6 +44,10 @@ type Config struct {
 	// MaxLifetime is the longest a detached one-off may run; a request
 	// may ask for less.
 	MaxLifetime time.Duration
+	// Sizes are the resource limits a request may pick from; DefaultSize
+	// names the one it gets when it picks none.
+	Sizes       []Size
+	DefaultSize string
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -74,6 +78,15 @@ func (c *Config) setDefaults() {
 	def(&c.MaxLifetime, DefaultMaxLifetime)
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if len(c.Sizes) == 0 {
+		c.Sizes, _ = ParseSizes(DefaultSizes)
+		if c.DefaultSize == "" {
+			c.DefaultSize = DefaultSize
+		}
+	}
+	if c.DefaultSize == "" {
+		c.DefaultSize = c.Sizes[0].Name
 	}
 }
 
@@ -249,11 +262,15 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 	if err != nil {
 		return OneOff{}, "", err
 	}
+	size, err := m.size(req.Size)
+	if err != nil {
+		return OneOff{}, "", err
+	}
 	now := m.cfg.Now().UTC()
 	rec := OneOff{
 		ID: newID(), App: app, Release: rel.Version, Image: rel.Image, Command: argv,
 		EnvNames: req.envNames(), Mode: Attached, TTY: req.TTY, Requester: req.Requester,
-		State: Pending, CreatedAt: now,
+		Size: size.Name, State: Pending, CreatedAt: now,
 	}
 	var secret string
 	if req.Detached {
@@ -289,7 +306,7 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 	defer cancel()
 	cid, err := m.rt.Create(ectx, Spec{
 		Name: app + "." + rec.Name + "." + rec.ID, Image: rel.Image, Cmd: argv, Env: req.env(rel),
-		TTY: req.TTY, Stdin: !req.Detached, Size: req.Size, Logs: req.Detached,
+		TTY: req.TTY, Stdin: !req.Detached, Window: req.Window, Logs: req.Detached, Limits: size,
 		Labels: map[string]string{
 			LabelManaged: "true", LabelInstance: m.cfg.Instance, LabelID: rec.ID,
 			LabelApp: app, LabelName: rec.Name, LabelMode: string(rec.Mode),

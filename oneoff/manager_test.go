@@ -208,7 +208,7 @@ func TestManager_Create(t *testing.T) {
 		before := time.Now().UTC()
 		rec, secret := h.create(t, oneoff.Request{
 			Command: oneoff.Command{Line: "bash"}, Env: map[string]string{"B": "override", "C": "3"},
-			TTY: true, Term: "xterm-256color", Size: oneoff.TermSize{Rows: 24, Cols: 80}, Requester: "alice",
+			TTY: true, Term: "xterm-256color", Window: oneoff.TermSize{Rows: 24, Cols: 80}, Requester: "alice",
 		})
 		if secret == "" {
 			t.Error("got an empty secret")
@@ -232,8 +232,8 @@ func TestManager_Create(t *testing.T) {
 		if spec.Image != "registry.example.com/web:v1" || !spec.TTY || !spec.Stdin {
 			t.Errorf("got image %q, tty %v, stdin %v; want the release's image, a TTY and stdin", spec.Image, spec.TTY, spec.Stdin)
 		}
-		if want := (oneoff.TermSize{Rows: 24, Cols: 80}); spec.Size != want {
-			t.Errorf("got size %+v, want %+v", spec.Size, want)
+		if want := (oneoff.TermSize{Rows: 24, Cols: 80}); spec.Window != want {
+			t.Errorf("got size %+v, want %+v", spec.Window, want)
 		}
 
 		got := h.stored(t, rec.ID)

@@ -75,10 +75,12 @@ type OneOff struct {
 	Command []string `json:"command"`
 	// EnvNames lists the names of the variables the request set; values are
 	// never recorded.
-	EnvNames  []string `json:"env_names,omitempty"`
-	Mode      Mode     `json:"mode"`
-	TTY       bool     `json:"tty"`
-	Requester string   `json:"requester,omitempty"`
+	EnvNames []string `json:"env_names,omitempty"`
+	Mode     Mode     `json:"mode"`
+	TTY      bool     `json:"tty"`
+	// Size names the resource limits it runs with.
+	Size      string `json:"size,omitempty"`
+	Requester string `json:"requester,omitempty"`
 
 	State    State   `json:"state"`
 	Outcome  Outcome `json:"outcome,omitempty"`

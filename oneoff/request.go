@@ -48,8 +48,11 @@ type Request struct {
 	Type string
 	Env  map[string]string
 	TTY  bool
-	// Size is the terminal's size when TTY is set.
-	Size TermSize
+	// Window is the terminal's size when TTY is set.
+	Window TermSize
+	// Size names the resource limits, from the configured table; empty
+	// means the default size.
+	Size string
 	// Term is the user's TERM, passed to the container with a TTY.
 	Term string
 	// Requester is who asked, as the platform identifies its user.

@@ -192,6 +192,9 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 	l.mu.Unlock()
 	if outcome == "" {
 		outcome = Exited
+		if exit.OOMKilled {
+			outcome = OutOfMemory
+		}
 	}
 	res := Result{Outcome: outcome}
 	msg := ""
@@ -201,6 +204,9 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 	} else {
 		code := exit.Code
 		res.ExitCode = &code
+	}
+	if res.Outcome == OutOfMemory {
+		res.Message = fmt.Sprintf("killed: it ran out of memory (size %s allows %s); a larger --size may help", rec.Size, m.memoryOf(rec.Size))
 	}
 	if !finished {
 		conn.Finish(res)

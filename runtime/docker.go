@@ -94,8 +94,19 @@ func (d *Docker) Create(ctx context.Context, spec oneoff.Spec) (string, error) {
 		// before they are read.
 		host.LogConfig = container.LogConfig{Type: "local", Config: map[string]string{"max-size": "100m", "max-file": "3"}}
 	}
-	if spec.TTY && !spec.Size.IsZero() {
-		host.ConsoleSize = [2]uint{uint(spec.Size.Rows), uint(spec.Size.Cols)}
+	if spec.TTY && !spec.Window.IsZero() {
+		host.ConsoleSize = [2]uint{uint(spec.Window.Rows), uint(spec.Window.Cols)}
+	}
+	if l := spec.Limits; l.Memory > 0 {
+		host.Resources.Memory = l.Memory
+		host.Resources.MemorySwap = l.Memory // no swap beyond the limit
+	}
+	if l := spec.Limits; l.CPUs > 0 {
+		host.Resources.NanoCPUs = int64(l.CPUs * 1e9)
+	}
+	if l := spec.Limits; l.Pids > 0 {
+		pids := l.Pids
+		host.Resources.PidsLimit = &pids
 	}
 	resp, err := d.cli.ContainerCreate(ctx, cfg, host, nil, nil, spec.Name)
 	if err != nil {

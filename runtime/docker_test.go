@@ -115,7 +115,7 @@ func TestDocker_Lifecycle(t *testing.T) {
 	t.Run("TTY: resize after start reaches the terminal", func(t *testing.T) {
 		t.Parallel()
 		s := spec(t, d, "/bin/sh", "-c", "read line; stty size")
-		s.Stdin, s.TTY, s.Size = true, true, oneoff.TermSize{Rows: 10, Cols: 20}
+		s.Stdin, s.TTY, s.Window = true, true, oneoff.TermSize{Rows: 10, Cols: 20}
 		id, err := d.Create(ctx, s)
 		if err != nil {
 			t.Fatal(err)

@@ -16,7 +16,7 @@ import (
 // them.
 const oneOffColumns = `id, name, app, "release", image, command, env_names, mode, tty, requester,
 	state, outcome, exit_code, error, container_id, client,
-	created_at, started_at, finished_at, attach_deadline, secret_hash, expires_at`
+	created_at, started_at, finished_at, attach_deadline, secret_hash, expires_at, size`
 
 // CreateOneOff inserts a new record; a name already taken within the app is
 // an errdefs.ErrConflict error.
@@ -32,11 +32,11 @@ func (db *DB) CreateOneOff(ctx context.Context, o oneoff.OneOff) error {
 	err = db.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx,
 			`INSERT INTO oneoffs (`+oneOffColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			o.ID, o.Name, o.App, o.Release, o.Image, cmd, envNames, string(o.Mode), o.TTY, o.Requester,
 			string(o.State), string(o.Outcome), exitCode(o.ExitCode), o.Error, o.ContainerID, o.Client,
 			formatTime(o.CreatedAt), formatNullTime(o.StartedAt), formatNullTime(o.FinishedAt),
-			formatNullTime(o.AttachDeadline), secretHash(o.SecretHash), formatNullTime(o.ExpiresAt))
+			formatNullTime(o.AttachDeadline), secretHash(o.SecretHash), formatNullTime(o.ExpiresAt), o.Size)
 		return err
 	})
 	if isUniqueViolation(err) {
@@ -67,12 +67,12 @@ func (db *DB) UpdateOneOff(ctx context.Context, o oneoff.OneOff) error {
 			`UPDATE oneoffs SET
 				"release" = ?, image = ?, command = ?, env_names = ?, mode = ?, tty = ?, requester = ?,
 				state = ?, outcome = ?, exit_code = ?, error = ?, container_id = ?, client = ?,
-				started_at = ?, finished_at = ?, attach_deadline = ?, secret_hash = ?, expires_at = ?
+				started_at = ?, finished_at = ?, attach_deadline = ?, secret_hash = ?, expires_at = ?, size = ?
 			WHERE id = ?`,
 			o.Release, o.Image, cmd, envNames, string(o.Mode), o.TTY, o.Requester,
 			string(o.State), string(o.Outcome), exitCode(o.ExitCode), o.Error, o.ContainerID, o.Client,
 			formatNullTime(o.StartedAt), formatNullTime(o.FinishedAt), formatNullTime(o.AttachDeadline),
-			secretHash(o.SecretHash), formatNullTime(o.ExpiresAt), o.ID)
+			secretHash(o.SecretHash), formatNullTime(o.ExpiresAt), o.Size, o.ID)
 		if err != nil {
 			return err
 		}
@@ -162,7 +162,7 @@ func scanOneOff(s scanner) (oneoff.OneOff, error) {
 	)
 	if err := s.Scan(&o.ID, &o.Name, &o.App, &o.Release, &o.Image, &cmd, &envNames, &mode, &o.TTY, &o.Requester,
 		&state, &outcome, &code, &o.Error, &o.ContainerID, &o.Client,
-		&created, &started, &finished, &deadline, &hash, &expires); err != nil {
+		&created, &started, &finished, &deadline, &hash, &expires, &o.Size); err != nil {
 		return oneoff.OneOff{}, err
 	}
 	o.Mode, o.State, o.Outcome = oneoff.Mode(mode), oneoff.State(state), oneoff.Outcome(outcome)

@@ -212,6 +212,8 @@ CREATE TABLE app_drains (
 	PRIMARY KEY (app, url)
 ) STRICT;
 `,
+	// 3: the size a one-off runs with.
+	`ALTER TABLE oneoffs ADD COLUMN size TEXT NOT NULL DEFAULT '';`,
 }
 
 // migrate applies the migrations the database lacks, each in its own

@@ -29,6 +29,7 @@ func runCommand(g *globals) *cobra.Command {
 		detached bool
 		ttl      time.Duration
 		tail     bool
+		size     string
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] COMMAND...",
@@ -63,15 +64,17 @@ that off); the exit status is the command's.`,
 			if !detached && (tail || ttl != 0) {
 				return errors.New("--tail and --ttl go with --detached")
 			}
+			req := api.CreateOneOff{Command: command(args), Type: typ, Env: env, Size: size}
 			if detached {
-				return runDetached(cmd.Context(), g, app, command(args), typ, env, ttl, tail)
+				return runDetached(cmd.Context(), g, app, req, ttl, tail)
 			}
-			return runOneOff(cmd.Context(), g, app, args, typ, env, noTTY)
+			return runOneOff(cmd.Context(), g, app, req, noTTY)
 		},
 	}
 	cmd.Flags().SetInterspersed(false)
 	cmd.Flags().StringArrayVarP(&envs, "env", "e", nil, "environment variable K=V, over the app's (repeatable)")
 	cmd.Flags().StringVar(&typ, "type", "", "run the command of this Procfile process type, with the arguments appended")
+	cmd.Flags().StringVarP(&size, "size", "s", "", "resource limits: a size from the daemon's table (default: the daemon's default size)")
 	cmd.Flags().BoolVar(&noTTY, "no-tty", false, "do not allocate a TTY even when stdin is a terminal")
 	cmd.Flags().BoolVarP(&detached, "detached", "d", false, "run in the background, the output going to the app's log")
 	cmd.Flags().DurationVar(&ttl, "ttl", 0, "with --detached: stop it after this long (default and most: the daemon's maximum lifetime)")
@@ -79,7 +82,7 @@ that off); the exit status is the command's.`,
 	return cmd
 }
 
-func runOneOff(ctx context.Context, g *globals, app string, args []string, typ string, env map[string]string, noTTY bool) error {
+func runOneOff(ctx context.Context, g *globals, app string, req api.CreateOneOff, noTTY bool) error {
 	c, err := g.client()
 	if err != nil {
 		return err
@@ -89,12 +92,12 @@ func runOneOff(ctx context.Context, g *globals, app string, args []string, typ s
 		stdinFd = int(f.Fd())
 	}
 	tty := stdinFd >= 0 && !noTTY
-	req := api.CreateOneOff{Command: command(args), Env: env, Type: typ, TTY: &tty}
+	req.TTY = &tty
 	var rows, cols uint16
 	if tty {
 		rows, cols = termSize(stdinFd, g.out)
 		if rows > 0 {
-			req.Size = &oneoff.TermSize{Rows: rows, Cols: cols}
+			req.Window = &oneoff.TermSize{Rows: rows, Cols: cols}
 		}
 		req.Term = os.Getenv("TERM")
 	}
@@ -116,7 +119,7 @@ func runOneOff(ctx context.Context, g *globals, app string, args []string, typ s
 
 	restore := func() {}
 	if tty {
-		fmt.Fprintf(g.err, "Running %s on %s as %s...\n", quoteCommand(args, typ), app, created.Name)
+		fmt.Fprintf(g.err, "Running %s on %s as %s...\n", quoteCommand(req.Command, req.Type), app, created.Name)
 		old, err := term.MakeRaw(stdinFd)
 		if err != nil {
 			return fmt.Errorf("put the terminal in raw mode: %w", err)
@@ -178,12 +181,12 @@ func command(args []string) oneoff.Command {
 
 // runDetached starts a detached one-off and says how to follow it, or with
 // tail follows it to its end.
-func runDetached(ctx context.Context, g *globals, app string, cmd oneoff.Command, typ string, env map[string]string, ttl time.Duration, tail bool) error {
+func runDetached(ctx context.Context, g *globals, app string, req api.CreateOneOff, ttl time.Duration, tail bool) error {
 	c, err := g.client()
 	if err != nil {
 		return err
 	}
-	req := api.CreateOneOff{Command: cmd, Type: typ, Env: env, Detached: true}
+	req.Detached = true
 	if ttl != 0 {
 		req.TTL = ttl.String()
 	}
@@ -255,8 +258,11 @@ func termSize(fd int, out io.Writer) (rows, cols uint16) {
 	return uint16(h), uint16(w)
 }
 
-func quoteCommand(args []string, typ string) string {
-	s := strings.Join(args, " ")
+func quoteCommand(cmd oneoff.Command, typ string) string {
+	s := cmd.Line
+	if cmd.Args != nil {
+		s = strings.Join(cmd.Args, " ")
+	}
 	if typ != "" {
 		s = strings.TrimSpace(typ + " " + s)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -32,6 +33,8 @@ type config struct {
 	ShutdownTimeout   time.Duration
 	MaxLifetime       time.Duration
 	LogRetention      int64
+	Sizes             []oneoff.Size
+	DefaultSize       string
 	LogDrains         []string
 	DrainCA           string
 	TLSCert           string
@@ -73,6 +76,9 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	dur(&c.StopGrace, "stop-grace", "ONEOFFD_STOP_GRACE", oneoff.DefaultStopGrace, "time between SIGTERM and SIGKILL when stopping a one-off")
 	dur(&c.ShutdownTimeout, "shutdown-timeout", "ONEOFFD_SHUTDOWN_TIMEOUT", 30*time.Second, "on SIGTERM, how long attached sessions may go on before they are stopped")
 	dur(&c.MaxLifetime, "max-lifetime", "ONEOFFD_MAX_LIFETIME", oneoff.DefaultMaxLifetime, "stop a detached one-off still running after this long (a request may ask for less)")
+	sizes := oneoff.DefaultSizes
+	str(&sizes, "sizes", "ONEOFFD_SIZES", sizes, "the sizes a one-off may ask for: comma-separated NAME:MEMORY:CPUS:PIDS")
+	str(&c.DefaultSize, "default-size", "ONEOFFD_DEFAULT_SIZE", oneoff.DefaultSize, "the size of a one-off that asks for none")
 	retention := "64MiB"
 	str(&retention, "log-retention", "ONEOFFD_LOG_RETENTION", retention, "disk kept for each app's log; older lines go first")
 	var drains string
@@ -92,6 +98,13 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "oneoffd: unexpected argument %q; see oneoffd -h\n", fs.Arg(0))
 		return c, errUsage
+	}
+	var err error
+	if c.Sizes, err = oneoff.ParseSizes(sizes); err != nil {
+		return c, fmt.Errorf("--sizes: %w", err)
+	}
+	if !slices.ContainsFunc(c.Sizes, func(s oneoff.Size) bool { return s.Name == c.DefaultSize }) {
+		return c, fmt.Errorf("--default-size %q is not in --sizes %q", c.DefaultSize, sizes)
 	}
 	n, err := humanize.ParseBytes(retention)
 	if err != nil || n < 1<<20 {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"strconv"
@@ -224,6 +225,9 @@ type CreateOneOff struct {
 	// TTL is a detached one-off's lifetime, a duration such as "90m";
 	// the daemon's maximum when empty.
 	TTL string `json:"ttl,omitempty"`
+	// Files declares the files sent with the request, in the order of its
+	// "file" parts; only with multipart/form-data.
+	Files []oneoff.Upload `json:"files,omitempty"`
 }
 
 // Created is the answer to POST /v1/apps/{app}/oneoffs: the one-off, and
@@ -236,13 +240,27 @@ type Created struct {
 
 func (s *Server) createOneOff(w http.ResponseWriter, r *http.Request) {
 	var body CreateOneOff
-	if err := decodeJSON(w, r, &body); err != nil {
-		s.writeError(w, r, err)
-		return
+	var uploads oneoff.UploadReader
+	if mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "multipart/form-data" {
+		var err error
+		if uploads, err = s.decodeMultipart(w, r, params["boundary"], &body); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	} else {
+		if err := decodeJSON(w, r, &body); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		if len(body.Files) > 0 {
+			s.writeError(w, r, errdefs.Invalid("files_need_multipart", "files come with the request as multipart/form-data: a \"request\" part with this JSON, then a \"file\" part for each file"))
+			return
+		}
 	}
 	req := oneoff.Request{
 		Command: body.Command, Type: body.Type, Env: body.Env, TTY: !body.Detached,
 		Term: body.Term, Requester: body.Requester, Detached: body.Detached,
+		Uploads: body.Files, UploadData: uploads,
 	}
 	if body.TTY != nil {
 		req.TTY = *body.TTY

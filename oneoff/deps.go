@@ -27,6 +27,9 @@ type Runtime interface {
 	Logs(ctx context.Context, containerID string, opts LogOptions) (LogReader, error)
 	// Start starts a created container.
 	Start(ctx context.Context, containerID string) error
+	// CopyTo unpacks a tar stream into dir in the container, which may
+	// not have started yet.
+	CopyTo(ctx context.Context, containerID, dir string, tar io.Reader) error
 	// Resize sets the size of the container's TTY.
 	Resize(ctx context.Context, containerID string, size TermSize) error
 	// Signal sends a signal, by name (e.g. "INT"), to the container's process.

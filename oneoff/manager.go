@@ -48,6 +48,10 @@ type Config struct {
 	// names the one it gets when it picks none.
 	Sizes       []Size
 	DefaultSize string
+	// MaxUploadFile and MaxUploadTotal bound a request's uploads: each
+	// file, and all together.
+	MaxUploadFile  int64
+	MaxUploadTotal int64
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -78,6 +82,12 @@ func (c *Config) setDefaults() {
 	def(&c.MaxLifetime, DefaultMaxLifetime)
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.MaxUploadFile <= 0 {
+		c.MaxUploadFile = DefaultMaxUploadFile
+	}
+	if c.MaxUploadTotal <= 0 {
+		c.MaxUploadTotal = DefaultMaxUploadTotal
 	}
 	if len(c.Sizes) == 0 {
 		c.Sizes, _ = ParseSizes(DefaultSizes)
@@ -266,6 +276,10 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 	if err != nil {
 		return OneOff{}, "", err
 	}
+	uploads, err := m.checkUploads(req.Uploads)
+	if err != nil {
+		return OneOff{}, "", err
+	}
 	now := m.cfg.Now().UTC()
 	rec := OneOff{
 		ID: newID(), App: app, Release: rel.Version, Image: rel.Image, Command: argv,
@@ -333,6 +347,24 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 	if err := m.store.UpdateOneOff(ectx, rec); err != nil {
 		m.discard(l, Failed, err.Error())
 		return OneOff{}, "", fmt.Errorf("record one-off %q: %w", rec.ID, err)
+	}
+	if len(uploads) > 0 {
+		// Bound by the client's request rather than a timeout: a large
+		// file from a slow client takes its time.
+		if err := m.copyUploads(ctx, cid, uploads, req.UploadData); err != nil {
+			log.Warn("upload failed", "err", err)
+			m.discard(l, Failed, err.Error())
+			return OneOff{}, "", fmt.Errorf("upload files for one-off %s: %w", rec.Name, err)
+		}
+		l.mu.Lock()
+		l.rec.Uploads = uploads
+		rec = l.rec
+		l.mu.Unlock()
+		if err := m.store.UpdateOneOff(ectx, rec); err != nil {
+			m.discard(l, Failed, err.Error())
+			return OneOff{}, "", fmt.Errorf("record one-off %q: %w", rec.ID, err)
+		}
+		log.Info("files uploaded", "files", len(uploads))
 	}
 	if req.Detached {
 		rec, err := m.startDetached(ectx, l, ttl)

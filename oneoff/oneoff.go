@@ -81,6 +81,8 @@ type OneOff struct {
 	// Size names the resource limits it runs with.
 	Size      string `json:"size,omitempty"`
 	Requester string `json:"requester,omitempty"`
+	// Uploads are the files put in UploadDir for it.
+	Uploads []Uploaded `json:"uploads,omitempty"`
 
 	State    State   `json:"state"`
 	Outcome  Outcome `json:"outcome,omitempty"`

@@ -63,6 +63,10 @@ type Request struct {
 	// TTL is how long a detached one-off may run at most; zero means the
 	// configured maximum.
 	TTL time.Duration
+	// Uploads are files to put in UploadDir before the command starts;
+	// UploadData yields their contents, in the same order.
+	Uploads    []Upload
+	UploadData UploadReader
 }
 
 // argv resolves what the container runs.

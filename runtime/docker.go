@@ -182,6 +182,14 @@ func (d *Docker) Start(ctx context.Context, id string) error {
 	return nil
 }
 
+// CopyTo unpacks a tar stream into dir in the container.
+func (d *Docker) CopyTo(ctx context.Context, id, dir string, content io.Reader) error {
+	if err := d.cli.CopyToContainer(ctx, id, dir, content, container.CopyToContainerOptions{}); err != nil {
+		return d.wrap("copy into container", err)
+	}
+	return nil
+}
+
 // Resize sets the TTY's size. Right after Start the engine may not be ready
 // to resize yet, so failures are retried briefly.
 func (d *Docker) Resize(ctx context.Context, id string, size oneoff.TermSize) error {

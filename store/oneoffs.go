@@ -16,7 +16,7 @@ import (
 // them.
 const oneOffColumns = `id, name, app, "release", image, command, env_names, mode, tty, requester,
 	state, outcome, exit_code, error, container_id, client,
-	created_at, started_at, finished_at, attach_deadline, secret_hash, expires_at, size`
+	created_at, started_at, finished_at, attach_deadline, secret_hash, expires_at, size, uploads`
 
 // CreateOneOff inserts a new record; a name already taken within the app is
 // an errdefs.ErrConflict error.
@@ -29,14 +29,18 @@ func (db *DB) CreateOneOff(ctx context.Context, o oneoff.OneOff) error {
 	if err != nil {
 		return fmt.Errorf("create one-off %q: %w", o.ID, err)
 	}
+	uploads, err := marshal(o.Uploads)
+	if err != nil {
+		return fmt.Errorf("create one-off %q: %w", o.ID, err)
+	}
 	err = db.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx,
 			`INSERT INTO oneoffs (`+oneOffColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			o.ID, o.Name, o.App, o.Release, o.Image, cmd, envNames, string(o.Mode), o.TTY, o.Requester,
 			string(o.State), string(o.Outcome), exitCode(o.ExitCode), o.Error, o.ContainerID, o.Client,
 			formatTime(o.CreatedAt), formatNullTime(o.StartedAt), formatNullTime(o.FinishedAt),
-			formatNullTime(o.AttachDeadline), secretHash(o.SecretHash), formatNullTime(o.ExpiresAt), o.Size)
+			formatNullTime(o.AttachDeadline), secretHash(o.SecretHash), formatNullTime(o.ExpiresAt), o.Size, uploads)
 		return err
 	})
 	if isUniqueViolation(err) {
@@ -61,18 +65,23 @@ func (db *DB) UpdateOneOff(ctx context.Context, o oneoff.OneOff) error {
 	if err != nil {
 		return fmt.Errorf("update one-off %q: %w", o.ID, err)
 	}
+	uploads, err := marshal(o.Uploads)
+	if err != nil {
+		return fmt.Errorf("update one-off %q: %w", o.ID, err)
+	}
 	var n int64
 	err = db.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx,
 			`UPDATE oneoffs SET
 				"release" = ?, image = ?, command = ?, env_names = ?, mode = ?, tty = ?, requester = ?,
 				state = ?, outcome = ?, exit_code = ?, error = ?, container_id = ?, client = ?,
-				started_at = ?, finished_at = ?, attach_deadline = ?, secret_hash = ?, expires_at = ?, size = ?
+				started_at = ?, finished_at = ?, attach_deadline = ?, secret_hash = ?, expires_at = ?, size = ?,
+				uploads = ?
 			WHERE id = ?`,
 			o.Release, o.Image, cmd, envNames, string(o.Mode), o.TTY, o.Requester,
 			string(o.State), string(o.Outcome), exitCode(o.ExitCode), o.Error, o.ContainerID, o.Client,
 			formatNullTime(o.StartedAt), formatNullTime(o.FinishedAt), formatNullTime(o.AttachDeadline),
-			secretHash(o.SecretHash), formatNullTime(o.ExpiresAt), o.Size, o.ID)
+			secretHash(o.SecretHash), formatNullTime(o.ExpiresAt), o.Size, uploads, o.ID)
 		if err != nil {
 			return err
 		}
@@ -157,12 +166,13 @@ func scanOneOff(s scanner) (oneoff.OneOff, error) {
 		created                             string
 		started, finished, deadline         sql.NullString
 		expires                             sql.NullString
+		uploads                             string
 		code                                sql.NullInt64
 		hash                                []byte
 	)
 	if err := s.Scan(&o.ID, &o.Name, &o.App, &o.Release, &o.Image, &cmd, &envNames, &mode, &o.TTY, &o.Requester,
 		&state, &outcome, &code, &o.Error, &o.ContainerID, &o.Client,
-		&created, &started, &finished, &deadline, &hash, &expires, &o.Size); err != nil {
+		&created, &started, &finished, &deadline, &hash, &expires, &o.Size, &uploads); err != nil {
 		return oneoff.OneOff{}, err
 	}
 	o.Mode, o.State, o.Outcome = oneoff.Mode(mode), oneoff.State(state), oneoff.Outcome(outcome)
@@ -175,6 +185,9 @@ func scanOneOff(s scanner) (oneoff.OneOff, error) {
 	}
 	if err := json.Unmarshal([]byte(cmd), &o.Command); err != nil {
 		return oneoff.OneOff{}, fmt.Errorf("decode command of one-off %q: %w", o.ID, err)
+	}
+	if err := json.Unmarshal([]byte(uploads), &o.Uploads); err != nil {
+		return oneoff.OneOff{}, fmt.Errorf("decode uploads of one-off %q: %w", o.ID, err)
 	}
 	if err := json.Unmarshal([]byte(envNames), &o.EnvNames); err != nil {
 		return oneoff.OneOff{}, fmt.Errorf("decode env names of one-off %q: %w", o.ID, err)

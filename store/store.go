@@ -214,6 +214,8 @@ CREATE TABLE app_drains (
 `,
 	// 3: the size a one-off runs with.
 	`ALTER TABLE oneoffs ADD COLUMN size TEXT NOT NULL DEFAULT '';`,
+	// 4: the files uploaded for a one-off.
+	`ALTER TABLE oneoffs ADD COLUMN uploads TEXT NOT NULL DEFAULT 'null'; -- JSON array`,
 }
 
 // migrate applies the migrations the database lacks, each in its own

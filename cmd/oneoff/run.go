@@ -30,6 +30,7 @@ func runCommand(g *globals) *cobra.Command {
 		ttl      time.Duration
 		tail     bool
 		size     string
+		files    []string
 	)
 	cmd := &cobra.Command{
 		Use:   "run [flags] COMMAND...",
@@ -65,15 +66,21 @@ that off); the exit status is the command's.`,
 				return errors.New("--tail and --ttl go with --detached")
 			}
 			req := api.CreateOneOff{Command: command(args), Type: typ, Env: env, Size: size}
-			if detached {
-				return runDetached(cmd.Context(), g, app, req, ttl, tail)
+			uploads, cleanup, err := uploadFiles(files)
+			if err != nil {
+				return err
 			}
-			return runOneOff(cmd.Context(), g, app, req, noTTY)
+			defer cleanup()
+			if detached {
+				return runDetached(cmd.Context(), g, app, req, uploads, ttl, tail)
+			}
+			return runOneOff(cmd.Context(), g, app, req, uploads, noTTY)
 		},
 	}
 	cmd.Flags().SetInterspersed(false)
 	cmd.Flags().StringArrayVarP(&envs, "env", "e", nil, "environment variable K=V, over the app's (repeatable)")
 	cmd.Flags().StringVar(&typ, "type", "", "run the command of this Procfile process type, with the arguments appended")
+	cmd.Flags().StringArrayVar(&files, "file", nil, "a file or directory to put in /tmp/uploads before the command starts (repeatable)")
 	cmd.Flags().StringVarP(&size, "size", "s", "", "resource limits: a size from the daemon's table (default: the daemon's default size)")
 	cmd.Flags().BoolVar(&noTTY, "no-tty", false, "do not allocate a TTY even when stdin is a terminal")
 	cmd.Flags().BoolVarP(&detached, "detached", "d", false, "run in the background, the output going to the app's log")
@@ -82,7 +89,7 @@ that off); the exit status is the command's.`,
 	return cmd
 }
 
-func runOneOff(ctx context.Context, g *globals, app string, req api.CreateOneOff, noTTY bool) error {
+func runOneOff(ctx context.Context, g *globals, app string, req api.CreateOneOff, files []client.File, noTTY bool) error {
 	c, err := g.client()
 	if err != nil {
 		return err
@@ -101,7 +108,7 @@ func runOneOff(ctx context.Context, g *globals, app string, req api.CreateOneOff
 		}
 		req.Term = os.Getenv("TERM")
 	}
-	created, err := c.CreateOneOff(ctx, app, req)
+	created, err := create(ctx, g, c, app, req, files)
 	if err != nil {
 		return err
 	}
@@ -181,7 +188,7 @@ func command(args []string) oneoff.Command {
 
 // runDetached starts a detached one-off and says how to follow it, or with
 // tail follows it to its end.
-func runDetached(ctx context.Context, g *globals, app string, req api.CreateOneOff, ttl time.Duration, tail bool) error {
+func runDetached(ctx context.Context, g *globals, app string, req api.CreateOneOff, files []client.File, ttl time.Duration, tail bool) error {
 	c, err := g.client()
 	if err != nil {
 		return err
@@ -190,7 +197,7 @@ func runDetached(ctx context.Context, g *globals, app string, req api.CreateOneO
 	if ttl != 0 {
 		req.TTL = ttl.String()
 	}
-	created, err := c.CreateOneOff(ctx, app, req)
+	created, err := create(ctx, g, c, app, req, files)
 	if err != nil {
 		return err
 	}
@@ -207,6 +214,14 @@ func runDetached(ctx context.Context, g *globals, app string, req api.CreateOneO
 	fmt.Fprintf(g.out, "Follow its output:  oneoff --app %s logs -f --filter %s\n", app, o.Name)
 	fmt.Fprintf(g.out, "See how it ended:   oneoff inspect %s\n", o.ID)
 	return nil
+}
+
+// create starts the one-off, sending files with it when there are some.
+func create(ctx context.Context, g *globals, c *client.Client, app string, req api.CreateOneOff, files []client.File) (api.Created, error) {
+	if len(files) == 0 {
+		return c.CreateOneOff(ctx, app, req)
+	}
+	return c.CreateOneOffWithFiles(ctx, app, req, files, uploadProgress(g))
 }
 
 // exitStatusOf turns a finished one-off's record into the CLI's exit status.

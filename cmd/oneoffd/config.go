@@ -35,6 +35,8 @@ type config struct {
 	LogRetention      int64
 	Sizes             []oneoff.Size
 	DefaultSize       string
+	MaxUploadFile     int64
+	MaxUploadRequest  int64
 	LogDrains         []string
 	DrainCA           string
 	TLSCert           string
@@ -79,6 +81,9 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	sizes := oneoff.DefaultSizes
 	str(&sizes, "sizes", "ONEOFFD_SIZES", sizes, "the sizes a one-off may ask for: comma-separated NAME:MEMORY:CPUS:PIDS")
 	str(&c.DefaultSize, "default-size", "ONEOFFD_DEFAULT_SIZE", oneoff.DefaultSize, "the size of a one-off that asks for none")
+	maxFile, maxRequest := "100MiB", "512MiB"
+	str(&maxFile, "upload-max-file", "ONEOFFD_UPLOAD_MAX_FILE", maxFile, "the largest file a one-off may be sent")
+	str(&maxRequest, "upload-max-request", "ONEOFFD_UPLOAD_MAX_REQUEST", maxRequest, "the most bytes of files one request may send")
 	retention := "64MiB"
 	str(&retention, "log-retention", "ONEOFFD_LOG_RETENTION", retention, "disk kept for each app's log; older lines go first")
 	var drains string
@@ -105,6 +110,16 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	}
 	if !slices.ContainsFunc(c.Sizes, func(s oneoff.Size) bool { return s.Name == c.DefaultSize }) {
 		return c, fmt.Errorf("--default-size %q is not in --sizes %q", c.DefaultSize, sizes)
+	}
+	for _, b := range []struct {
+		flag, value string
+		to          *int64
+	}{{"upload-max-file", maxFile, &c.MaxUploadFile}, {"upload-max-request", maxRequest, &c.MaxUploadRequest}} {
+		n, err := humanize.ParseBytes(b.value)
+		if err != nil || n == 0 {
+			return c, fmt.Errorf("--%s %q: give a size, such as 100MiB", b.flag, b.value)
+		}
+		*b.to = int64(n)
 	}
 	n, err := humanize.ParseBytes(retention)
 	if err != nil || n < 1<<20 {

@@ -106,6 +106,7 @@ func run(ctx context.Context, args []string) error {
 	mgr := oneoff.NewManager(oneoff.Config{
 		Instance: instance, IdleTimeout: cfg.IdleTimeout, AttachWait: cfg.AttachWaitTimeout, StopGrace: cfg.StopGrace,
 		MaxLifetime: cfg.MaxLifetime, Sizes: cfg.Sizes, DefaultSize: cfg.DefaultSize,
+		MaxUploadFile: cfg.MaxUploadFile, MaxUploadTotal: cfg.MaxUploadRequest,
 	}, docker, db, deploys, logStore, log)
 	if err := mgr.Start(ctx); err != nil {
 		return err

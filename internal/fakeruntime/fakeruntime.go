@@ -4,10 +4,12 @@
 package fakeruntime
 
 import (
+	"archive/tar"
 	"context"
 	"fmt"
 	"io"
 	"maps"
+	"path"
 	"slices"
 	"sync"
 	"testing"
@@ -57,6 +59,7 @@ type container struct {
 	exitCode *int          // the last run's exit code
 	oom      bool          // the next exit is an out-of-memory kill
 	log      []oneoff.LogEntry
+	files    map[string][]byte
 	changed  chan struct{} // closed and replaced when log or state change
 }
 
@@ -224,6 +227,53 @@ func (r *Runtime) Start(_ context.Context, id string) error {
 	close(c.started)
 	c.notify()
 	return nil
+}
+
+// CopyTo reads the tar stream and keeps its regular files, by path, for
+// Files.
+func (r *Runtime) CopyTo(_ context.Context, id, dir string, content io.Reader) error {
+	tr := tar.NewReader(content)
+	files := map[string][]byte{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if h.Typeflag == tar.TypeReg {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				return err
+			}
+			files[path.Join(dir, h.Name)] = b
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, err := r.get(id)
+	if err != nil {
+		return err
+	}
+	r.record("copy %s", id)
+	if c.files == nil {
+		c.files = map[string][]byte{}
+	}
+	maps.Copy(c.files, files)
+	return nil
+}
+
+// Files returns the files copied into container id, by path.
+func (r *Runtime) Files(t testing.TB, id string) map[string][]byte {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, err := r.get(id)
+	if err != nil {
+		t.Fatalf("files: %v", err)
+	}
+	return maps.Clone(c.files)
 }
 
 // Resize records the size container id was sent.

@@ -11,12 +11,14 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 
@@ -34,6 +36,9 @@ const detachKeys = "\xff,\xfe"
 // Docker is a Runtime backed by a Docker Engine.
 type Docker struct {
 	cli *client.Client
+
+	authMu sync.Mutex
+	auths  map[string]registry.AuthConfig // by registry host, see registryHost
 }
 
 // NewDocker connects to the engine at host, or where DOCKER_HOST and the

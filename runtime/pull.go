@@ -10,7 +10,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -28,15 +27,6 @@ var _ oneoff.Puller = (*Docker)(nil)
 
 // pullProgressEvery is how often, at most, Pull reports progress.
 const pullProgressEvery = 250 * time.Millisecond
-
-// dockerHubKey is the key of Docker Hub's credentials in a docker
-// config.json.
-const dockerHubKey = "https://index.docker.io/v1/"
-
-// registryAuths holds each Docker's credentials, by registry host as
-// normalized by registryHost. It lives beside Docker rather than in it
-// until the struct gets a field for it.
-var registryAuths sync.Map // *Docker → map[string]registry.AuthConfig
 
 // SetRegistryAuth sets the credentials the engine is given to pull from
 // each registry, keyed as in a docker config.json: "host:port", a URL such
@@ -59,16 +49,16 @@ func (d *Docker) SetRegistryAuth(auths map[string]registry.AuthConfig) {
 	for _, k := range keys {
 		byHost[registryHost(k)] = auths[k]
 	}
-	registryAuths.Store(d, byHost)
+	d.authMu.Lock()
+	d.auths = byHost
+	d.authMu.Unlock()
 }
 
 // registryAuth returns the credentials set for a registry host.
 func (d *Docker) registryAuth(host string) (registry.AuthConfig, bool) {
-	v, ok := registryAuths.Load(d)
-	if !ok {
-		return registry.AuthConfig{}, false
-	}
-	ac, ok := v.(map[string]registry.AuthConfig)[registryHost(host)]
+	d.authMu.Lock()
+	defer d.authMu.Unlock()
+	ac, ok := d.auths[registryHost(host)]
 	return ac, ok
 }
 

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"io"
@@ -19,7 +20,9 @@ func (s *Server) decodeMultipart(w http.ResponseWriter, r *http.Request, boundar
 		return nil, errdefs.Invalid("invalid_multipart", "the multipart/form-data content type has no boundary")
 	}
 	limit := s.oneoffs.Config().MaxUploadTotal + MaxJSONBody
-	mr := multipart.NewReader(http.MaxBytesReader(w, r.Body, limit), boundary)
+	// Read the body in large blocks: the multipart reader's own buffer is
+	// small.
+	mr := multipart.NewReader(bufio.NewReaderSize(http.MaxBytesReader(w, r.Body, limit), 1<<20), boundary)
 	part, err := mr.NextPart()
 	if err != nil {
 		return nil, errdefs.Invalid("invalid_multipart", "the request's first part must be \"request\", the JSON body: %v", err)

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -37,10 +38,15 @@ func (c *Client) CreateOneOffWithFiles(ctx context.Context, app string, req api.
 		req.Files[i] = oneoff.Upload{Name: f.Name, Size: f.Size, Archive: f.Archive}
 	}
 	pr, pw := io.Pipe()
-	mw := multipart.NewWriter(pw)
+	bw := bufio.NewWriterSize(pw, 1<<20) // large hand-overs to the sender
+	mw := multipart.NewWriter(bw)
 	sums := make([]string, len(files))
 	go func() {
-		pw.CloseWithError(writeMultipart(mw, req, files, sums, progress))
+		err := writeMultipart(mw, req, files, sums, progress)
+		if err == nil {
+			err = bw.Flush()
+		}
+		pw.CloseWithError(err)
 	}()
 	resp, err := c.sendBody(ctx, http.MethodPost, "/v1/apps/"+url.PathEscape(app)+"/oneoffs", pr, mw.FormDataContentType())
 	pr.Close() // ends the writer, if the answer came before all was sent
@@ -89,7 +95,7 @@ func writeMultipart(mw *multipart.Writer, req api.CreateOneOff, files []File, su
 			if progress != nil {
 				w = io.MultiWriter(part, h, progress(f))
 			}
-			n, err := io.Copy(w, rc)
+			n, err := io.CopyBuffer(w, rc, make([]byte, 1<<20))
 			if err != nil {
 				return fmt.Errorf("send %s: %w", f.Name, err)
 			}

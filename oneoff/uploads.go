@@ -2,6 +2,7 @@ package oneoff
 
 import (
 	"archive/tar"
+	"bufio"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
@@ -136,7 +137,13 @@ func (m *Manager) copyUploads(ctx context.Context, cid string, up []Uploaded, sr
 	pr, pw := io.Pipe()
 	written := make(chan error, 1)
 	go func() {
-		err := writeUploads(pw, up, src, m.cfg.MaxUploadTotal)
+		// Large writes into the pipe: each one is a hand-over between
+		// goroutines.
+		bw := bufio.NewWriterSize(pw, 1<<20)
+		err := writeUploads(bw, up, src, m.cfg.MaxUploadTotal)
+		if err == nil {
+			err = bw.Flush()
+		}
 		pw.CloseWithError(err)
 		written <- err
 	}()

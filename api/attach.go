@@ -238,6 +238,10 @@ func newFramedConn(c net.Conn, br *bufio.Reader) *framedConn {
 func (fc *framedConn) Stdout() io.Writer { return fc.w.StreamWriter(attach.Stdout) }
 func (fc *framedConn) Stderr() io.Writer { return fc.w.StreamWriter(attach.Stderr) }
 
+func (fc *framedConn) Notify(msg string) {
+	_ = fc.w.WriteFrame(attach.Message, []byte(msg+"\r\n"))
+}
+
 func (fc *framedConn) Finish(res oneoff.Result) {
 	fc.finish(func() error {
 		return fc.w.WriteFrame(attach.Exit, attach.EncodeExit(attach.ExitStatus{
@@ -285,5 +289,8 @@ func (rc *rawConn) Write(p []byte) (int, error) {
 	defer rc.mu.Unlock()
 	return rc.c.Write(p)
 }
+
+// Notify says nothing: the raw stream carries the container's bytes only.
+func (rc *rawConn) Notify(string) {}
 
 func (rc *rawConn) Finish(oneoff.Result) { rc.finish(nil) }

@@ -312,13 +312,17 @@ func TestDetached_TTY(t *testing.T) {
 }
 
 // tarWith returns a tar archive holding one empty file.
-func tarWith(t *testing.T, name string) io.Reader {
+func tarWith(t *testing.T, name string) io.Reader { return tarWithData(t, name, nil) }
+
+// tarWithData returns a tar archive holding one file.
+func tarWithData(t *testing.T, name string, data []byte) io.Reader {
 	t.Helper()
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644}); err != nil {
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data))}); err != nil {
 		t.Fatal(err)
 	}
+	tw.Write(data)
 	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 // Runtime runs containers. Its methods follow a container's life: Create,
 // Attach, Start, Resize, Wait, Stop, Remove.
 type Runtime interface {
+	Puller
 	// Create makes a container from spec without starting it.
 	Create(ctx context.Context, spec Spec) (containerID string, err error)
 	// Attach connects to the container's stdio; call it before Start so

@@ -22,7 +22,7 @@ func (m *Manager) startDetached(ctx context.Context, l *live, ttl time.Duration)
 	l.mu.Unlock()
 	exitc := m.rt.Wait(m.ctx, cid, false) // for as long as the daemon runs
 	if err := m.rt.Start(ctx, cid); err != nil {
-		m.discard(l, Failed, err.Error())
+		m.discard(l, Failed, userMessage(err))
 		return rec, err
 	}
 	now := m.cfg.Now().UTC()

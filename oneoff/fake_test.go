@@ -24,6 +24,7 @@ type fakeConn struct {
 	leaving sync.Once
 	stdout  lockedBuffer
 	stderr  lockedBuffer
+	notices lockedBuffer
 	results chan oneoff.Result
 	// outErr, when set, fails every write of output, as a user who stopped
 	// reading would.
@@ -53,6 +54,8 @@ func (c *fakeConn) Stdout() io.Writer {
 }
 
 func (c *fakeConn) Stderr() io.Writer { return &c.stderr }
+
+func (c *fakeConn) Notify(msg string) { c.notices.Write([]byte(msg + "\n")) }
 
 func (c *fakeConn) Finish(res oneoff.Result) { c.results <- res }
 

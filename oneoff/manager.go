@@ -48,6 +48,8 @@ type Config struct {
 	// names the one it gets when it picks none.
 	Sizes       []Size
 	DefaultSize string
+	// PullTimeout bounds the pull of an image that is not on the engine.
+	PullTimeout time.Duration
 	// MaxUploadFile and MaxUploadTotal bound a request's uploads: each
 	// file, and all together.
 	MaxUploadFile  int64
@@ -65,6 +67,7 @@ const (
 	DefaultReconcileInterval = time.Minute
 	DefaultEngineTimeout     = 2 * time.Minute
 	DefaultMaxLifetime       = 24 * time.Hour
+	DefaultPullTimeout       = 10 * time.Minute
 )
 
 func (c *Config) setDefaults() {
@@ -80,6 +83,7 @@ func (c *Config) setDefaults() {
 	def(&c.ReconcileInterval, DefaultReconcileInterval)
 	def(&c.EngineTimeout, DefaultEngineTimeout)
 	def(&c.MaxLifetime, DefaultMaxLifetime)
+	def(&c.PullTimeout, DefaultPullTimeout)
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -135,10 +139,40 @@ type live struct {
 	timer    *time.Timer
 	finished bool
 	done     chan struct{}
+	// ready is closed once the container exists, or never will (prepErr
+	// says why); progress is how far its image's pull has got.
+	ready     chan struct{}
+	readyOnce sync.Once
+	prepErr   error
+	progress  PullProgress
 }
 
 func newLive(rec OneOff) *live {
-	return &live{rec: rec, stopc: make(chan struct{}), done: make(chan struct{})}
+	return &live{rec: rec, stopc: make(chan struct{}), done: make(chan struct{}), ready: make(chan struct{})}
+}
+
+// snapshot returns a copy of the record.
+func (l *live) snapshot() OneOff {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rec
+}
+
+// readyErr says why the container will never exist, once ready is closed.
+func (l *live) readyErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.prepErr
+}
+
+// markReady says the container exists, or with err that it never will.
+func (l *live) markReady(err error) {
+	l.readyOnce.Do(func() {
+		l.mu.Lock()
+		l.prepErr = err
+		l.mu.Unlock()
+		close(l.ready)
+	})
 }
 
 // requestStop records why the one-off must stop, the first reason winning,
@@ -315,21 +349,80 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 	l.rec = rec
 	l.mu.Unlock()
 
+	p := plan{
+		spec: Spec{
+			Name: app + "." + rec.Name + "." + rec.ID, Image: rel.Image, Cmd: argv, Env: req.env(rel),
+			TTY: req.TTY, Stdin: !req.Detached, Window: req.Window, Logs: req.Detached, Limits: size,
+			Labels: map[string]string{
+				LabelManaged: "true", LabelInstance: m.cfg.Instance, LabelID: rec.ID,
+				LabelApp: app, LabelName: rec.Name, LabelMode: string(rec.Mode),
+			},
+		},
+		release: rel.Version, uploads: uploads, data: req.UploadData, ttl: ttl,
+	}
 	log := m.log.With("oneoff", rec.ID, "app", app, "name", rec.Name)
 	ectx, cancel := m.engineContext(ctx)
 	defer cancel()
-	cid, err := m.rt.Create(ectx, Spec{
-		Name: app + "." + rec.Name + "." + rec.ID, Image: rel.Image, Cmd: argv, Env: req.env(rel),
-		TTY: req.TTY, Stdin: !req.Detached, Window: req.Window, Logs: req.Detached, Limits: size,
-		Labels: map[string]string{
-			LabelManaged: "true", LabelInstance: m.cfg.Instance, LabelID: rec.ID,
-			LabelApp: app, LabelName: rec.Name, LabelMode: string(rec.Mode),
-		},
-	})
+	present, err := m.rt.HasImage(ectx, rel.Image)
+	if err != nil {
+		m.finish(l, Failed, nil, userMessage(err))
+		return OneOff{}, "", fmt.Errorf("create one-off for %q: %w", app, err)
+	}
+	if !present && len(uploads) > 0 {
+		// The files are in this request's body, which cannot wait: the
+		// image is pulled now, while the client waits.
+		log.Info("pulling the image before the upload", "image", rel.Image)
+		pctx, pcancel := context.WithTimeout(ctx, m.cfg.PullTimeout)
+		err := m.rt.Pull(pctx, rel.Image, nil)
+		pcancel()
+		if err != nil {
+			m.finish(l, Failed, nil, userMessage(err))
+			return OneOff{}, "", fmt.Errorf("create one-off for %q: %w", app, err)
+		}
+		present = true
+	}
+	if !present {
+		// Answer now: an attached user sees the pull's progress once
+		// attached, a detached one-off's log records it.
+		if !req.Detached {
+			m.armAttachWait(l, m.cfg.AttachWait)
+		}
+		m.bg.Add(1)
+		go m.pullAndPrepare(l, p)
+		log.Info("one-off created; its image is being pulled", "image", rel.Image)
+		return rec, secret, nil
+	}
+	if rec, err = m.prepare(ctx, l, p); err != nil {
+		return OneOff{}, "", err
+	}
+	if !req.Detached {
+		m.armAttachWait(l, m.cfg.AttachWait)
+	}
+	l.markReady(nil)
+	return rec, secret, nil
+}
+
+// plan is what a one-off's container is made of once its image is there.
+type plan struct {
+	spec    Spec
+	release int
+	uploads []Uploaded
+	data    UploadReader
+	ttl     time.Duration
+}
+
+// prepare creates the one-off's container, puts the uploads in, and starts
+// it when it is detached. On error the one-off is finished.
+func (m *Manager) prepare(ctx context.Context, l *live, p plan) (OneOff, error) {
+	rec := l.snapshot()
+	log := m.log.With("oneoff", rec.ID, "app", rec.App, "name", rec.Name)
+	ectx, cancel := m.engineContext(ctx)
+	defer cancel()
+	cid, err := m.rt.Create(ectx, p.spec)
 	if err != nil {
 		log.Warn("create container failed", "err", err)
-		m.finish(l, Failed, nil, err.Error())
-		return OneOff{}, "", fmt.Errorf("create one-off for %q: %w", app, err)
+		m.finish(l, Failed, nil, userMessage(err))
+		return OneOff{}, fmt.Errorf("create one-off for %q: %w", rec.App, err)
 	}
 	l.mu.Lock()
 	l.rec.ContainerID = cid
@@ -342,42 +435,41 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 		if err := m.rt.Remove(ectx, cid); err != nil {
 			log.Error("remove container failed; reconcile will retry", "container", shortID(cid), "err", err)
 		}
-		return OneOff{}, "", errdefs.Conflict("oneoff_stopped", "one-off %s was stopped (%s) while its container was being created", rec.Name, stopped)
+		return OneOff{}, errdefs.Conflict("oneoff_stopped", "one-off %s was stopped (%s) while its container was being created", rec.Name, stopped)
 	}
 	if err := m.store.UpdateOneOff(ectx, rec); err != nil {
-		m.discard(l, Failed, err.Error())
-		return OneOff{}, "", fmt.Errorf("record one-off %q: %w", rec.ID, err)
+		m.discard(l, Failed, userMessage(err))
+		return OneOff{}, fmt.Errorf("record one-off %q: %w", rec.ID, err)
 	}
-	if len(uploads) > 0 {
+	if len(p.uploads) > 0 {
 		// Bound by the client's request rather than a timeout: a large
 		// file from a slow client takes its time.
-		if err := m.copyUploads(ctx, cid, uploads, req.UploadData); err != nil {
+		if err := m.copyUploads(ctx, cid, p.uploads, p.data); err != nil {
 			log.Warn("upload failed", "err", err)
-			m.discard(l, Failed, err.Error())
-			return OneOff{}, "", fmt.Errorf("upload files for one-off %s: %w", rec.Name, err)
+			m.discard(l, Failed, userMessage(err))
+			return OneOff{}, fmt.Errorf("upload files for one-off %s: %w", rec.Name, err)
 		}
 		l.mu.Lock()
-		l.rec.Uploads = uploads
+		l.rec.Uploads = p.uploads
 		rec = l.rec
 		l.mu.Unlock()
 		if err := m.store.UpdateOneOff(ectx, rec); err != nil {
-			m.discard(l, Failed, err.Error())
-			return OneOff{}, "", fmt.Errorf("record one-off %q: %w", rec.ID, err)
+			m.discard(l, Failed, userMessage(err))
+			return OneOff{}, fmt.Errorf("record one-off %q: %w", rec.ID, err)
 		}
-		log.Info("files uploaded", "files", len(uploads))
+		log.Info("files uploaded", "files", len(p.uploads))
 	}
-	if req.Detached {
-		rec, err := m.startDetached(ectx, l, ttl)
+	if rec.Mode == Detached {
+		rec, err := m.startDetached(ectx, l, p.ttl)
 		if err != nil {
-			return OneOff{}, "", fmt.Errorf("start one-off %s: %w", rec.Name, err)
+			return OneOff{}, fmt.Errorf("start one-off %s: %w", rec.Name, err)
 		}
-		log.Info("detached one-off started", "image", rel.Image, "release", rel.Version,
+		log.Info("detached one-off started", "image", p.spec.Image, "release", p.release,
 			"container", shortID(cid), "expires_at", rec.ExpiresAt)
-		return rec, "", nil
+		return rec, nil
 	}
-	m.armAttachWait(l, m.cfg.AttachWait)
-	log.Info("one-off created", "image", rel.Image, "release", rel.Version, "container", shortID(cid), "tty", req.TTY)
-	return rec, secret, nil
+	log.Info("one-off created", "image", p.spec.Image, "release", p.release, "container", shortID(cid), "tty", p.spec.TTY)
+	return rec, nil
 }
 
 // lifetime returns how long a detached one-off may run: what the request
@@ -567,6 +659,11 @@ func (m *Manager) finish(l *live, outcome Outcome, code *int, msg string) {
 	m.mu.Lock()
 	delete(m.live, rec.ID)
 	m.mu.Unlock()
+	why := msg
+	if why == "" {
+		why = string(outcome)
+	}
+	l.markReady(errors.New(why))
 	close(l.done)
 	attrs := []any{"oneoff", rec.ID, "app", rec.App, "name", rec.Name, "outcome", outcome}
 	if code != nil {

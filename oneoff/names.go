@@ -6,10 +6,25 @@ import (
 	"encoding/base64"
 	"fmt"
 	"math/big"
+
+	"github.com/oneoffd/oneoffd/errdefs"
 )
+
+// userMessage is what a person is told of err: the sentence of its
+// errdefs.Error when it has one, without the causes behind it, which go to
+// the daemon's log.
+func userMessage(err error) string {
+	if e, ok := errdefs.As(err); ok {
+		return e.Message
+	}
+	return err.Error()
+}
 
 // describe says in a few words how a finished one-off ended.
 func describe(rec OneOff) string {
+	if rec.Error != "" {
+		return fmt.Sprintf("%s: %s", rec.Outcome, rec.Error)
+	}
 	if rec.ExitCode != nil {
 		return fmt.Sprintf("%s, exit code %d", rec.Outcome, *rec.ExitCode)
 	}

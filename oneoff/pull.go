@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/dustin/go-humanize"
+
+	"github.com/oneoffd/oneoffd/errdefs"
 )
 
 // Puller brings images onto the engine from their registries.
@@ -73,4 +76,62 @@ func iec(n int64) string {
 		n = 0
 	}
 	return humanize.IBytesN(uint64(n), 3)
+}
+
+// pullAndPrepare pulls a one-off's image, then makes its container (and
+// starts it when detached). An attached user sees the pull's progress; a
+// detached one-off's log records it.
+func (m *Manager) pullAndPrepare(l *live, p plan) {
+	defer m.bg.Done()
+	rec := l.snapshot()
+	log := m.log.With("oneoff", rec.ID, "app", rec.App, "name", rec.Name)
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.PullTimeout)
+	defer cancel()
+	start := time.Now()
+	var lastNote time.Time
+	note := func(text string) {
+		if rec.Mode == Detached {
+			line := LogLine{Time: time.Now().UTC(), App: rec.App, Source: rec.Name, Stream: "stderr", Text: "oneoffd: " + text}
+			if err := m.logs.Append(context.WithoutCancel(ctx), []LogLine{line}); err != nil {
+				log.Warn("record the pull in the log failed", "err", err)
+			}
+		}
+	}
+	note("pulling image " + p.spec.Image)
+	err := m.rt.Pull(ctx, p.spec.Image, func(pp PullProgress) {
+		l.mu.Lock()
+		l.progress = pp
+		l.mu.Unlock()
+		if time.Since(lastNote) >= 5*time.Second {
+			lastNote = time.Now()
+			note(pp.String())
+		}
+	})
+	if err != nil {
+		msg := userMessage(err)
+		if m.ctx.Err() != nil {
+			msg = "the daemon stopped during the image's pull"
+		}
+		log.Warn("pull failed", "image", p.spec.Image, "err", err)
+		note("pull failed: " + msg)
+		if _, ok := errdefs.As(err); !ok {
+			msg = "pull image " + p.spec.Image + ": " + msg
+		}
+		m.discard(l, Failed, msg)
+		return
+	}
+	took := time.Since(start).Round(100 * time.Millisecond)
+	log.Info("image pulled", "image", p.spec.Image, "took", took)
+	note(fmt.Sprintf("pulled image %s in %s", p.spec.Image, took))
+	l.mu.Lock()
+	stopped := l.reason != ""
+	l.mu.Unlock()
+	if stopped {
+		return // discarded while pulling: nothing to make
+	}
+	if _, err := m.prepare(m.ctx, l, p); err != nil {
+		log.Warn("prepare after the pull failed", "err", err)
+		return
+	}
+	l.markReady(nil)
 }

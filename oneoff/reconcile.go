@@ -55,6 +55,9 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 // settle adopts or ends an unfinished one-off that no session follows.
 func (m *Manager) settle(ctx context.Context, rec OneOff, c Container, exists bool) {
 	l := newLive(rec)
+	if exists {
+		l.markReady(nil)
+	}
 	m.mu.Lock()
 	if m.live[rec.ID] != nil {
 		m.mu.Unlock()

@@ -18,6 +18,9 @@ type Conn interface {
 	// Stdout and Stderr carry the container's output to the user.
 	Stdout() io.Writer
 	Stderr() io.Writer
+	// Notify tells the user something while the session is being set up,
+	// such as how far the image's pull has got.
+	Notify(msg string)
 	// Finish tells the user how the session ended and closes the connection.
 	Finish(Result)
 }
@@ -73,6 +76,11 @@ func (s *Session) OneOff() OneOff {
 func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 	defer s.m.wg.Done()
 	m, l := s.m, s.l
+	if err := s.waitReady(conn); err != nil {
+		res := Result{Outcome: Failed, Message: "could not start: " + err.Error()}
+		conn.Finish(res)
+		return res
+	}
 	rec := s.OneOff()
 	log := m.log.With("oneoff", rec.ID, "app", rec.App, "name", rec.Name)
 	ectx := context.WithoutCancel(ctx)
@@ -80,8 +88,8 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 
 	fail := func(err error) Result {
 		log.Error("start failed", "err", err)
-		m.discard(l, Failed, err.Error())
-		res := Result{Outcome: Failed, Message: fmt.Sprintf("the one-off could not start: %v", err)}
+		m.discard(l, Failed, userMessage(err))
+		res := Result{Outcome: Failed, Message: "could not start: " + userMessage(err)}
 		conn.Finish(res)
 		return res
 	}
@@ -218,6 +226,39 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 	}
 	m.finish(l, res.Outcome, res.ExitCode, msg)
 	return res
+}
+
+// waitReady waits until the one-off's container exists, telling the user
+// how far the pull of its image has got meanwhile.
+func (s *Session) waitReady(conn Conn) error {
+	l := s.l
+	select {
+	case <-l.ready:
+		return l.readyErr()
+	default:
+	}
+	conn.Notify("oneoffd: pulling image " + l.snapshot().Image + "...")
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var last PullProgress
+	for {
+		select {
+		case <-l.ready:
+			if err := l.readyErr(); err != nil {
+				return err
+			}
+			conn.Notify("oneoffd: image pulled")
+			return nil
+		case <-tick.C:
+			l.mu.Lock()
+			p := l.progress
+			l.mu.Unlock()
+			if p != last && p.Ref != "" {
+				conn.Notify("oneoffd: " + p.String())
+				last = p
+			}
+		}
+	}
 }
 
 // pumpInput forwards what the user sends until the user's side ends.

@@ -81,6 +81,13 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer docker.Close()
+	if cfg.RegistryConfig != "" {
+		auths, err := runtime.LoadDockerConfig(cfg.RegistryConfig)
+		if err != nil {
+			return fmt.Errorf("--registry-config: %w", err)
+		}
+		docker.SetRegistryAuth(auths)
+	}
 	var tlsConfig *tls.Config
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
@@ -106,7 +113,7 @@ func run(ctx context.Context, args []string) error {
 	mgr := oneoff.NewManager(oneoff.Config{
 		Instance: instance, IdleTimeout: cfg.IdleTimeout, AttachWait: cfg.AttachWaitTimeout, StopGrace: cfg.StopGrace,
 		MaxLifetime: cfg.MaxLifetime, Sizes: cfg.Sizes, DefaultSize: cfg.DefaultSize,
-		MaxUploadFile: cfg.MaxUploadFile, MaxUploadTotal: cfg.MaxUploadRequest,
+		MaxUploadFile: cfg.MaxUploadFile, MaxUploadTotal: cfg.MaxUploadRequest, PullTimeout: cfg.PullTimeout,
 	}, docker, db, deploys, logStore, log)
 	if err := mgr.Start(ctx); err != nil {
 		return err

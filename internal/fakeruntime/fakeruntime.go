@@ -43,6 +43,11 @@ type Runtime struct {
 	// FollowCutShort makes a log follow end as soon as its container has
 	// stopped, whatever it has not read yet, as some engines do.
 	FollowCutShort bool
+	// PullHook, when set, runs for each Pull: it may report progress,
+	// wait, or fail.
+	PullHook func(ctx context.Context, ref string, progress func(oneoff.PullProgress)) error
+
+	images images
 }
 
 // container is a simulated container.

@@ -65,6 +65,16 @@ func TestUploads(t *testing.T) {
 			t.Errorf("in the container: %q, want sha256 %s", out, bigSum)
 		}
 	})
+	t.Run("a progress bar on a terminal", func(t *testing.T) {
+		t.Parallel()
+		tm := startInPTY(t, d.cli("--app", app, "run", "--file", big, "echo done"), 24, 100)
+		tm.expect(`uploading dump\.sql`)
+		tm.expect(`100%`)
+		tm.expect(`done`)
+		if code := tm.wait(); code != 0 {
+			t.Errorf("exit code %d; screen:\n%s", code, tm.screen())
+		}
+	})
 	t.Run("a directory arrives whole", func(t *testing.T) {
 		t.Parallel()
 		src := filepath.Join(t.TempDir(), "fixtures")

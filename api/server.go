@@ -130,6 +130,7 @@ func (s *Server) Handler() http.Handler {
 		r.Get("/oneoffs/{id}", s.getOneOff)
 		r.Get("/oneoffs/{id}/logs", s.oneOffLogs)
 		r.Post("/oneoffs/{id}/stop", s.stopOneOff)
+		r.Get("/audit", s.audit)
 	})
 	return r
 }
@@ -257,6 +258,9 @@ func (s *Server) createOneOff(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if body.Requester == "" {
+		body.Requester = r.Header.Get(RequesterHeader)
+	}
 	req := oneoff.Request{
 		Command: body.Command, Type: body.Type, Env: body.Env, TTY: !body.Detached,
 		Term: body.Term, Requester: body.Requester, Detached: body.Detached,
@@ -349,13 +353,35 @@ func (s *Server) getOneOff(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, o)
 }
 
+// RequesterHeader names the user a platform acts for, for the audit trail.
+const RequesterHeader = "Oneoff-Requester"
+
 func (s *Server) stopOneOff(w http.ResponseWriter, r *http.Request) {
-	o, err := s.oneoffs.Stop(r.Context(), chi.URLParam(r, "id"))
+	o, err := s.oneoffs.Stop(r.Context(), chi.URLParam(r, "id"), r.Header.Get(RequesterHeader))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, o)
+}
+
+func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	f := oneoff.AuditFilter{App: q.Get("app"), OneOffID: q.Get("oneoff"), Limit: 100}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			s.writeError(w, r, errdefs.Invalid("invalid_limit", "limit %q must be a whole number from 1 to 10000", v))
+			return
+		}
+		f.Limit = n
+	}
+	events, err := s.oneoffs.Audit(r.Context(), f)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"events": events})
 }
 
 // decodeJSON reads a JSON body strictly: unknown fields, trailing data and

@@ -416,8 +416,12 @@ func TestServer_stopOneOff(t *testing.T) {
 		t.Errorf("got status %d, state %q, outcome %q; want 200, finished, stopped", status, rec.State, rec.Outcome)
 	}
 
+	// Stopping again answers the same: stop is idempotent.
 	status, body = s.do(t, request{method: "POST", path: "/v1/oneoffs/" + c.ID + "/stop", token: token})
-	wantError(t, status, body, http.StatusConflict, "oneoff_finished")
+	decode(t, body, &rec)
+	if status != http.StatusOK || rec.Outcome != oneoff.Stopped {
+		t.Errorf("second stop: got status %d, outcome %q; want 200, stopped", status, rec.Outcome)
+	}
 
 	status, body = s.do(t, request{method: "POST", path: "/v1/oneoffs/nosuchid/stop", token: token})
 	wantError(t, status, body, http.StatusNotFound, "oneoff_not_found")

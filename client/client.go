@@ -22,9 +22,18 @@ import (
 
 // Client calls the HTTP API.
 type Client struct {
-	base  string
-	token string
-	http  *http.Client
+	base      string
+	token     string
+	requester string
+	http      *http.Client
+}
+
+// WithRequester returns a Client that names, in every request, the user it
+// acts for, as the audit trail records them.
+func (c *Client) WithRequester(name string) *Client {
+	cc := *c
+	cc.requester = name
+	return &cc
 }
 
 // New returns a Client for the API at baseURL (e.g. http://127.0.0.1:8080)
@@ -111,6 +120,25 @@ func (c *Client) Stop(ctx context.Context, id string) (oneoff.OneOff, error) {
 	return o, err
 }
 
+// Audit returns the audit trail's events that pass f, newest first.
+func (c *Client) Audit(ctx context.Context, f oneoff.AuditFilter) ([]oneoff.AuditEvent, error) {
+	q := url.Values{}
+	if f.App != "" {
+		q.Set("app", f.App)
+	}
+	if f.OneOffID != "" {
+		q.Set("oneoff", f.OneOffID)
+	}
+	if f.Limit > 0 {
+		q.Set("limit", fmt.Sprint(f.Limit))
+	}
+	var out struct {
+		Events []oneoff.AuditEvent `json:"events"`
+	}
+	err := c.do(ctx, http.MethodGet, "/v1/audit?"+q.Encode(), nil, &out)
+	return out.Events, err
+}
+
 // Health returns the daemon's /healthz answer.
 func (c *Client) Health(ctx context.Context) (map[string]any, error) {
 	var out map[string]any
@@ -158,6 +186,9 @@ func (c *Client) sendBody(ctx context.Context, method, path string, body io.Read
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if c.requester != "" {
+		req.Header.Set(api.RequesterHeader, c.requester)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

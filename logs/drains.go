@@ -21,6 +21,10 @@ type Drains struct {
 	runCtx context.Context                    // while Run runs
 	ended  bool                               // Run has returned or is returning
 	wg     sync.WaitGroup                     // the drains' Run
+	// stopping are removed drains still flushing; retired adds up the
+	// counts of those done, so that the totals never go down.
+	stopping map[*routedDrain]bool
+	retired  DrainStats
 }
 
 // routedDrain is a drain and how to stop it.
@@ -36,10 +40,11 @@ func NewDrains(log *slog.Logger, tlsConfig *tls.Config) *Drains {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Drains{
-		log:    log,
-		tls:    tlsConfig,
-		global: make(map[string]*routedDrain),
-		apps:   make(map[string]map[string]*routedDrain),
+		log:      log,
+		tls:      tlsConfig,
+		global:   make(map[string]*routedDrain),
+		apps:     make(map[string]map[string]*routedDrain),
+		stopping: make(map[*routedDrain]bool),
 	}
 }
 
@@ -178,12 +183,22 @@ func (ds *Drains) startLocked(rd *routedDrain) {
 	go func() {
 		defer ds.wg.Done()
 		rd.drain.Run(ctx)
+		ds.mu.Lock()
+		if ds.stopping[rd] {
+			delete(ds.stopping, rd)
+			st := rd.drain.Stats()
+			ds.retired.Sent += st.Sent
+			ds.retired.Dropped += st.Dropped
+			ds.retired.Errors += st.Errors
+		}
+		ds.mu.Unlock()
 	}()
 }
 
-// stopLocked stops rd if it runs.
+// stopLocked stops rd if it runs; its counts still count.
 func (ds *Drains) stopLocked(rd *routedDrain) {
 	if rd.cancel != nil {
+		ds.stopping[rd] = true
 		rd.cancel()
 	}
 }

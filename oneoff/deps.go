@@ -126,6 +126,10 @@ type Store interface {
 	OneOff(ctx context.Context, id string) (OneOff, error)
 	// OneOffs lists the records that pass f, newest first.
 	OneOffs(ctx context.Context, f Filter) ([]OneOff, error)
+	// AddAudit appends an event to the audit trail.
+	AddAudit(ctx context.Context, ev AuditEvent) error
+	// Audit lists the audit trail's events that pass f, newest first.
+	Audit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
 }
 
 // Releases tells which release an app runs now.

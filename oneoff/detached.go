@@ -34,6 +34,7 @@ func (m *Manager) startDetached(ctx context.Context, l *live, ttl time.Duration)
 	if err := m.store.UpdateOneOff(ctx, rec); err != nil {
 		m.log.Warn("record start failed", "oneoff", rec.ID, "err", err)
 	}
+	m.started(l)
 	m.bg.Add(1)
 	go m.followDetached(l, exitc)
 	return rec, nil
@@ -45,8 +46,10 @@ func (m *Manager) startDetached(ctx context.Context, l *live, ttl time.Duration)
 func (m *Manager) adoptDetached(l *live) {
 	l.mu.Lock()
 	l.claimed = true
+	l.running = true
 	cid := l.rec.ContainerID
 	l.mu.Unlock()
+	m.met.running.WithLabelValues(string(Detached)).Inc()
 	m.log.Info("adopting a detached one-off", "oneoff", l.rec.ID, "app", l.rec.App, "name", l.rec.Name)
 	m.bg.Add(1)
 	go m.followDetached(l, m.rt.Wait(m.ctx, cid, true))
@@ -102,6 +105,8 @@ func (m *Manager) followDetached(l *live, exitc <-chan Exit) {
 			stop(Stopped) // the reason recorded first wins
 		case <-lifetime.C:
 			log.Info("lifetime over; stopping", "expires_at", rec.ExpiresAt)
+			m.met.lifetimeStops.Inc()
+			m.audit(rec, AuditReap, ActorDaemon, "ran past its lifetime, until "+rec.ExpiresAt.Format(time.RFC3339))
 			stop(LifetimeExceeded)
 		case <-ctx.Done():
 			m.leave(l, followed)
@@ -385,7 +390,9 @@ func (f *logFollower) flush(ctx context.Context) {
 	}
 	if err := f.m.logs.Append(context.WithoutCancel(ctx), f.batch); err != nil {
 		f.log.Error("store log lines failed; they are lost", "lines", len(f.batch), "err", err)
+		f.m.met.logDropped.Add(float64(len(f.batch)))
 	} else {
+		f.m.met.logLines.Add(float64(len(f.batch)))
 		f.stored += len(f.batch)
 		for _, line := range f.batch {
 			f.cursor.Add(line)

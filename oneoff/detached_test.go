@@ -78,7 +78,7 @@ func TestManager_detached(t *testing.T) {
 	t.Run("a stop is graceful and recorded", func(t *testing.T) {
 		h := newHarness(t, oneoff.Config{})
 		rec, cid := h.startDetached(t, 0)
-		got, err := h.m.Stop(ctx, rec.ID)
+		got, err := h.m.Stop(ctx, rec.ID, "tester")
 		if err != nil || got.Outcome != oneoff.Stopped || got.ExitCode == nil || *got.ExitCode != 143 {
 			t.Errorf("Stop = %s/%v, %v; want stopped with 143 (SIGTERM)", got.Outcome, got.ExitCode, err)
 		}

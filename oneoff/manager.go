@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oneoffd/oneoffd/deploy"
 	"github.com/oneoffd/oneoffd/errdefs"
@@ -50,6 +53,9 @@ type Config struct {
 	DefaultSize string
 	// PullTimeout bounds the pull of an image that is not on the engine.
 	PullTimeout time.Duration
+	// Metrics is where the one-offs' metrics are registered; none are
+	// exposed when nil.
+	Metrics prometheus.Registerer
 	// MaxUploadFile and MaxUploadTotal bound a request's uploads: each
 	// file, and all together.
 	MaxUploadFile  int64
@@ -113,6 +119,7 @@ type Manager struct {
 	releases Releases
 	logs     LogSink
 	log      *slog.Logger
+	met      *metrics
 
 	mu      sync.Mutex
 	live    map[string]*live
@@ -145,10 +152,29 @@ type live struct {
 	readyOnce sync.Once
 	prepErr   error
 	progress  PullProgress
+	// running says the container started in this process, so that the
+	// running gauge goes down again at the end.
+	running bool
+	// The attached terminal's traffic, and its activity once attached.
+	bytesIn, bytesOut atomic.Int64
+	act               *activity
 }
 
 func newLive(rec OneOff) *live {
 	return &live{rec: rec, stopc: make(chan struct{}), done: make(chan struct{}), ready: make(chan struct{})}
+}
+
+// current returns the record with the terminal's traffic so far.
+func (l *live) current() OneOff {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	rec := l.rec
+	rec.BytesIn, rec.BytesOut = l.bytesIn.Load(), l.bytesOut.Load()
+	if l.act != nil {
+		last := l.act.lastTime().UTC()
+		rec.LastActivity = &last
+	}
+	return rec
 }
 
 // snapshot returns a copy of the record.
@@ -218,7 +244,7 @@ func NewManager(cfg Config, rt Runtime, store Store, releases Releases, logs Log
 	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{cfg: cfg, rt: rt, store: store, releases: releases, logs: logs, log: log,
-		live: map[string]*live{}, ctx: ctx, cancel: cancel}
+		met: newMetrics(cfg.Metrics, cfg.Sizes), live: map[string]*live{}, ctx: ctx, cancel: cancel}
 }
 
 // Config returns the effective configuration.
@@ -348,6 +374,7 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 	l.mu.Lock()
 	l.rec = rec
 	l.mu.Unlock()
+	m.audit(rec, AuditCreate, req.Requester, createDetail(rec, len(uploads)))
 
 	p := plan{
 		spec: Spec{
@@ -457,7 +484,12 @@ func (m *Manager) prepare(ctx context.Context, l *live, p plan) (OneOff, error) 
 			m.discard(l, Failed, userMessage(err))
 			return OneOff{}, fmt.Errorf("record one-off %q: %w", rec.ID, err)
 		}
-		log.Info("files uploaded", "files", len(p.uploads))
+		var bytes int64
+		for _, u := range p.uploads {
+			bytes += u.Size
+		}
+		m.met.uploadBytes.Add(float64(bytes))
+		log.Info("files uploaded", "files", len(p.uploads), "bytes", bytes)
 	}
 	if rec.Mode == Detached {
 		rec, err := m.startDetached(ectx, l, p.ttl)
@@ -526,6 +558,8 @@ func (m *Manager) armAttachWait(l *live, d time.Duration) {
 	l.timer = time.AfterFunc(d, func() {
 		if l.stopUnclaimed(AttachTimeout) {
 			m.log.Info("nobody attached in time; discarding", "oneoff", l.rec.ID, "app", l.rec.App, "wait", m.cfg.AttachWait)
+			m.met.attachExpiries.Inc()
+			m.audit(l.snapshot(), AuditReap, ActorDaemon, fmt.Sprintf("nobody attached within %s", m.cfg.AttachWait))
 			m.discard(l, AttachTimeout, "")
 		}
 	})
@@ -534,9 +568,7 @@ func (m *Manager) armAttachWait(l *live, d time.Duration) {
 // Get returns a one-off's record.
 func (m *Manager) Get(ctx context.Context, id string) (OneOff, error) {
 	if l := m.lookup(id); l != nil {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return l.rec, nil
+		return l.current(), nil
 	}
 	return m.store.OneOff(ctx, id)
 }
@@ -550,21 +582,26 @@ func (m *Manager) List(ctx context.Context, f Filter) ([]OneOff, error) {
 // SIGTERM, then SIGKILL after the grace period. It returns once the one-off
 // has finished, or when ctx is done. Stopping a stopping one-off is fine;
 // stopping a finished one is a conflict.
-func (m *Manager) Stop(ctx context.Context, id string) (OneOff, error) {
+func (m *Manager) Stop(ctx context.Context, id, actor string) (OneOff, error) {
 	l := m.lookup(id)
 	if l == nil {
 		rec, err := m.store.OneOff(ctx, id)
 		if err != nil {
 			return OneOff{}, err
 		}
+		if rec.Outcome == Stopped {
+			return rec, nil // stopped already: asking again changes nothing
+		}
 		return rec, errdefs.Conflict("oneoff_finished", "one-off %s already finished (%s)", rec.Name, describe(rec))
 	}
 	switch {
 	case l.stopUnclaimed(Stopped):
-		m.log.Info("stop requested; discarding the unstarted container", "oneoff", id, "app", l.rec.App)
+		m.log.Info("stop requested; discarding the unstarted container", "oneoff", id, "app", l.rec.App, "actor", actor)
+		m.audit(l.snapshot(), AuditStop, actor, "before it started")
 		m.discard(l, Stopped, "")
 	case l.requestStop(Stopped):
-		m.log.Info("stop requested", "oneoff", id, "app", l.rec.App)
+		m.log.Info("stop requested", "oneoff", id, "app", l.rec.App, "actor", actor)
+		m.audit(l.snapshot(), AuditStop, actor, fmt.Sprintf("SIGTERM, then SIGKILL after %s", m.cfg.StopGrace))
 	}
 	select {
 	case <-l.done:
@@ -605,7 +642,9 @@ func (m *Manager) Claim(ctx context.Context, id, secret, client string) (*Sessio
 		l.timer.Stop()
 	}
 	l.rec.Client = client
+	rec := l.rec
 	m.wg.Add(1)
+	go m.audit(rec, AuditAttach, rec.Requester, "terminal from "+client)
 	return &Session{m: m, l: l}, nil
 }
 
@@ -649,8 +688,20 @@ func (m *Manager) finish(l *live, outcome Outcome, code *int, msg string) {
 	l.rec.State, l.rec.Outcome, l.rec.ExitCode, l.rec.Error = Finished, outcome, code, msg
 	l.rec.FinishedAt = &now
 	l.rec.AttachDeadline = nil
-	rec := l.rec
 	l.mu.Unlock()
+	rec := l.current()
+	l.mu.Lock()
+	l.rec = rec
+	running := l.running
+	l.mu.Unlock()
+	m.met.finished.WithLabelValues(string(rec.Mode), string(outcome)).Inc()
+	if running {
+		m.met.running.WithLabelValues(string(rec.Mode)).Dec()
+	}
+	if rec.StartedAt != nil {
+		m.met.runDuration.WithLabelValues(string(rec.Mode)).Observe(now.Sub(*rec.StartedAt).Seconds())
+	}
+	m.audit(rec, AuditExit, ActorDaemon, describe(rec))
 	ctx, cancel := m.engineContext(context.Background())
 	defer cancel()
 	if err := m.store.UpdateOneOff(ctx, rec); err != nil {

@@ -323,7 +323,7 @@ func TestManager_Claim(t *testing.T) {
 	t.Run("after finish", func(t *testing.T) {
 		h := newHarness(t, oneoff.Config{})
 		rec, secret := h.create(t, oneoff.Request{})
-		if _, err := h.m.Stop(ctx, rec.ID); err != nil {
+		if _, err := h.m.Stop(ctx, rec.ID, "tester"); err != nil {
 			t.Fatalf("Stop: %v", err)
 		}
 		_, err := h.m.Claim(ctx, rec.ID, secret, "127.0.0.1:1")
@@ -357,7 +357,7 @@ func TestManager_Stop(t *testing.T) {
 	t.Run("pending", func(t *testing.T) {
 		h := newHarness(t, oneoff.Config{})
 		rec, _ := h.create(t, oneoff.Request{})
-		got, err := h.m.Stop(ctx, rec.ID)
+		got, err := h.m.Stop(ctx, rec.ID, "tester")
 		if err != nil {
 			t.Fatalf("Stop: %v", err)
 		}
@@ -371,13 +371,22 @@ func TestManager_Stop(t *testing.T) {
 			t.Error("the container was started")
 		}
 	})
-	t.Run("finished", func(t *testing.T) {
+	t.Run("twice: the same answer", func(t *testing.T) {
 		h := newHarness(t, oneoff.Config{})
 		rec, _ := h.create(t, oneoff.Request{})
-		if _, err := h.m.Stop(ctx, rec.ID); err != nil {
+		if _, err := h.m.Stop(ctx, rec.ID, "tester"); err != nil {
 			t.Fatalf("Stop: %v", err)
 		}
-		_, err := h.m.Stop(ctx, rec.ID)
+		got, err := h.m.Stop(ctx, rec.ID, "tester")
+		if err != nil || got.Outcome != oneoff.Stopped {
+			t.Errorf("second Stop = %s, %v; want stopped, no error", got.Outcome, err)
+		}
+	})
+	t.Run("finished otherwise: a conflict", func(t *testing.T) {
+		h := newHarness(t, oneoff.Config{AttachWait: 10 * time.Millisecond})
+		rec, _ := h.create(t, oneoff.Request{})
+		h.waitStored(t, rec.ID, oneoff.Finished)
+		_, err := h.m.Stop(ctx, rec.ID, "tester")
 		wantClass(t, err, errdefs.ErrConflict, "oneoff_finished")
 	})
 	t.Run("while the container is being created", func(t *testing.T) {
@@ -387,7 +396,7 @@ func TestManager_Stop(t *testing.T) {
 		var id string
 		h.rt.CreateHook = func(spec oneoff.Spec) {
 			id = spec.Labels[oneoff.LabelID]
-			got, err := h.m.Stop(ctx, id)
+			got, err := h.m.Stop(ctx, id, "tester")
 			if err != nil || got.Outcome != oneoff.Stopped {
 				t.Errorf("Stop: got outcome %q, %v; want stopped", got.Outcome, err)
 			}
@@ -413,7 +422,7 @@ func TestManager_Stop(t *testing.T) {
 		var id string
 		h.rt.CreateHook = func(spec oneoff.Spec) {
 			id = spec.Labels[oneoff.LabelID]
-			if _, err := h.m.Stop(ctx, id); err != nil {
+			if _, err := h.m.Stop(ctx, id, "tester"); err != nil {
 				t.Errorf("Stop: %v", err)
 			}
 		}
@@ -434,7 +443,7 @@ func TestManager_Stop(t *testing.T) {
 	})
 	t.Run("unknown id", func(t *testing.T) {
 		h := newHarness(t, oneoff.Config{})
-		_, err := h.m.Stop(ctx, "nosuchid")
+		_, err := h.m.Stop(ctx, "nosuchid", "tester")
 		if !errors.Is(err, errdefs.ErrNotFound) {
 			t.Errorf("got %v, want ErrNotFound", err)
 		}
@@ -614,7 +623,7 @@ func TestSession_Run(t *testing.T) {
 	t.Run("stopped", func(t *testing.T) {
 		h := newHarness(t, oneoff.Config{})
 		r := h.run(t, oneoff.Request{}, oneoff.TermSize{})
-		got, err := h.m.Stop(context.Background(), r.rec.ID)
+		got, err := h.m.Stop(context.Background(), r.rec.ID, "tester")
 		if err != nil {
 			t.Fatalf("Stop: %v", err)
 		}

@@ -93,6 +93,12 @@ type OneOff struct {
 	ContainerID string `json:"container_id,omitempty"`
 	// Client is the address of the attached terminal, once attached.
 	Client string `json:"client,omitempty"`
+	// BytesIn and BytesOut count what went through the attached terminal:
+	// in from it, out to it.
+	BytesIn  int64 `json:"bytes_in"`
+	BytesOut int64 `json:"bytes_out"`
+	// LastActivity is when a byte last went through the terminal.
+	LastActivity *time.Time `json:"last_activity,omitempty"`
 
 	CreatedAt  time.Time  `json:"created_at"`
 	StartedAt  *time.Time `json:"started_at,omitempty"`

@@ -119,7 +119,7 @@ func TestManager_pull(t *testing.T) {
 		gate := &pullGate{release: make(chan struct{})}
 		h.rt.PullHook = gate.hook
 		rec, _ := h.create(t, oneoff.Request{Detached: true})
-		got, err := h.m.Stop(ctx, rec.ID)
+		got, err := h.m.Stop(ctx, rec.ID, "tester")
 		if err != nil || got.Outcome != oneoff.Stopped {
 			t.Fatalf("Stop = %s, %v", got.Outcome, err)
 		}

@@ -80,6 +80,8 @@ func (m *Manager) settle(ctx context.Context, rec OneOff, c Container, exists bo
 		m.armAttachWait(l, rec.AttachDeadline.Sub(now))
 	case rec.State == Pending && exists:
 		l.requestStop(AttachTimeout)
+		m.met.attachExpiries.Inc()
+		m.audit(rec, AuditReap, ActorDaemon, "nobody attached before the daemon restarted and its wait ended")
 		m.discard(l, AttachTimeout, "")
 	case exists:
 		l.requestStop(Lost)

@@ -111,8 +111,14 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 		log.Warn("record start failed", "err", err)
 	}
 	log.Info("one-off started", "client", rec.Client)
+	m.started(l)
+	m.met.sessions.Inc()
+	defer m.met.sessions.Dec()
 
 	act := newActivity(m.cfg.Now)
+	l.mu.Lock()
+	l.act = act
+	l.mu.Unlock()
 	gone := make(chan struct{}, 1)
 	userGone := func() {
 		select {
@@ -122,7 +128,7 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 	}
 	outDone := make(chan error, 1)
 	go func() {
-		outDone <- stream.CopyOutput(act.writer(conn.Stdout(), userGone), act.writer(conn.Stderr(), userGone))
+		outDone <- stream.CopyOutput(s.counted(act.writer(conn.Stdout(), userGone)), s.counted(act.writer(conn.Stderr(), userGone)))
 	}()
 	if rec.TTY && !size.IsZero() {
 		// Engines before API 1.42 ignore the size given at create time.
@@ -188,6 +194,8 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 				continue
 			}
 			log.Info("idle; closing the terminal and stopping", "idle_timeout", m.cfg.IdleTimeout)
+			m.met.idleReaps.Inc()
+			m.audit(rec, AuditReap, ActorDaemon, fmt.Sprintf("no input or output for %s", m.cfg.IdleTimeout))
 			stop(IdleTimeout)
 			conn.Finish(Result{Outcome: IdleTimeout,
 				Message: fmt.Sprintf("closed after %s without input or output", m.cfg.IdleTimeout)})
@@ -261,6 +269,21 @@ func (s *Session) waitReady(conn Conn) error {
 	}
 }
 
+// counted counts what goes out to the terminal.
+func (s *Session) counted(w io.Writer) io.Writer {
+	out := s.m.met.attachBytes.WithLabelValues("out")
+	return writerFunc(func(p []byte) (int, error) {
+		s.l.bytesOut.Add(int64(len(p)))
+		out.Add(float64(len(p)))
+		return w.Write(p)
+	})
+}
+
+// writerFunc is a function that is an io.Writer.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
 // pumpInput forwards what the user sends until the user's side ends.
 func (s *Session) pumpInput(ctx context.Context, conn Conn, stream Stream, act *activity, cid string) error {
 	for {
@@ -271,6 +294,8 @@ func (s *Session) pumpInput(ctx context.Context, conn Conn, stream Stream, act *
 		switch in.Kind {
 		case InputData:
 			act.touch()
+			s.l.bytesIn.Add(int64(len(in.Data)))
+			s.m.met.attachBytes.WithLabelValues("in").Add(float64(len(in.Data)))
 			if _, err := stream.Write(in.Data); err != nil {
 				s.m.log.Debug("write to container stdin failed", "oneoff", s.l.rec.ID, "err", err)
 			}
@@ -304,6 +329,8 @@ func newActivity(now func() time.Time) *activity {
 }
 
 func (a *activity) touch() { a.last.Store(a.now().UnixNano()) }
+
+func (a *activity) lastTime() time.Time { return time.Unix(0, a.last.Load()) }
 
 func (a *activity) idle() time.Duration {
 	return a.now().Sub(time.Unix(0, a.last.Load()))

@@ -39,6 +39,8 @@ type Docker struct {
 
 	authMu sync.Mutex
 	auths  map[string]registry.AuthConfig // by registry host, see registryHost
+
+	met *engineMetrics // nil until Instrument
 }
 
 // NewDocker connects to the engine at host, or where DOCKER_HOST and the
@@ -63,6 +65,7 @@ func (d *Docker) Close() error { return d.cli.Close() }
 
 // Ping checks that the engine answers.
 func (d *Docker) Ping(ctx context.Context) error {
+	defer d.timed("ping")()
 	if _, err := d.cli.Ping(ctx); err != nil {
 		return d.wrap("ping engine", err)
 	}
@@ -71,6 +74,7 @@ func (d *Docker) Ping(ctx context.Context) error {
 
 // Create makes a container from spec without starting it.
 func (d *Docker) Create(ctx context.Context, spec oneoff.Spec) (string, error) {
+	defer d.timed("create")()
 	cfg := &container.Config{
 		Image:        spec.Image,
 		Cmd:          spec.Cmd,
@@ -126,6 +130,7 @@ func (d *Docker) Create(ctx context.Context, spec oneoff.Spec) (string, error) {
 
 // Attach connects to the container's stdio.
 func (d *Docker) Attach(ctx context.Context, id string, tty bool) (oneoff.Stream, error) {
+	defer d.timed("attach")()
 	resp, err := d.cli.ContainerAttach(ctx, id, container.AttachOptions{
 		Stream: true, Stdin: true, Stdout: true, Stderr: true, DetachKeys: detachKeys,
 	})
@@ -143,7 +148,9 @@ func (d *Docker) Wait(ctx context.Context, id string, started bool) <-chan oneof
 	if started {
 		cond = container.WaitConditionNotRunning
 	}
+	done := d.timed("wait")
 	resC, errC := d.cli.ContainerWait(ctx, id, cond)
+	done()
 	go func() {
 		select {
 		case r := <-resC:
@@ -165,6 +172,7 @@ func (d *Docker) Wait(ctx context.Context, id string, started bool) <-chan oneof
 
 // Logs reads the container's log with the engine's timestamps.
 func (d *Docker) Logs(ctx context.Context, id string, opts oneoff.LogOptions) (oneoff.LogReader, error) {
+	defer d.timed("logs")()
 	o := container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: opts.Follow, Timestamps: true}
 	if !opts.Since.IsZero() {
 		o.Since = opts.Since.UTC().Format(time.RFC3339Nano)
@@ -181,6 +189,7 @@ func (d *Docker) Logs(ctx context.Context, id string, opts oneoff.LogOptions) (o
 
 // Start starts a created container.
 func (d *Docker) Start(ctx context.Context, id string) error {
+	defer d.timed("start")()
 	if err := d.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 		return d.wrap("start container", err)
 	}
@@ -189,6 +198,7 @@ func (d *Docker) Start(ctx context.Context, id string) error {
 
 // CopyTo unpacks a tar stream into dir in the container.
 func (d *Docker) CopyTo(ctx context.Context, id, dir string, content io.Reader) error {
+	defer d.timed("copy")()
 	if err := d.cli.CopyToContainer(ctx, id, dir, content, container.CopyToContainerOptions{}); err != nil {
 		return d.wrap("copy into container", err)
 	}
@@ -204,7 +214,10 @@ func (d *Docker) Resize(ctx context.Context, id string, size oneoff.TermSize) er
 	opts := container.ResizeOptions{Height: uint(size.Rows), Width: uint(size.Cols)}
 	var err error
 	for attempt := 0; attempt < 10; attempt++ {
-		if err = d.cli.ContainerResize(ctx, id, opts); err == nil {
+		done := d.timed("resize")
+		err = d.cli.ContainerResize(ctx, id, opts)
+		done()
+		if err == nil {
 			return nil
 		}
 		if cerrdefs.IsNotFound(err) || client.IsErrConnectionFailed(err) {
@@ -221,6 +234,7 @@ func (d *Docker) Resize(ctx context.Context, id string, size oneoff.TermSize) er
 
 // Signal sends a signal to the container's main process.
 func (d *Docker) Signal(ctx context.Context, id, signal string) error {
+	defer d.timed("signal")()
 	if err := d.cli.ContainerKill(ctx, id, signal); err != nil {
 		return d.wrap("signal container", err)
 	}
@@ -230,6 +244,7 @@ func (d *Docker) Signal(ctx context.Context, id, signal string) error {
 // Stop sends SIGTERM, then SIGKILL after grace. Stopping a container that
 // is not running or does not exist is not an error.
 func (d *Docker) Stop(ctx context.Context, id string, grace time.Duration) error {
+	defer d.timed("stop")()
 	secs := int(math.Ceil(grace.Seconds()))
 	err := d.cli.ContainerStop(ctx, id, container.StopOptions{Timeout: &secs})
 	if err != nil && !cerrdefs.IsNotFound(err) {
@@ -240,6 +255,7 @@ func (d *Docker) Stop(ctx context.Context, id string, grace time.Duration) error
 
 // Remove deletes the container and its anonymous volumes.
 func (d *Docker) Remove(ctx context.Context, id string) error {
+	defer d.timed("remove")()
 	err := d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	switch {
 	case err == nil, cerrdefs.IsNotFound(err):
@@ -252,6 +268,7 @@ func (d *Docker) Remove(ctx context.Context, id string) error {
 
 // List returns the containers carrying all of labels.
 func (d *Docker) List(ctx context.Context, labels map[string]string) ([]oneoff.Container, error) {
+	defer d.timed("list")()
 	args := filters.NewArgs()
 	for k, v := range labels {
 		args.Add("label", k+"="+v)
@@ -267,8 +284,10 @@ func (d *Docker) List(ctx context.Context, labels map[string]string) ([]oneoff.C
 	return out, nil
 }
 
-// wrap turns an engine error into an error with a class the API can map.
+// wrap turns an engine error into an error with a class the API can map,
+// and counts it.
 func (d *Docker) wrap(op string, err error) error {
+	d.failed(op)
 	switch {
 	case client.IsErrConnectionFailed(err):
 		return errdefs.Unavailable("engine_unavailable", err,

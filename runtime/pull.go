@@ -154,6 +154,7 @@ func LoadDockerConfig(path string) (map[string]registry.AuthConfig, error) {
 
 // HasImage reports whether the engine has the image ref.
 func (d *Docker) HasImage(ctx context.Context, ref string) (bool, error) {
+	defer d.timed("inspect")()
 	if _, err := reference.ParseAnyReference(ref); err != nil {
 		return false, invalidImage(ref, err)
 	}
@@ -173,6 +174,7 @@ func (d *Docker) HasImage(ctx context.Context, ref string) (bool, error) {
 // succeeded. A pull that outlasts ctx is abandoned with an error that
 // wraps ctx's.
 func (d *Docker) Pull(ctx context.Context, ref string, progress func(oneoff.PullProgress)) error {
+	defer d.timed("pull")()
 	start := time.Now()
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
@@ -240,6 +242,7 @@ type puller struct {
 // fail turns a failed pull into an error a person can act on. msg is what
 // the engine said; cause is the error to wrap.
 func (p *puller) fail(ctx context.Context, msg string, cause error) error {
+	p.d.failed("pull")
 	if err := ctx.Err(); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			took := time.Since(p.start)

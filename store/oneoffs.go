@@ -16,7 +16,8 @@ import (
 // them.
 const oneOffColumns = `id, name, app, "release", image, command, env_names, mode, tty, requester,
 	state, outcome, exit_code, error, container_id, client,
-	created_at, started_at, finished_at, attach_deadline, secret_hash, expires_at, size, uploads`
+	created_at, started_at, finished_at, attach_deadline, secret_hash, expires_at, size, uploads,
+	bytes_in, bytes_out, last_activity`
 
 // CreateOneOff inserts a new record; a name already taken within the app is
 // an errdefs.ErrConflict error.
@@ -36,11 +37,12 @@ func (db *DB) CreateOneOff(ctx context.Context, o oneoff.OneOff) error {
 	err = db.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx,
 			`INSERT INTO oneoffs (`+oneOffColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			o.ID, o.Name, o.App, o.Release, o.Image, cmd, envNames, string(o.Mode), o.TTY, o.Requester,
 			string(o.State), string(o.Outcome), exitCode(o.ExitCode), o.Error, o.ContainerID, o.Client,
 			formatTime(o.CreatedAt), formatNullTime(o.StartedAt), formatNullTime(o.FinishedAt),
-			formatNullTime(o.AttachDeadline), secretHash(o.SecretHash), formatNullTime(o.ExpiresAt), o.Size, uploads)
+			formatNullTime(o.AttachDeadline), secretHash(o.SecretHash), formatNullTime(o.ExpiresAt), o.Size, uploads,
+			o.BytesIn, o.BytesOut, formatNullTime(o.LastActivity))
 		return err
 	})
 	if isUniqueViolation(err) {
@@ -76,12 +78,13 @@ func (db *DB) UpdateOneOff(ctx context.Context, o oneoff.OneOff) error {
 				"release" = ?, image = ?, command = ?, env_names = ?, mode = ?, tty = ?, requester = ?,
 				state = ?, outcome = ?, exit_code = ?, error = ?, container_id = ?, client = ?,
 				started_at = ?, finished_at = ?, attach_deadline = ?, secret_hash = ?, expires_at = ?, size = ?,
-				uploads = ?
+				uploads = ?, bytes_in = ?, bytes_out = ?, last_activity = ?
 			WHERE id = ?`,
 			o.Release, o.Image, cmd, envNames, string(o.Mode), o.TTY, o.Requester,
 			string(o.State), string(o.Outcome), exitCode(o.ExitCode), o.Error, o.ContainerID, o.Client,
 			formatNullTime(o.StartedAt), formatNullTime(o.FinishedAt), formatNullTime(o.AttachDeadline),
-			secretHash(o.SecretHash), formatNullTime(o.ExpiresAt), o.Size, uploads, o.ID)
+			secretHash(o.SecretHash), formatNullTime(o.ExpiresAt), o.Size, uploads,
+			o.BytesIn, o.BytesOut, formatNullTime(o.LastActivity), o.ID)
 		if err != nil {
 			return err
 		}
@@ -167,12 +170,14 @@ func scanOneOff(s scanner) (oneoff.OneOff, error) {
 		started, finished, deadline         sql.NullString
 		expires                             sql.NullString
 		uploads                             string
+		lastActivity                        sql.NullString
 		code                                sql.NullInt64
 		hash                                []byte
 	)
 	if err := s.Scan(&o.ID, &o.Name, &o.App, &o.Release, &o.Image, &cmd, &envNames, &mode, &o.TTY, &o.Requester,
 		&state, &outcome, &code, &o.Error, &o.ContainerID, &o.Client,
-		&created, &started, &finished, &deadline, &hash, &expires, &o.Size, &uploads); err != nil {
+		&created, &started, &finished, &deadline, &hash, &expires, &o.Size, &uploads,
+		&o.BytesIn, &o.BytesOut, &lastActivity); err != nil {
 		return oneoff.OneOff{}, err
 	}
 	o.Mode, o.State, o.Outcome = oneoff.Mode(mode), oneoff.State(state), oneoff.Outcome(outcome)
@@ -206,6 +211,9 @@ func scanOneOff(s scanner) (oneoff.OneOff, error) {
 		return oneoff.OneOff{}, err
 	}
 	if o.ExpiresAt, err = parseNullTime(expires); err != nil {
+		return oneoff.OneOff{}, err
+	}
+	if o.LastActivity, err = parseNullTime(lastActivity); err != nil {
 		return oneoff.OneOff{}, err
 	}
 	return o, nil

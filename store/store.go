@@ -216,6 +216,26 @@ CREATE TABLE app_drains (
 	`ALTER TABLE oneoffs ADD COLUMN size TEXT NOT NULL DEFAULT '';`,
 	// 4: the files uploaded for a one-off.
 	`ALTER TABLE oneoffs ADD COLUMN uploads TEXT NOT NULL DEFAULT 'null'; -- JSON array`,
+	// 5: the traffic of attached sessions, and the audit trail.
+	`
+ALTER TABLE oneoffs ADD COLUMN bytes_in INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE oneoffs ADD COLUMN bytes_out INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE oneoffs ADD COLUMN last_activity TEXT;
+
+CREATE TABLE audit (
+	seq         INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+	time        TEXT    NOT NULL,
+	app         TEXT    NOT NULL,
+	oneoff_id   TEXT    NOT NULL,
+	oneoff_name TEXT    NOT NULL,
+	action      TEXT    NOT NULL,
+	actor       TEXT    NOT NULL,
+	detail      TEXT    NOT NULL
+) STRICT;
+
+CREATE INDEX audit_by_app ON audit (app, seq);
+CREATE INDEX audit_by_oneoff ON audit (oneoff_id, seq);
+`,
 }
 
 // migrate applies the migrations the database lacks, each in its own

@@ -272,3 +272,33 @@ func truncate(s string, n int) string {
 	}
 	return s[:n-1] + "…"
 }
+
+func auditCommand(g *globals) *cobra.Command {
+	var limit int
+	cmd := &cobra.Command{
+		Use:   "audit [--app APP] [--oneoff ID] [-n N]",
+		Short: "Show the audit trail: who created, attached, stopped which one-off, and how each ended",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			id, _ := cmd.Flags().GetString("oneoff")
+			events, err := c.Audit(cmd.Context(), oneoff.AuditFilter{App: g.app, OneOffID: id, Limit: limit})
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TIME\tAPP\tONE-OFF\tACTION\tACTOR\tDETAIL")
+			for i := len(events) - 1; i >= 0; i-- { // oldest first, as a log reads
+				e := events[i]
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format(time.RFC3339), e.App, e.OneOffName, e.Action, e.Actor, e.Detail)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().String("oneoff", "", "only this one-off's events (its id)")
+	cmd.Flags().IntVarP(&limit, "lines", "n", 100, "how many of the latest events")
+	return cmd
+}

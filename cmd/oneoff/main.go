@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/user"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -73,7 +74,23 @@ func (g *globals) client() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(g.api, token, tlsConfig), nil
+	return client.New(g.api, token, tlsConfig).WithRequester(requester()), nil
+}
+
+// requester names the user for the audit trail: ONEOFF_REQUESTER, else
+// the local user at this host.
+func requester() string {
+	if r := os.Getenv("ONEOFF_REQUESTER"); r != "" {
+		return r
+	}
+	name := "unknown"
+	if u, err := user.Current(); err == nil {
+		name = u.Username
+	}
+	if host, err := os.Hostname(); err == nil {
+		name += "@" + host
+	}
+	return name
 }
 
 // tlsConfig trusts --ca-cert, when given, besides the system's roots.
@@ -128,7 +145,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	pf.StringVar(&g.caCert, "ca-cert", os.Getenv("ONEOFF_CA_CERT"), "CA certificate to trust for a TLS daemon (env ONEOFF_CA_CERT)")
 	pf.StringVarP(&g.app, "app", "a", os.Getenv("ONEOFF_APP"), "app name (env ONEOFF_APP)")
 	root.AddCommand(runCommand(g), logsCommand(g), psCommand(g), inspectCommand(g), stopCommand(g),
-		deployCommand(g), appsCommand(g), drainsCommand(g), versionCommand(g))
+		deployCommand(g), appsCommand(g), drainsCommand(g), auditCommand(g), versionCommand(g))
 	err := root.ExecuteContext(ctx)
 	if err != nil && strings.HasPrefix(err.Error(), "unknown ") {
 		return fmt.Errorf("%w (see oneoff --help)", err)

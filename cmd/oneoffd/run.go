@@ -108,12 +108,14 @@ func run(ctx context.Context, args []string) error {
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), drains)
+	docker.Instrument(reg)
 	deploys := deploy.NewService(db)
 	mgr := oneoff.NewManager(oneoff.Config{
 		Instance: instance, IdleTimeout: cfg.IdleTimeout, AttachWait: cfg.AttachWaitTimeout, StopGrace: cfg.StopGrace,
 		MaxLifetime: cfg.MaxLifetime, Sizes: cfg.Sizes, DefaultSize: cfg.DefaultSize,
 		MaxUploadFile: cfg.MaxUploadFile, MaxUploadTotal: cfg.MaxUploadRequest, PullTimeout: cfg.PullTimeout,
+		Metrics: reg,
 	}, docker, db, deploys, logStore, log)
 	if err := mgr.Start(ctx); err != nil {
 		return err

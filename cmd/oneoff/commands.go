@@ -97,7 +97,13 @@ func printOneOff(g *globals, o oneoff.OneOff) {
 	row("Command", strings.Join(o.Command, " "))
 	row("Mode", string(o.Mode))
 	row("TTY", fmt.Sprint(o.TTY))
+	row("Size", o.Size)
 	row("Env", strings.Join(o.EnvNames, ", "))
+	var files []string
+	for _, u := range o.Uploads {
+		files = append(files, fmt.Sprintf("%s (%d bytes)", u.Path, u.Size))
+	}
+	row("Files", strings.Join(files, ", "))
 	row("Requester", o.Requester)
 	row("State", string(o.State))
 	if o.State == oneoff.Finished {
@@ -105,10 +111,17 @@ func printOneOff(g *globals, o oneoff.OneOff) {
 	}
 	row("Error", o.Error)
 	row("Client", o.Client)
+	if o.Mode == oneoff.Attached && o.StartedAt != nil {
+		row("Traffic", fmt.Sprintf("%d bytes in, %d bytes out", o.BytesIn, o.BytesOut))
+	}
+	if o.State == oneoff.Running && o.LastActivity != nil {
+		row("Idle", time.Since(*o.LastActivity).Round(time.Second).String())
+	}
 	row("Created", ts(&o.CreatedAt))
 	row("Started", ts(o.StartedAt))
 	row("Finished", ts(o.FinishedAt))
 	row("Attach by", ts(o.AttachDeadline))
+	row("Stopped at", ts(o.ExpiresAt))
 	if o.ContainerID != "" {
 		row("Container", o.ContainerID[:min(12, len(o.ContainerID))])
 	}

@@ -25,12 +25,14 @@ import (
 
 	"github.com/oneoffd/oneoffd/deploy"
 	"github.com/oneoffd/oneoffd/errdefs"
+	"github.com/oneoffd/oneoffd/internal/version"
 	"github.com/oneoffd/oneoffd/logs"
 	"github.com/oneoffd/oneoffd/oneoff"
 )
 
-// Version is the API's version, under /v1.
-const Version = 1
+// VersionHeader is the response header that carries the API's version, so
+// that a client can tell a daemon it does not speak.
+const VersionHeader = "Oneoffd-Api-Version"
 
 // MaxJSONBody bounds a JSON request body.
 const MaxJSONBody = 1 << 20
@@ -47,6 +49,8 @@ type Config struct {
 	AttachHost string
 	// AttachTLS says whether the attach listener speaks TLS.
 	AttachTLS bool
+	// Version and Commit say which build serves, for /healthz.
+	Version, Commit string
 }
 
 // Checker reports whether a dependency works.
@@ -117,8 +121,9 @@ func (s *Server) Handler() http.Handler {
 	if s.gather != nil {
 		r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{}))
 	}
+	s.mountUI(r)
 	r.Route("/v1", func(r chi.Router) {
-		r.Use(s.authenticate)
+		r.Use(apiVersion, s.authenticate)
 		r.Get("/apps", s.listApps)
 		r.Get("/apps/{app}", s.getApp)
 		r.Post("/apps/{app}/deployments", s.deploy)
@@ -152,8 +157,18 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 	})
 }
 
+// apiVersion stamps every /v1 answer with the API's version.
+func apiVersion(next http.Handler) http.Handler {
+	v := strconv.Itoa(version.API)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(VersionHeader, v)
+		next.ServeHTTP(w, r)
+	})
+}
+
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "api_version": Version})
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "api_version": version.API,
+		"version": s.cfg.Version, "commit": s.cfg.Commit})
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {

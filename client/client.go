@@ -13,10 +13,13 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/oneoffd/oneoffd/api"
 	"github.com/oneoffd/oneoffd/deploy"
+	"github.com/oneoffd/oneoffd/internal/version"
 	"github.com/oneoffd/oneoffd/oneoff"
 )
 
@@ -26,6 +29,18 @@ type Client struct {
 	token     string
 	requester string
 	http      *http.Client
+	// mismatch, when set, hears once of a daemon speaking another API
+	// version.
+	mismatch func(daemon string)
+	warned   *sync.Once
+}
+
+// WithVersionCheck returns a Client that calls fn, once, when the daemon
+// answers with an API version other than the one this package speaks.
+func (c *Client) WithVersionCheck(fn func(daemonAPI string)) *Client {
+	cc := *c
+	cc.mismatch, cc.warned = fn, &sync.Once{}
+	return &cc
 }
 
 // WithRequester returns a Client that names, in every request, the user it
@@ -197,6 +212,9 @@ func (c *Client) sendBody(ctx context.Context, method, path string, body io.Read
 			return nil, fmt.Errorf("cannot reach oneoffd at %s: is it running? (set --api or ONEOFF_API_URL): %w", c.base, err)
 		}
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if v := resp.Header.Get(api.VersionHeader); v != "" && c.mismatch != nil && v != strconv.Itoa(version.API) {
+		c.warned.Do(func() { c.mismatch(v) })
 	}
 	if resp.StatusCode < 300 {
 		return resp, nil

@@ -11,7 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/oneoffd/oneoffd/client"
 	"github.com/oneoffd/oneoffd/deploy"
+	"github.com/oneoffd/oneoffd/internal/version"
 	"github.com/oneoffd/oneoffd/oneoff"
 )
 
@@ -121,7 +123,7 @@ func printOneOff(g *globals, o oneoff.OneOff) {
 	row("Started", ts(o.StartedAt))
 	row("Finished", ts(o.FinishedAt))
 	row("Attach by", ts(o.AttachDeadline))
-	row("Stopped at", ts(o.ExpiresAt))
+	row("Lifetime ends", ts(o.ExpiresAt))
 	if o.ContainerID != "" {
 		row("Container", o.ContainerID[:min(12, len(o.ContainerID))])
 	}
@@ -233,10 +235,24 @@ func appsCommand(g *globals) *cobra.Command {
 func versionCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the CLI's version",
+		Short: "Print the CLI's version, and the daemon's when it answers",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(g.out, "oneoff", version)
+			fmt.Fprintf(g.out, "oneoff  %s, API v%d\n", version.String(), version.API)
+			tlsConfig, err := g.tlsConfig()
+			if err != nil {
+				fmt.Fprintf(g.out, "oneoffd %v\n", err)
+				return
+			}
+			h, err := client.New(g.api, "", tlsConfig).Health(cmd.Context())
+			if err != nil {
+				fmt.Fprintf(g.out, "oneoffd at %s: not reachable (%v)\n", g.api, err)
+				return
+			}
+			fmt.Fprintf(g.out, "oneoffd %v (commit %v), API v%v, at %s\n", h["version"], h["commit"], h["api_version"], g.api)
+			if fmt.Sprint(h["api_version"]) != fmt.Sprint(version.API) {
+				fmt.Fprintf(g.out, "warning: the daemon speaks another API version than this oneoff: use a matching oneoff\n")
+			}
 		},
 	}
 }

@@ -16,10 +16,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/oneoffd/oneoffd/client"
+	"github.com/oneoffd/oneoffd/internal/version"
 )
-
-// version is stamped at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 // exitError carries an exit code out of a command: the one-off's own.
 type exitError struct{ code int }
@@ -74,7 +72,11 @@ func (g *globals) client() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(g.api, token, tlsConfig).WithRequester(requester()), nil
+	c := client.New(g.api, token, tlsConfig).WithRequester(requester())
+	return c.WithVersionCheck(func(daemon string) {
+		fmt.Fprintf(g.err, "oneoff: warning: the daemon at %s speaks API v%s, this oneoff v%d: commands may fail; use a matching oneoff\n",
+			g.api, daemon, version.API)
+	}), nil
 }
 
 // requester names the user for the audit trail: ONEOFF_REQUESTER, else
@@ -133,7 +135,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		Short:         "Run one-off containers of your apps",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       version,
+		Version:       version.String(),
 	}
 	root.SetArgs(args)
 	root.SetIn(stdin)
@@ -145,7 +147,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	pf.StringVar(&g.caCert, "ca-cert", os.Getenv("ONEOFF_CA_CERT"), "CA certificate to trust for a TLS daemon (env ONEOFF_CA_CERT)")
 	pf.StringVarP(&g.app, "app", "a", os.Getenv("ONEOFF_APP"), "app name (env ONEOFF_APP)")
 	root.AddCommand(runCommand(g), logsCommand(g), psCommand(g), inspectCommand(g), stopCommand(g),
-		deployCommand(g), appsCommand(g), drainsCommand(g), auditCommand(g), versionCommand(g))
+		deployCommand(g), appsCommand(g), drainsCommand(g), auditCommand(g), versionCommand(g), healthCommand(g))
 	err := root.ExecuteContext(ctx)
 	if err != nil && strings.HasPrefix(err.Error(), "unknown ") {
 		return fmt.Errorf("%w (see oneoff --help)", err)

@@ -24,14 +24,12 @@ import (
 	"github.com/oneoffd/oneoffd/api"
 	"github.com/oneoffd/oneoffd/client"
 	"github.com/oneoffd/oneoffd/deploy"
+	"github.com/oneoffd/oneoffd/internal/version"
 	"github.com/oneoffd/oneoffd/logs"
 	"github.com/oneoffd/oneoffd/oneoff"
 	"github.com/oneoffd/oneoffd/runtime"
 	"github.com/oneoffd/oneoffd/store"
 )
-
-// version is stamped at build time with -ldflags "-X main.version=...".
-var version = "dev"
 
 func run(ctx context.Context, args []string) error {
 	cfg, err := parseConfig(args, os.Stderr)
@@ -39,7 +37,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	if cfg.Version {
-		fmt.Println("oneoffd", version)
+		fmt.Println("oneoffd", version.String())
 		return nil
 	}
 	log, err := newLogger(cfg, os.Stderr)
@@ -108,7 +106,12 @@ func run(ctx context.Context, args []string) error {
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), drains)
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), drains,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "oneoffd_build_info",
+			Help:        "The running build: always 1, with its version and commit as labels.",
+			ConstLabels: prometheus.Labels{"version": version.Version(), "commit": version.Commit()},
+		}, func() float64 { return 1 }))
 	docker.Instrument(reg)
 	deploys := deploy.NewService(db)
 	mgr := oneoff.NewManager(oneoff.Config{
@@ -122,6 +125,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	srv := api.NewServer(api.Config{
 		Token: token, AttachAddr: attachLn.Addr().String(), AttachHost: cfg.AttachHost, AttachTLS: tlsConfig != nil,
+		Version: version.Version(), Commit: version.Commit(),
 	}, api.Deps{
 		OneOffs: mgr, Deploys: deploys, Logs: logStore, Drains: drains, DrainStore: db, Log: log, Metrics: reg,
 		Ready: map[string]api.Checker{"engine": docker.Ping, "database": db.Ping},
@@ -147,7 +151,7 @@ func run(ctx context.Context, args []string) error {
 			errc <- fmt.Errorf("attach server: %w", err)
 		}
 	}()
-	attrs := []any{"version", version, "api_addr", apiLn.Addr().String(), "attach_addr", attachLn.Addr().String(),
+	attrs := []any{"version", version.Version(), "commit", version.Commit(), "api_addr", apiLn.Addr().String(), "attach_addr", attachLn.Addr().String(),
 		"data_dir", cfg.DataDir, "docker_host", docker.Client().DaemonHost()}
 	if tokenFile != "" {
 		attrs = append(attrs, "token_file", tokenFile)

@@ -25,7 +25,7 @@ test: test-deps ## Vet, then run every test with the race detector, on the real 
 
 test-deps: ## Check (and install, as root) what the tests need: busybox-static for the test image, nc, openssl and curl as plain clients, rsyslog as a log server
 	@missing=""; \
-	for pkg in busybox-static netcat-openbsd openssl curl rsyslog rsyslog-gnutls docker-registry apache2-utils; do \
+	for pkg in busybox-static netcat-openbsd openssl curl rsyslog rsyslog-gnutls docker-registry apache2-utils chromium prometheus; do \
 		command -v dpkg >/dev/null && ! dpkg -s $$pkg >/dev/null 2>&1 && missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -23,7 +23,7 @@ test: test-deps ## Vet, then run every test with the race detector, on the real 
 	$(GO) vet ./...
 	ONEOFFD_E2E_RACE=1 $(GO) test -race -count=1 -timeout 20m ./...
 
-test-deps: ## Check (and install, as root) what the tests need: busybox-static for the test image, nc, openssl and curl as plain clients, rsyslog as a log server
+test-deps: ## Check (and install, as root) what the tests need: busybox for the test image, plain clients, and the servers they start themselves
 	@missing=""; \
 	for pkg in busybox-static netcat-openbsd openssl curl rsyslog rsyslog-gnutls docker-registry apache2-utils chromium prometheus; do \
 		command -v dpkg >/dev/null && ! dpkg -s $$pkg >/dev/null 2>&1 && missing="$$missing $$pkg"; \
@@ -31,7 +31,12 @@ test-deps: ## Check (and install, as root) what the tests need: busybox-static f
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing$$missing for the tests"; \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+			for svc in docker-registry prometheus; do \
+				case " $$missing " in *" $$svc "*) \
+					(systemctl disable --now $$svc || service $$svc stop) >/dev/null 2>&1 || true;; \
+				esac; \
+			done; \
 		else \
 			echo "the tests need:$$missing (sudo apt-get install$$missing)" >&2; exit 1; \
 		fi; \

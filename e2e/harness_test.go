@@ -4,11 +4,9 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,7 +101,7 @@ type daemon struct {
 	token    string
 	instance string
 	cmd      *exec.Cmd
-	logs     *syncBuffer
+	logs     *testenv.Buffer
 	exited   chan struct{}
 }
 
@@ -136,7 +134,7 @@ func (d *daemon) start() {
 	d.exited = make(chan struct{})
 	ready := make(chan map[string]any, 1)
 	if d.logs == nil {
-		d.logs = &syncBuffer{}
+		d.logs = &testenv.Buffer{}
 	}
 	go func() {
 		defer close(d.exited)
@@ -284,23 +282,3 @@ func (d *daemon) waitNoContainers() {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-var _ io.Writer = (*syncBuffer)(nil)

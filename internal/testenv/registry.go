@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -86,7 +85,7 @@ type Registry struct {
 	dir    string
 	port   int
 	cmd    *exec.Cmd
-	output *registryBuffer
+	output *Buffer
 	exited chan struct{}
 }
 
@@ -153,7 +152,7 @@ func (r *Registry) start(authConf string, deadline time.Time) error {
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		return err
 	}
-	r.output = &registryBuffer{}
+	r.output = &Buffer{}
 	r.cmd = exec.Command(registryBin, "serve", conf)
 	r.cmd.Stdout = r.output
 	r.cmd.Stderr = r.output
@@ -293,25 +292,4 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// registryBuffer is a bytes.Buffer safe for a writer and a reader.
-type registryBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *registryBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *registryBuffer) String() string {
-	if b == nil {
-		return ""
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

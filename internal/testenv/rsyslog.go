@@ -1,7 +1,6 @@
 package testenv
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -16,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -67,7 +65,7 @@ type Rsyslog struct {
 	roots *x509.CertPool
 
 	cmd    *exec.Cmd
-	output *rsyslogBuffer
+	output *Buffer
 	exited chan struct{}
 	bound  bool // it has listened on port once: keep that port
 }
@@ -192,7 +190,7 @@ func (r *Rsyslog) start(deadline time.Time) error {
 	}
 	own := filepath.Join(r.dir, "rsyslogd.log")
 	os.Remove(own) // this run's messages only
-	r.output = &rsyslogBuffer{}
+	r.output = &Buffer{}
 	r.cmd = exec.Command(r.bin, "-n", "-f", conf, "-i", filepath.Join(r.dir, "rsyslogd.pid"))
 	r.cmd.Stdout = r.output
 	r.cmd.Stderr = r.output
@@ -377,22 +375,4 @@ func writeRsyslogCert(tb testing.TB, dir string) *x509.CertPool {
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
 	return pool
-}
-
-// rsyslogBuffer is a bytes.Buffer safe for a writer and a reader.
-type rsyslogBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *rsyslogBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *rsyslogBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -115,7 +115,7 @@ func (a *AttachServer) serve(c net.Conn) {
 		conn = newRawConn(c, br)
 	}
 	res := sess.Run(context.Background(), conn, oneoff.TermSize{Rows: hello.Rows, Cols: hello.Cols})
-	log.Debug("attach session ended", "oneoff", hello.ID, "outcome", res.Outcome)
+	log.Debug("attach session ended", "oneoff", hello.ID, "app", sess.OneOff().App, "outcome", res.Outcome)
 }
 
 // inputs reads what a client sends on its own goroutine, so that the

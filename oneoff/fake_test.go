@@ -1,12 +1,12 @@
 package oneoff_test
 
 import (
-	"bytes"
 	"io"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/oneoffd/oneoffd/internal/testenv"
 	"github.com/oneoffd/oneoffd/oneoff"
 )
 
@@ -22,9 +22,9 @@ type fakeConn struct {
 	in      chan oneoff.Input
 	gone    chan struct{}
 	leaving sync.Once
-	stdout  lockedBuffer
-	stderr  lockedBuffer
-	notices lockedBuffer
+	stdout  testenv.Buffer
+	stderr  testenv.Buffer
+	notices testenv.Buffer
 	results chan oneoff.Result
 	// outErr, when set, fails every write of output, as a user who stopped
 	// reading would.
@@ -83,23 +83,6 @@ func (c *fakeConn) finished() []oneoff.Result {
 			return out
 		}
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 type failingWriter struct{ err error }

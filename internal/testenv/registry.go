@@ -152,19 +152,12 @@ func (r *Registry) start(authConf string, deadline time.Time) error {
 	if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 		return err
 	}
-	r.output = &Buffer{}
-	r.cmd = exec.Command(registryBin, "serve", conf)
-	r.cmd.Stdout = r.output
-	r.cmd.Stderr = r.output
-	if err := r.cmd.Start(); err != nil {
+	p, err := startProcess(registryBin, "serve", conf)
+	if err != nil {
 		return err
 	}
-	exited := make(chan struct{})
-	r.exited = exited
-	go func(cmd *exec.Cmd) {
-		cmd.Wait()
-		close(exited)
-	}(r.cmd)
+	r.cmd, r.output, r.exited = p.cmd, p.output, p.exited
+	exited := p.exited
 
 	hc := &http.Client{Timeout: time.Second}
 	url := "http://" + r.Host() + "/v2/"

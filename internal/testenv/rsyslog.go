@@ -190,19 +190,12 @@ func (r *Rsyslog) start(deadline time.Time) error {
 	}
 	own := filepath.Join(r.dir, "rsyslogd.log")
 	os.Remove(own) // this run's messages only
-	r.output = &Buffer{}
-	r.cmd = exec.Command(r.bin, "-n", "-f", conf, "-i", filepath.Join(r.dir, "rsyslogd.pid"))
-	r.cmd.Stdout = r.output
-	r.cmd.Stderr = r.output
-	if err := r.cmd.Start(); err != nil {
+	p, err := startProcess(r.bin, "-n", "-f", conf, "-i", filepath.Join(r.dir, "rsyslogd.pid"))
+	if err != nil {
 		return err
 	}
-	exited := make(chan struct{})
-	r.exited = exited
-	go func(cmd *exec.Cmd) {
-		cmd.Wait()
-		close(exited)
-	}(r.cmd)
+	r.cmd, r.output, r.exited = p.cmd, p.output, p.exited
+	exited := p.exited
 
 	for {
 		b, _ := os.ReadFile(own)

@@ -1,11 +1,9 @@
 package runtime_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -44,23 +42,6 @@ func spec(t *testing.T, d *runtime.Docker, cmd ...string) oneoff.Spec {
 	return oneoff.Spec{Image: testenv.Image(t), Cmd: cmd, Labels: labels}
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestDocker_Lifecycle(t *testing.T) {
 	t.Parallel()
 	d := newDocker(t)
@@ -83,7 +64,7 @@ func TestDocker_Lifecycle(t *testing.T) {
 		if err := d.Start(ctx, id); err != nil {
 			t.Fatal(err)
 		}
-		var stdout, stderr syncBuf
+		var stdout, stderr testenv.Buffer
 		done := make(chan error, 1)
 		go func() { done <- st.CopyOutput(&stdout, &stderr) }()
 		if _, err := st.Write([]byte("hello\n")); err != nil {
@@ -132,7 +113,7 @@ func TestDocker_Lifecycle(t *testing.T) {
 		if err := d.Resize(ctx, id, oneoff.TermSize{Rows: 33, Cols: 101}); err != nil {
 			t.Fatal(err)
 		}
-		var out syncBuf
+		var out testenv.Buffer
 		done := make(chan error, 1)
 		go func() { done <- st.CopyOutput(&out, &out) }()
 		_, _ = st.Write([]byte("go\r"))

@@ -2,6 +2,8 @@ package testenv
 
 import (
 	"os/exec"
+	"syscall"
+	"time"
 )
 
 // process is a server a test runs: its command, its output, and a channel
@@ -24,4 +26,18 @@ func startProcess(name string, args ...string) (*process, error) {
 		close(p.exited)
 	}()
 	return p, nil
+}
+
+// stop sends SIGTERM and waits for the exit, killing the process if it
+// has not exited after timeout; it reports whether it had to.
+func (p *process) stop(timeout time.Duration) (killed bool) {
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+		return false
+	case <-time.After(timeout):
+		p.cmd.Process.Kill()
+		<-p.exited
+		return true
+	}
 }

@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -81,12 +80,10 @@ type Registry struct {
 	// started with auth; empty otherwise.
 	User, Password string
 
-	tb     testing.TB
-	dir    string
-	port   int
-	cmd    *exec.Cmd
-	output *Buffer
-	exited chan struct{}
+	tb   testing.TB
+	dir  string
+	port int
+	proc *process // while it runs
 }
 
 // StartRegistry starts a registry on a free port of 127.0.0.1 and waits
@@ -124,9 +121,10 @@ func StartRegistry(tb testing.TB, auth bool) *Registry {
 		authConf = fmt.Sprintf(registryAuthConf, r.dir)
 	}
 	tb.Cleanup(func() {
+		proc := r.proc
 		r.stop()
-		if tb.Failed() {
-			tb.Logf("docker-registry's output:\n%s", r.output.String())
+		if tb.Failed() && proc != nil {
+			tb.Logf("docker-registry's output:\n%s", proc.output.String())
 		}
 	})
 
@@ -156,8 +154,7 @@ func (r *Registry) start(authConf string, deadline time.Time) error {
 	if err != nil {
 		return err
 	}
-	r.cmd, r.output, r.exited = p.cmd, p.output, p.exited
-	exited := p.exited
+	r.proc = p
 
 	hc := &http.Client{Timeout: time.Second}
 	url := "http://" + r.Host() + "/v2/"
@@ -170,32 +167,26 @@ func (r *Registry) start(authConf string, deadline time.Time) error {
 			}
 		}
 		select {
-		case <-exited:
-			if strings.Contains(r.output.String(), "address already in use") {
+		case <-p.exited:
+			if strings.Contains(p.output.String(), "address already in use") {
 				return fmt.Errorf("%w: %d", errRegistryPortTaken, r.port)
 			}
-			return fmt.Errorf("docker-registry exited: %s\n%s", r.cmd.ProcessState, r.output.String())
+			return fmt.Errorf("docker-registry exited: %s\n%s", p.cmd.ProcessState, p.output.String())
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("docker-registry not ready after %v:\n%s", registryReadyTimeout, r.output.String())
+			return fmt.Errorf("docker-registry not ready after %v:\n%s", registryReadyTimeout, p.output.String())
 		}
 	}
 }
 
 // stop stops the registry with SIGTERM and waits for it to exit.
 func (r *Registry) stop() {
-	if r.cmd == nil {
+	if r.proc == nil {
 		return
 	}
-	r.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-r.exited:
-	case <-time.After(registryReadyTimeout):
-		r.cmd.Process.Kill()
-		<-r.exited
-	}
-	r.cmd = nil
+	r.proc.stop(registryReadyTimeout)
+	r.proc = nil
 }
 
 // Host returns the registry's host and port, 127.0.0.1:PORT, as it

@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -64,10 +63,8 @@ type Rsyslog struct {
 	port  int
 	roots *x509.CertPool
 
-	cmd    *exec.Cmd
-	output *Buffer
-	exited chan struct{}
-	bound  bool // it has listened on port once: keep that port
+	proc  *process // while it runs
+	bound bool     // it has listened on port once: keep that port
 }
 
 // rsyslogd returns the path of rsyslogd, skipping the test without it but
@@ -194,12 +191,11 @@ func (r *Rsyslog) start(deadline time.Time) error {
 	if err != nil {
 		return err
 	}
-	r.cmd, r.output, r.exited = p.cmd, p.output, p.exited
-	exited := p.exited
+	r.proc = p
 
 	for {
 		b, _ := os.ReadFile(own)
-		said := string(b) + r.output.String()
+		said := string(b) + p.output.String()
 		switch {
 		case strings.Contains(said, "Address already in use"),
 			strings.Contains(said, "Could not create tcp listener"):
@@ -213,8 +209,8 @@ func (r *Rsyslog) start(deadline time.Time) error {
 			}
 		}
 		select {
-		case <-exited:
-			return fmt.Errorf("rsyslogd exited: %s\n%s", r.cmd.ProcessState, said)
+		case <-p.exited:
+			return fmt.Errorf("rsyslogd exited: %s\n%s", p.cmd.ProcessState, said)
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -227,18 +223,13 @@ func (r *Rsyslog) start(deadline time.Time) error {
 // received stays in its output.
 func (r *Rsyslog) Stop() {
 	r.tb.Helper()
-	if r.cmd == nil {
+	if r.proc == nil {
 		return
 	}
-	r.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-r.exited:
-	case <-time.After(rsyslogReadyTimeout):
-		r.cmd.Process.Kill()
-		<-r.exited
+	if r.proc.stop(rsyslogReadyTimeout) {
 		r.tb.Errorf("rsyslogd did not stop on SIGTERM; killed it")
 	}
-	r.cmd = nil
+	r.proc = nil
 }
 
 // SyslogRecord is one message as rsyslogd wrote it to its output file.

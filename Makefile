@@ -7,8 +7,9 @@ VERSION_PKG := github.com/oneoffd/oneoffd/internal/version
 LDFLAGS     := -s -w -X $(VERSION_PKG).version=$(VERSION) -X $(VERSION_PKG).commit=$(COMMIT)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BENCHTIME   ?= 20x
+FUZZTIME    ?= 30s
 
-.PHONY: help build run test test-deps lint bench clean
+.PHONY: help build run test test-deps lint bench fuzz clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -49,6 +50,15 @@ lint: ## gofmt, go vet and staticcheck
 
 bench: test-deps ## Benchmarks: start latency next to docker run --rm (BENCHTIME=20x)
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) ./e2e
+
+fuzz: ## Run every fuzz target for FUZZTIME each (default 30s; e.g. make fuzz FUZZTIME=10m)
+	@set -e; for file in $$(git ls-files '*_test.go' | xargs grep -l '^func Fuzz'); do \
+		pkg=./$$(dirname $$file); \
+		for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
+			echo "== $$pkg $$target"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 clean: ## Remove built binaries
 	rm -rf bin/

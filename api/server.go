@@ -285,9 +285,9 @@ func (s *Server) createOneOff(w http.ResponseWriter, r *http.Request) {
 		req.TTY = *body.TTY
 	}
 	if body.TTL != "" {
-		ttl, err := time.ParseDuration(body.TTL)
-		if err != nil || ttl <= 0 {
-			s.writeError(w, r, errdefs.Invalid("invalid_ttl", "ttl %q is not a positive duration such as \"90m\" or \"2h\"", body.TTL))
+		ttl, err := oneoff.ParseTTL(body.TTL)
+		if err != nil {
+			s.writeError(w, r, err)
 			return
 		}
 		req.TTL = ttl

@@ -83,6 +83,9 @@ func ReadHello(r *bufio.Reader) (Hello, error) {
 			return Hello{}, fmt.Errorf("%w: unknown option %q", ErrBadHello, opt)
 		}
 	}
+	if (h.Rows == 0) != (h.Cols == 0) {
+		return Hello{}, fmt.Errorf("%w: rows and cols go together: give both or neither", ErrBadHello)
+	}
 	return h, nil
 }
 

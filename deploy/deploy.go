@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/oneoffd/oneoffd/errdefs"
@@ -75,8 +76,13 @@ func ValidateAppName(name string) error {
 	return nil
 }
 
+// MaxEnvVar bounds one variable, KEY=VALUE: the kernel refuses to start a
+// process with a longer environment string (MAX_ARG_STRLEN).
+const MaxEnvVar = 128 << 10
+
 // ValidateEnv checks that every key of env is a POSIX environment variable
-// name; the error names the first culprit in sorted order.
+// name and every value one that a process can be given; the error names
+// the first culprit in sorted order.
 func ValidateEnv(env map[string]string) error {
 	keys := make([]string, 0, len(env))
 	for k := range env {
@@ -84,12 +90,27 @@ func ValidateEnv(env map[string]string) error {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
-		if !envName.MatchString(k) {
+		switch v := env[k]; {
+		case len(k) > 255 || !envName.MatchString(k):
 			return errdefs.Invalid("invalid_env_name",
-				"environment variable name %q is invalid: use letters, digits and underscores, not starting with a digit", k)
+				"environment variable name %q is invalid: use up to 255 letters, digits and underscores, not starting with a digit", truncate(k, 64))
+		case strings.IndexByte(v, 0) >= 0:
+			return errdefs.Invalid("invalid_env_value",
+				"environment variable %q holds a NUL byte, which no process environment can carry: remove it", k)
+		case len(k)+1+len(v) > MaxEnvVar:
+			return errdefs.Invalid("invalid_env_value",
+				"environment variable %q is %d bytes long, over the %d bytes a process environment string may have: pass large values as a file (--file)", k, len(k)+1+len(v), MaxEnvVar)
 		}
 	}
 	return nil
+}
+
+// truncate shortens s to at most n bytes for a message.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }
 
 // Deploy validates spec and records it as app's new current release.

@@ -106,6 +106,8 @@ func TestValidateEnv(t *testing.T) {
 		wantErr bool
 		// wantBad is the name the error must name.
 		wantBad string
+		// wantCode is the error's code, invalid_env_name when empty.
+		wantCode string
 	}{
 		{name: "nil", env: nil},
 		{name: "empty", env: map[string]string{}},
@@ -116,24 +118,32 @@ func TestValidateEnv(t *testing.T) {
 		{name: "equals sign", env: map[string]string{"A=B": "x"}, wantErr: true, wantBad: "A=B"},
 		{name: "space", env: map[string]string{"A B": "x"}, wantErr: true, wantBad: "A B"},
 		{name: "first culprit in sorted order", env: map[string]string{"Z-Z": "", "OK": "", "1A": "", "B.B": ""}, wantErr: true, wantBad: "1A"},
+		{name: "name too long", env: map[string]string{strings.Repeat("A", 256): ""}, wantErr: true, wantBad: strings.Repeat("A", 64) + "..."},
+		{name: "NUL in a value", env: map[string]string{"TOKEN": "a\x00b"}, wantErr: true, wantBad: "TOKEN", wantCode: "invalid_env_value"},
+		{name: "value too long", env: map[string]string{"BLOB": strings.Repeat("x", deploy.MaxEnvVar)}, wantErr: true, wantBad: "BLOB", wantCode: "invalid_env_value"},
+		{name: "value just short enough", env: map[string]string{"BLOB": strings.Repeat("x", deploy.MaxEnvVar-5)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			err := deploy.ValidateEnv(tt.env)
 			if got, want := err != nil, tt.wantErr; got != want {
-				t.Fatalf("ValidateEnv(%v) = %v: got error %t, want %t", tt.env, err, got, want)
+				t.Fatalf("ValidateEnv = %v: got error %t, want %t", err, got, want)
 			}
 			if err == nil {
 				return
 			}
 			if !errors.Is(err, errdefs.ErrInvalid) {
-				t.Errorf("ValidateEnv(%v) = %v: got not ErrInvalid, want ErrInvalid", tt.env, err)
+				t.Errorf("ValidateEnv = %v: got not ErrInvalid, want ErrInvalid", err)
 			}
-			if e, ok := errdefs.As(err); !ok || e.Code != "invalid_env_name" {
-				t.Errorf("ValidateEnv(%v) = %v: got code %v, want invalid_env_name", tt.env, err, e)
+			wantCode := tt.wantCode
+			if wantCode == "" {
+				wantCode = "invalid_env_name"
+			}
+			if e, ok := errdefs.As(err); !ok || e.Code != wantCode {
+				t.Errorf("ValidateEnv: got code %v, want %s", e, wantCode)
 			}
 			if want := `"` + tt.wantBad + `"`; !strings.Contains(err.Error(), want) {
-				t.Errorf("ValidateEnv(%v) error: got %q, want it to name %s", tt.env, err.Error(), want)
+				t.Errorf("ValidateEnv error: got %q, want it to name %s", err.Error(), want)
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package oneoff
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,6 +48,18 @@ const DefaultSizes = "S:256MiB:0.5:256,M:512MiB:1:512,L:1GiB:2:1024,XL:2GiB:2:20
 // configured otherwise.
 const DefaultSize = "M"
 
+// The bounds of a size's fields: an engine takes larger values, but none
+// that a one-off could use, and the conversions to its units must not
+// overflow.
+const (
+	minSizeMemory = 6 << 20
+	maxSizeMemory = 1 << 50
+	maxSizeCPUs   = 1024
+	maxSizePids   = 1 << 22
+)
+
+var sizeName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,32}$`)
+
 // ParseSizes reads a size table: comma-separated NAME:MEMORY:CPUS:PIDS,
 // such as "S:256MiB:0.5:256,M:512MiB:1:512".
 func ParseSizes(spec string) ([]Size, error) {
@@ -61,19 +74,20 @@ func ParseSizes(spec string) ([]Size, error) {
 			return nil, fmt.Errorf("size %q: want NAME:MEMORY:CPUS:PIDS, such as M:512MiB:1:512", item)
 		}
 		s := Size{Name: f[0]}
-		if s.Name == "" || strings.ContainsAny(s.Name, " \t") {
-			return nil, fmt.Errorf("size %q: the name must be a word", item)
+		if !sizeName.MatchString(s.Name) {
+			return nil, fmt.Errorf("size %q: the name must be a word of up to 32 letters, digits, dots, dashes or underscores", item)
 		}
 		mem, err := humanize.ParseBytes(f[1])
-		if err != nil || mem < 6<<20 {
-			return nil, fmt.Errorf("size %q: memory %q must be a size of at least 6MiB, such as 512MiB", item, f[1])
+		if err != nil || mem < minSizeMemory || mem > maxSizeMemory {
+			return nil, fmt.Errorf("size %q: memory %q must be a size from 6MiB to 1PiB, such as 512MiB", item, f[1])
 		}
 		s.Memory = int64(mem)
-		if s.CPUs, err = strconv.ParseFloat(f[2], 64); err != nil || s.CPUs < 0.01 {
-			return nil, fmt.Errorf("size %q: CPUs %q must be a number of at least 0.01, such as 0.5", item, f[2])
+		// The bounds also refuse NaN and the infinities, which ParseFloat accepts.
+		if s.CPUs, err = strconv.ParseFloat(f[2], 64); err != nil || !(s.CPUs >= 0.01 && s.CPUs <= maxSizeCPUs) {
+			return nil, fmt.Errorf("size %q: CPUs %q must be a number from 0.01 to %d, such as 0.5", item, f[2], maxSizeCPUs)
 		}
-		if s.Pids, err = strconv.ParseInt(f[3], 10, 64); err != nil || s.Pids < 1 {
-			return nil, fmt.Errorf("size %q: process limit %q must be a whole number of at least 1", item, f[3])
+		if s.Pids, err = strconv.ParseInt(f[3], 10, 64); err != nil || s.Pids < 1 || s.Pids > maxSizePids {
+			return nil, fmt.Errorf("size %q: process limit %q must be a whole number from 1 to %d", item, f[3], maxSizePids)
 		}
 		if slices.ContainsFunc(sizes, func(o Size) bool { return o.Name == s.Name }) {
 			return nil, fmt.Errorf("size %q is defined twice", s.Name)

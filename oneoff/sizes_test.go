@@ -2,8 +2,10 @@ package oneoff_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/oneoffd/oneoffd/errdefs"
 	"github.com/oneoffd/oneoffd/oneoff"
@@ -37,7 +39,12 @@ func TestParseSizes(t *testing.T) {
 		{"", "empty"},
 		{"S:256MiB:0.5", "NAME:MEMORY:CPUS:PIDS"},
 		{"S:lots:0.5:10", "memory"},
-		{"S:1MiB:0.5:10", "at least 6MiB"},
+		{"S:1MiB:0.5:10", "from 6MiB"},
+		{"S:2PiB:0.5:10", "to 1PiB"},
+		{"S:256MiB:NaN:10", "CPUs"},
+		{"S:256MiB:+Inf:10", "CPUs"},
+		{"S:256MiB:1:99999999999", "process limit"},
+		{"two words:256MiB:1:1", "name"},
 		{"S:256MiB:none:10", "CPUs"},
 		{"S:256MiB:0:10", "CPUs"},
 		{"S:256MiB:1:0", "process limit"},
@@ -80,4 +87,26 @@ func TestManager_sizes(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestParseTTL(t *testing.T) {
+	for _, tt := range []struct {
+		in, mentions string
+	}{
+		{"5", "no unit"},
+		{"0", "no unit"},
+		{"0s", "positive"},
+		{"-1h", "positive"},
+		{"soon", "positive"},
+	} {
+		t.Run("refuses "+tt.in, func(t *testing.T) {
+			_, err := oneoff.ParseTTL(tt.in)
+			if !errors.Is(err, errdefs.ErrInvalid) || !strings.Contains(err.Error(), tt.mentions) {
+				t.Errorf("got %v, want an invalid-input error mentioning %q", err, tt.mentions)
+			}
+		})
+	}
+	if d, err := oneoff.ParseTTL("1h30m"); err != nil || d != 90*time.Minute {
+		t.Errorf("1h30m = %s, %v; want 1h30m0s", d, err)
+	}
 }

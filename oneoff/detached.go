@@ -98,7 +98,10 @@ func (m *Manager) followDetached(l *live, exitc <-chan Exit) {
 			}
 		}()
 	}
-	var exit Exit
+	var (
+		exit          Exit
+		engineWasGone bool // the engine went away while it ran
+	)
 	for waiting, stopc := true, l.stopc; waiting; {
 		select {
 		case exit = <-exitc:
@@ -116,6 +119,7 @@ func (m *Manager) followDetached(l *live, exitc <-chan Exit) {
 					m.leave(l, nil)
 					return
 				}
+				engineWasGone = true
 				if present {
 					exitc = m.rt.Wait(ctx, rec.ContainerID, true)
 					follow() // from the cursor on: no line twice
@@ -174,6 +178,10 @@ func (m *Manager) followDetached(l *live, exitc <-chan Exit) {
 	case exit.Err != nil:
 		outcome, msg = Lost, exit.Err.Error()
 	case outcome != "":
+	case engineWasGone && exit.Code == engineLostCode:
+		// Its end came with the engine's: the engine restarted without
+		// its process, and says so with this code.
+		outcome, msg = Lost, fmt.Sprintf("the Docker engine went away while it ran and took it along (exit code %d)", exit.Code)
 	case exit.OOMKilled:
 		outcome = OutOfMemory
 		msg = fmt.Sprintf("killed: it ran out of memory (size %s allows %s)", rec.Size, m.memoryOf(rec.Size))
@@ -215,6 +223,10 @@ func (m *Manager) awaitEngine(ctx context.Context, rec OneOff, log *slog.Logger,
 		delay = min(2*delay, maxEngineWait)
 	}
 }
+
+// engineLostCode is the exit code a Docker engine gives, as it restarts, to
+// a container whose process it lost while it was down.
+const engineLostCode = 255
 
 // maxEngineWait is the longest wait between two calls to an engine that
 // went away.

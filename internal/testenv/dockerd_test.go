@@ -3,8 +3,12 @@ package testenv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -76,5 +80,38 @@ func TestNetwork_twoEngines(t *testing.T) {
 		if !errors.Is(err, syscall.ECONNREFUSED) {
 			t.Errorf("dial %s from the root namespace: %v, want connection refused", e.IP, err)
 		}
+	}
+}
+
+func TestNetwork_staleIsReclaimed(t *testing.T) {
+	t.Parallel()
+	needNetns(t)
+	// A network left by a test binary that died: its hub namespace, and
+	// an owner file naming a process that is gone.
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	var x int
+	for x = 254; x > 0; x-- {
+		if !subnetInUse(fmt.Sprintf("%s%d.", netPrefix, x)) && ipCmd("netns", "add", fmt.Sprintf("ooe-%d-hub", x)) == nil {
+			break
+		}
+	}
+	dir := fmt.Sprintf("/tmp/ooe-%d", x)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/owner", []byte(strconv.Itoa(gone.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, ok := claimNetwork(t, x)
+	if !ok {
+		teardown(t, func(name string) bool { return strings.HasPrefix(name, fmt.Sprintf("ooe-%d-", x)) }, dir)
+		t.Fatalf("network %d left by a dead process was not reclaimed", x)
+	}
+	n.teardown()
+	if _, err := os.Stat("/run/netns/" + n.Hub); !os.IsNotExist(err) {
+		t.Errorf("hub namespace still there after teardown: %v", err)
 	}
 }

@@ -123,6 +123,12 @@ func (m *Manager) followDetached(l *live, exitc <-chan Exit) {
 				if present {
 					exitc = m.rt.Wait(ctx, rec.ContainerID, true)
 					follow() // from the cursor on: no line twice
+					l.mu.Lock()
+					why := l.reason
+					l.mu.Unlock()
+					if why != "" && stopc == nil {
+						stop(why) // asked before: the engine may have gone first
+					}
 					continue
 				}
 				exit = Exit{Code: -1, Err: errors.New("its container disappeared while the engine was away")}

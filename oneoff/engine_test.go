@@ -100,6 +100,13 @@ func (e *flakyEngine) Remove(ctx context.Context, id string) error {
 	return e.Runtime.Remove(ctx, id)
 }
 
+func (e *flakyEngine) Stop(ctx context.Context, id string, grace time.Duration) error {
+	if e.isAway() {
+		return errEngineGone
+	}
+	return e.Runtime.Stop(ctx, id, grace)
+}
+
 // waitRefusedLists waits until the follower has asked the absent engine n
 // times whether it is back.
 func (e *flakyEngine) waitRefusedLists(t *testing.T, n int) {
@@ -176,6 +183,19 @@ func TestManager_detachedEngineGone(t *testing.T) {
 		f := h.waitStored(t, rec.ID, oneoff.Finished)
 		if f.Outcome != oneoff.Exited || f.ExitCode == nil || *f.ExitCode != 3 {
 			t.Errorf("finished %s/%v, want exited/3", f.Outcome, f.ExitCode)
+		}
+	})
+	t.Run("a stop asked while the engine is away is done once it is back", func(t *testing.T) {
+		h, eng, rec, cid := setup(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		if got, _ := h.m.Stop(ctx, rec.ID, "tester"); got.State == oneoff.Finished {
+			t.Fatalf("stopped while the engine is away: %s/%s", got.State, got.Outcome)
+		}
+		eng.comeBack()
+		f := h.waitStored(t, rec.ID, oneoff.Finished)
+		if f.Outcome != oneoff.Stopped || !h.rt.Removed(cid) {
+			t.Errorf("finished %s, removed %v; want stopped and removed", f.Outcome, h.rt.Removed(cid))
 		}
 	})
 	t.Run("a job whose container vanished is recorded lost", func(t *testing.T) {

@@ -29,6 +29,10 @@ type EngineOptions struct {
 	// Images are loaded from the machine's engine into the test engine;
 	// nil loads Image, empty loads none.
 	Images []string
+	// TLS makes the engine also listen on TCP, port 2376 of its address,
+	// with mutual TLS: for the other engines of its Network (a swarm) and
+	// for clients that reach it as they would a remote node (TCPClient).
+	TLS bool
 	// Config holds more daemon.json settings.
 	Config map[string]any
 }
@@ -44,6 +48,10 @@ type Engine struct {
 	IP string
 	// Namespace is the network namespace it runs in.
 	Namespace string
+	// TCPHost is tcp://IP:2376 when the engine listens there with TLS,
+	// and TLS the files a client needs to.
+	TCPHost string
+	TLS     EngineTLS
 
 	tb       testing.TB
 	dir      string
@@ -88,16 +96,27 @@ func StartEngine(tb testing.TB, opts EngineOptions) *Engine {
 	if err := n.addNode(name, opts.Node); err != nil {
 		tb.Fatalf("test engine %s: %v", name, err)
 	}
-	// A TCP listener (for a swarm's engines to reach each other) goes in
-	// Config: "hosts" with the unix socket and tcp://IP:PORT, with TLS,
-	// since dockerd 20.10 waits 15s at start-up on a TCP listener without.
 	hosts := []string{e.Host}
+	var tlsCfg map[string]any
+	if opts.TLS {
+		// With TLS only: dockerd 20.10 waits 15s at start-up on a TCP
+		// listener without.
+		var err error
+		if e.TLS, tlsCfg, err = makeEngineTLS(filepath.Join(dir, "tls"), e.IP); err != nil {
+			tb.Fatalf("test engine %s: certificates: %v", name, err)
+		}
+		e.TCPHost = "tcp://" + e.IP + ":" + tlsPort
+		hosts = append(hosts, e.TCPHost)
+	}
 	cfg := map[string]any{
 		"data-root": filepath.Join(dir, "root"), "exec-root": e.execRoot, "pidfile": e.pidfile, "hosts": hosts,
 		"storage-driver": "overlay2", "mtu": 1400, "userland-proxy": false,
 		// The containers' cgroups are named after the engine, so that
 		// the processes of a killed engine's containers are found.
 		"cgroup-parent": "/" + name,
+	}
+	for k, v := range tlsCfg {
+		cfg[k] = v
 	}
 	for k, v := range opts.Config {
 		cfg[k] = v

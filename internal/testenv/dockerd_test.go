@@ -70,7 +70,7 @@ func TestNetwork_twoEngines(t *testing.T) {
 	t.Parallel()
 	n := NewNetwork(t)
 	a := StartEngine(t, EngineOptions{Network: n, Node: 0, Images: []string{}})
-	b := StartEngine(t, EngineOptions{Network: n, Node: 1, Images: []string{}})
+	b := StartEngine(t, EngineOptions{Network: n, Node: 1, Images: []string{}, TLS: true})
 	if a.IP == b.IP || a.Namespace == b.Namespace || a.Host == b.Host {
 		t.Fatalf("two engines share an address, a namespace or a socket: %s %s %s", a.IP, a.Namespace, a.Host)
 	}
@@ -81,6 +81,13 @@ func TestNetwork_twoEngines(t *testing.T) {
 			t.Errorf("dial %s from the root namespace: %v, want connection refused", e.IP, err)
 		}
 	}
+	t.Run("an engine with TLS is reached over TCP with its client certificate", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := b.TCPClient(t).Ping(ctx); err != nil {
+			t.Errorf("ping %s: %v", b.TCPHost, err)
+		}
+	})
 }
 
 func TestNetwork_staleIsReclaimed(t *testing.T) {

@@ -80,7 +80,7 @@ func claimNetwork(tb testing.TB, x int) (*Network, bool) {
 		if !staleNetwork(x) {
 			return nil, false
 		}
-		tb.Logf("removing the test network %d0/24 that a test binary which is gone left behind", x)
+		tb.Logf("removing the test network %s0/24 that a test binary which is gone left behind", n.subnet())
 		n.teardown()
 		if err := ipCmd("netns", "add", n.Hub); err != nil {
 			return nil, false

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -67,10 +68,14 @@ func (n *Network) NodeIP(node int) string { return n.subnet() + strconv.Itoa(10+
 
 func (n *Network) subnet() string { return fmt.Sprintf("%s%d.", netPrefix, n.Index) }
 
+var claimMu sync.Mutex
+
 // claimNetwork takes X for this process: creating the hub namespace is the
 // claim, since a namespace's name is taken once. A network whose owner
 // process is gone is torn down and taken.
 func claimNetwork(tb testing.TB, x int) (*Network, bool) {
+	claimMu.Lock() // one claim at a time in this process: a stale network is reclaimed once
+	defer claimMu.Unlock()
 	n := &Network{Index: x, Hub: fmt.Sprintf("ooe-%d-hub", x), Dir: fmt.Sprintf("/tmp/ooe-%d", x), tb: tb}
 	n.HostIP = n.subnet() + "1"
 	if subnetInUse(n.subnet()) && !staleNetwork(x) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/oneoffd/oneoffd/deploy"
+	"github.com/oneoffd/oneoffd/errdefs"
 )
 
 // Runtime runs containers. Its methods follow a container's life: Create,
@@ -42,6 +43,17 @@ type Runtime interface {
 	Remove(ctx context.Context, containerID string) error
 	// List returns the containers, running or not, carrying all of labels.
 	List(ctx context.Context, labels map[string]string) ([]Container, error)
+}
+
+// CodeEngineUnavailable is the errdefs code of a Runtime error that says
+// the engine does not answer, or went away in the middle of a call.
+const CodeEngineUnavailable = "engine_unavailable"
+
+// EngineGone reports whether err says the engine does not answer or went
+// away, rather than that the call itself failed.
+func EngineGone(err error) bool {
+	e, ok := errdefs.As(err)
+	return ok && e.Code == CodeEngineUnavailable
 }
 
 // Spec is what a container is made from.
@@ -105,7 +117,10 @@ type Exit struct {
 	Code int
 	// OOMKilled says the kernel killed it for exceeding its memory limit.
 	OOMKilled bool
-	Err       error // the wait itself failed; Code is meaningless
+	// Err says the wait itself failed; Code is meaningless. EngineGone(Err)
+	// says the engine went away, and the container may still be there
+	// when it is back.
+	Err error
 }
 
 // Container is a container the Runtime found.

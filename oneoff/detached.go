@@ -70,10 +70,18 @@ func (m *Manager) followDetached(l *live, exitc <-chan Exit) {
 	}
 	f := &logFollower{m: m, rec: rec, log: log, cursor: cursor}
 
-	followCtx, stopFollowing := context.WithCancel(ctx)
-	defer stopFollowing()
-	followed := make(chan error, 1)
-	go func() { followed <- f.read(followCtx, true) }()
+	var (
+		stopFollowing context.CancelFunc
+		followed      chan error
+	)
+	follow := func() {
+		var followCtx context.Context
+		followCtx, stopFollowing = context.WithCancel(ctx)
+		followed = make(chan error, 1)
+		go func() { followed <- f.read(followCtx, true) }()
+	}
+	follow()
+	defer func() { stopFollowing() }()
 
 	lifetime := time.NewTimer(0)
 	if rec.ExpiresAt != nil {
@@ -90,13 +98,41 @@ func (m *Manager) followDetached(l *live, exitc <-chan Exit) {
 			}
 		}()
 	}
-	var exit Exit
+	var (
+		exit          Exit
+		engineWasGone bool // the engine went away while it ran
+	)
 	for waiting, stopc := true, l.stopc; waiting; {
 		select {
 		case exit = <-exitc:
 			if exit.Err != nil && ctx.Err() != nil {
 				m.leave(l, followed) // the wait ended with the daemon, not the job
 				return
+			}
+			if EngineGone(exit.Err) {
+				// Whether the job runs on, exited or vanished, only the
+				// engine can tell, once it is back.
+				stopFollowing()
+				<-followed
+				present, ok := m.awaitEngine(ctx, rec, log, exit.Err)
+				if !ok {
+					m.leave(l, nil)
+					return
+				}
+				engineWasGone = true
+				if present {
+					exitc = m.rt.Wait(ctx, rec.ContainerID, true)
+					follow() // from the cursor on: no line twice
+					l.mu.Lock()
+					why := l.reason
+					l.mu.Unlock()
+					if why != "" && stopc == nil {
+						stop(why) // asked before: the engine may have gone first
+					}
+					continue
+				}
+				exit = Exit{Code: -1, Err: errors.New("its container disappeared while the engine was away")}
+				followed <- nil
 			}
 			waiting = false
 		case <-stopc:
@@ -148,6 +184,10 @@ func (m *Manager) followDetached(l *live, exitc <-chan Exit) {
 	case exit.Err != nil:
 		outcome, msg = Lost, exit.Err.Error()
 	case outcome != "":
+	case engineWasGone && exit.Code == engineLostCode:
+		// Its end came with the engine's: the engine restarted without
+		// its process, and says so with this code.
+		outcome, msg = Lost, fmt.Sprintf("the Docker engine went away while it ran and took it along (exit code %d)", exit.Code)
 	case exit.OOMKilled:
 		outcome = OutOfMemory
 		msg = fmt.Sprintf("killed: it ran out of memory (size %s allows %s)", rec.Size, m.memoryOf(rec.Size))
@@ -165,6 +205,38 @@ func (m *Manager) followDetached(l *live, exitc <-chan Exit) {
 	}
 	m.finish(l, outcome, code, msg)
 }
+
+// awaitEngine waits for the engine that went away to answer again, asking
+// it less and less often, and reports whether it still has the one-off's
+// container; ok is false when the daemon closes first.
+func (m *Manager) awaitEngine(ctx context.Context, rec OneOff, log *slog.Logger, cause error) (present, ok bool) {
+	log.Warn("the engine went away; waiting for it to answer again", "err", cause)
+	delay := 100 * time.Millisecond
+	for {
+		select {
+		case <-ctx.Done():
+			return false, false
+		case <-time.After(delay):
+		}
+		list, err := m.rt.List(ctx, map[string]string{LabelInstance: m.cfg.Instance, LabelID: rec.ID})
+		switch {
+		case err == nil:
+			log.Info("the engine answers again", "container_found", len(list) > 0)
+			return len(list) > 0, true
+		case !EngineGone(err):
+			log.Warn("list the one-off's container failed; retrying", "err", err)
+		}
+		delay = min(2*delay, maxEngineWait)
+	}
+}
+
+// engineLostCode is the exit code a Docker engine gives, as it restarts, to
+// a container whose process it lost while it was down.
+const engineLostCode = 255
+
+// maxEngineWait is the longest wait between two calls to an engine that
+// went away.
+const maxEngineWait = 5 * time.Second
 
 // leave stops following a one-off that goes on running while the daemon is
 // down; the next start adopts it.

@@ -214,10 +214,14 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 	}
 	res := Result{Outcome: outcome}
 	msg := ""
-	if exit.Err != nil {
+	switch {
+	case EngineGone(exit.Err):
+		res.Outcome, msg = Lost, "the Docker engine went away while it ran"
+		res.Message = "the Docker engine went away while the one-off ran: how it ended is unknown"
+	case exit.Err != nil:
 		res.Outcome, msg = Lost, exit.Err.Error()
 		res.Message = "lost track of the container: " + msg
-	} else {
+	default:
 		code := exit.Code
 		res.ExitCode = &code
 	}

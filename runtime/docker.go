@@ -9,9 +9,11 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -290,12 +292,32 @@ func (d *Docker) wrap(op string, err error) error {
 	d.failed(op)
 	switch {
 	case client.IsErrConnectionFailed(err):
-		return errdefs.Unavailable("engine_unavailable", err,
+		return errdefs.Unavailable(oneoff.CodeEngineUnavailable, err,
 			"the Docker engine at %s does not answer: check that it runs (docker info) and that DOCKER_HOST points to it", d.cli.DaemonHost())
+	case engineWentAway(err):
+		return errdefs.Unavailable(oneoff.CodeEngineUnavailable, err,
+			"the Docker engine at %s went away: check that it runs (docker info); oneoffd resumes once it answers again", d.cli.DaemonHost())
 	case cerrdefs.IsNotFound(err):
 		return &errdefs.Error{Class: errdefs.ErrNotFound, Code: "container_not_found", Message: op + ": no such container", Err: err}
 	}
 	return fmt.Errorf("%s: %w", op, err)
+}
+
+// engineWentAway reports whether err is the engine's connection ending in
+// the middle of a request or a stream, as when the engine stops or is
+// killed: the end of a body that had more to say, or a connection reset or
+// refused by the peer.
+func engineWentAway(err error) bool {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false // the caller gave up, not the engine
+	}
+	for _, gone := range []error{io.EOF, io.ErrUnexpectedEOF, syscall.ECONNRESET, syscall.ECONNREFUSED, syscall.EPIPE, syscall.ENOENT} {
+		if errors.Is(err, gone) {
+			return true
+		}
+	}
+	var opErr *net.OpError
+	return errors.As(err, &opErr)
 }
 
 // stream is an attached container's stdio over the engine's hijacked

@@ -39,6 +39,7 @@ type config struct {
 	MaxUploadRequest  int64
 	RegistryConfig    string
 	PullTimeout       time.Duration
+	ReconcileInterval time.Duration
 	LogDrains         []string
 	DrainCA           string
 	TLSCert           string
@@ -85,6 +86,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	str(&c.DefaultSize, "default-size", "ONEOFFD_DEFAULT_SIZE", oneoff.DefaultSize, "the size of a one-off that asks for none")
 	str(&c.RegistryConfig, "registry-config", "ONEOFFD_REGISTRY_CONFIG", "", "a docker config.json whose \"auths\" give the credentials to pull images with")
 	dur(&c.PullTimeout, "pull-timeout", "ONEOFFD_PULL_TIMEOUT", oneoff.DefaultPullTimeout, "give up pulling an image after this long")
+	dur(&c.ReconcileInterval, "reconcile-interval", "ONEOFFD_RECONCILE_INTERVAL", oneoff.DefaultReconcileInterval, "how often the engine's containers and the records are compared, strays removed and unfollowed one-offs settled")
 	maxFile, maxRequest := "100MiB", "512MiB"
 	str(&maxFile, "upload-max-file", "ONEOFFD_UPLOAD_MAX_FILE", maxFile, "the largest file a one-off may be sent")
 	str(&maxRequest, "upload-max-request", "ONEOFFD_UPLOAD_MAX_REQUEST", maxRequest, "the most bytes of files one request may send")
@@ -139,7 +141,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("--tls-cert and --tls-key go together: give both or neither")
 	}
 	for name, d := range map[string]time.Duration{"idle-timeout": c.IdleTimeout, "attach-wait-timeout": c.AttachWaitTimeout,
-		"stop-grace": c.StopGrace, "max-lifetime": c.MaxLifetime, "pull-timeout": c.PullTimeout} {
+		"stop-grace": c.StopGrace, "max-lifetime": c.MaxLifetime, "pull-timeout": c.PullTimeout,
+		"reconcile-interval": c.ReconcileInterval} {
 		if d <= 0 {
 			return c, fmt.Errorf("--%s must be positive, got %s", name, d)
 		}

@@ -118,7 +118,8 @@ func run(ctx context.Context, args []string) error {
 		Instance: instance, IdleTimeout: cfg.IdleTimeout, AttachWait: cfg.AttachWaitTimeout, StopGrace: cfg.StopGrace,
 		MaxLifetime: cfg.MaxLifetime, Sizes: cfg.Sizes, DefaultSize: cfg.DefaultSize,
 		MaxUploadFile: cfg.MaxUploadFile, MaxUploadTotal: cfg.MaxUploadRequest, PullTimeout: cfg.PullTimeout,
-		Metrics: reg,
+		ReconcileInterval: cfg.ReconcileInterval,
+		Metrics:           reg,
 	}, docker, db, deploys, logStore, log)
 	if err := mgr.Start(ctx); err != nil {
 		return err

@@ -26,7 +26,7 @@ test: test-deps ## Vet, then run every test with the race detector, on the real 
 
 test-deps: ## Check (and install, as root) what the tests need: busybox for the test image, plain clients, and the servers they start themselves
 	@missing=""; \
-	for pkg in busybox-static netcat-openbsd openssl curl rsyslog rsyslog-gnutls docker-registry apache2-utils chromium prometheus; do \
+	for pkg in busybox-static iproute2 netcat-openbsd openssl curl rsyslog rsyslog-gnutls docker-registry apache2-utils chromium prometheus; do \
 		command -v dpkg >/dev/null && ! dpkg -s $$pkg >/dev/null 2>&1 && missing="$$missing $$pkg"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -79,6 +79,12 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer docker.Close()
+	cfg.Isolation.Instance = instance
+	docker.SetIsolation(cfg.Isolation)
+	docker.SetLogger(log)
+	if risky := runtime.RiskyCapabilities(cfg.Isolation.Capabilities); len(risky) > 0 {
+		log.Warn("one-offs keep capabilities that reach beyond their container", "capabilities", strings.Join(risky, ","))
+	}
 	if cfg.RegistryConfig != "" {
 		auths, err := runtime.LoadDockerConfig(cfg.RegistryConfig)
 		if err != nil {
@@ -120,6 +126,9 @@ func run(ctx context.Context, args []string) error {
 		MaxUploadFile: cfg.MaxUploadFile, MaxUploadTotal: cfg.MaxUploadRequest, PullTimeout: cfg.PullTimeout,
 		Metrics: reg,
 	}, docker, db, deploys, logStore, log)
+	if err := docker.Probe(ctx); err != nil {
+		log.Warn("could not ask the engine whether it supports disk quotas; the first one-off will ask again", "err", err)
+	}
 	if err := mgr.Start(ctx); err != nil {
 		return err
 	}
@@ -128,7 +137,8 @@ func run(ctx context.Context, args []string) error {
 		Version: version.Version(), Commit: version.Commit(),
 	}, api.Deps{
 		OneOffs: mgr, Deploys: deploys, Logs: logStore, Drains: drains, DrainStore: db, Log: log, Metrics: reg,
-		Ready: map[string]api.Checker{"engine": docker.Ping, "database": db.Ping},
+		Ready:        map[string]api.Checker{"engine": docker.Ping, "database": db.Ping},
+		ReadyDetails: func() []string { return docker.Isolation().Details() },
 	})
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConfig}
 	httpSrv.RegisterOnShutdown(srv.CloseStreams)

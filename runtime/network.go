@@ -182,9 +182,11 @@ func (d *Docker) pruneNetwork(ctx context.Context, nw network.Summary) error {
 	}
 	defer n.use.Unlock()
 	// Containers that exist but do not run hold no endpoint, and the
-	// engine would let their network go: they are counted here.
+	// engine would let their network go: they are counted here. The
+	// engine knows those by the network's name only, running ones by its
+	// ID too; either matches.
 	users, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Limit: 1,
-		Filters: filters.NewArgs(filters.Arg("network", nw.ID))})
+		Filters: filters.NewArgs(filters.Arg("network", nw.Name), filters.Arg("network", nw.ID))})
 	if err != nil {
 		return d.wrap("list containers", err)
 	}

@@ -46,7 +46,8 @@ type Docker struct {
 	log *slog.Logger   // nil until SetLogger
 
 	iso     Isolation
-	quotaMu sync.Mutex
+	probeMu sync.Mutex // one probe at a time
+	quotaMu sync.Mutex // guards quota
 	quota   quotaState
 	netMu   sync.Mutex
 	nets    map[string]*appNetwork // by app
@@ -111,15 +112,15 @@ func (d *Docker) Ping(ctx context.Context) error {
 func (d *Docker) Create(ctx context.Context, spec oneoff.Spec) (string, error) {
 	defer d.timed("create")()
 	cfg, host := d.containerConfig(spec, d.quotaSupported(ctx))
-	var net *appNetwork
+	var appNet *appNetwork
 	if d.iso.AppNetworks && spec.App != "" {
-		net = d.appNetwork(spec.App)
-		net.use.RLock()
-		defer net.use.RUnlock()
+		appNet = d.appNetwork(spec.App)
+		appNet.use.RLock()
+		defer appNet.use.RUnlock()
 	}
 	for attempt := 0; ; attempt++ {
-		if net != nil {
-			id, err := d.ensureNetwork(ctx, net, spec.App)
+		if appNet != nil {
+			id, err := d.ensureNetwork(ctx, appNet, spec.App)
 			if err != nil {
 				return "", err
 			}
@@ -129,8 +130,8 @@ func (d *Docker) Create(ctx context.Context, spec oneoff.Spec) (string, error) {
 		if err == nil {
 			return resp.ID, nil
 		}
-		if net != nil && attempt == 0 && cerrdefs.IsNotFound(err) && strings.Contains(err.Error(), "network") {
-			net.forget() // removed behind this process's back: make it again
+		if appNet != nil && attempt == 0 && cerrdefs.IsNotFound(err) && strings.Contains(err.Error(), "network") {
+			appNet.forget() // removed behind this process's back: make it again
 			continue
 		}
 		if cerrdefs.IsNotFound(err) {

@@ -35,9 +35,9 @@ type quotaState struct {
 // only where it is supported. While the engine does not answer the
 // question stays open, and the next Create asks again.
 func (d *Docker) Probe(ctx context.Context) error {
-	d.quotaMu.Lock()
-	defer d.quotaMu.Unlock()
-	if d.quota.probed || d.iso.DiskQuota <= 0 {
+	d.probeMu.Lock()
+	defer d.probeMu.Unlock()
+	if d.quotaState().probed || d.iso.DiskQuota <= 0 {
 		return nil
 	}
 	defer d.timed("probe")()
@@ -47,7 +47,7 @@ func (d *Docker) Probe(ctx context.Context) error {
 	}
 	quotaErr := d.probeQuota(ctx)
 	if quotaErr == nil {
-		d.quota = quotaState{probed: true, supported: true, driver: info.Driver}
+		d.setQuotaState(quotaState{probed: true, supported: true, driver: info.Driver})
 		return nil
 	}
 	if client.IsErrConnectionFailed(quotaErr) {
@@ -55,7 +55,7 @@ func (d *Docker) Probe(ctx context.Context) error {
 	}
 	// Any other answer is taken as a no, once: a quota the engine cannot
 	// be shown to apply is not promised.
-	d.quota = quotaState{probed: true, driver: info.Driver}
+	d.setQuotaState(quotaState{probed: true, driver: info.Driver})
 	if d.log != nil {
 		d.log.Warn("the storage driver cannot bound a container's disk: one-offs get no disk quota",
 			"storage_driver", info.Driver, "engine_said", quotaErr.Error())
@@ -92,9 +92,19 @@ func (d *Docker) quotaSupported(ctx context.Context) bool {
 		return false
 	}
 	_ = d.Probe(ctx) // an engine that does not answer fails the create anyway
+	return d.quotaState().supported
+}
+
+func (d *Docker) quotaState() quotaState {
 	d.quotaMu.Lock()
 	defer d.quotaMu.Unlock()
-	return d.quota.supported
+	return d.quota
+}
+
+func (d *Docker) setQuotaState(q quotaState) {
+	d.quotaMu.Lock()
+	defer d.quotaMu.Unlock()
+	d.quota = q
 }
 
 // probeCreate creates, then removes, a container of img with storage opts.

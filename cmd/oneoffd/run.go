@@ -126,7 +126,10 @@ func run(ctx context.Context, args []string) error {
 		MaxUploadFile: cfg.MaxUploadFile, MaxUploadTotal: cfg.MaxUploadRequest, PullTimeout: cfg.PullTimeout,
 		Metrics: reg,
 	}, docker, db, deploys, logStore, log)
-	if err := docker.Probe(ctx); err != nil {
+	probeCtx, cancelProbe := context.WithTimeout(ctx, 30*time.Second)
+	err = docker.Probe(probeCtx)
+	cancelProbe()
+	if err != nil {
 		log.Warn("could not ask the engine whether it supports disk quotas; the first one-off will ask again", "err", err)
 	}
 	if err := mgr.Start(ctx); err != nil {
@@ -186,6 +189,11 @@ func run(ctx context.Context, args []string) error {
 	}
 	if err := mgr.Close(shutdown); err != nil {
 		log.Warn("manager shutdown", "err", err)
+	}
+	// The networks of the one-offs that ended; those of detached jobs
+	// still running, and of pending one-offs, stay for the next start.
+	if err := docker.Prune(shutdown); err != nil {
+		log.Warn("remove unused app networks", "err", err)
 	}
 	log.Info("oneoffd stopped")
 	return runErr

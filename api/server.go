@@ -75,6 +75,9 @@ type Deps struct {
 	Metrics prometheus.Gatherer
 	// Ready names the checks /readyz runs.
 	Ready map[string]Checker
+	// ReadyDetails, when set, gives notes /readyz shows without failing,
+	// such as a protection the engine cannot provide.
+	ReadyDetails func() []string
 }
 
 // Server is the HTTP API.
@@ -88,6 +91,7 @@ type Server struct {
 	log        *slog.Logger
 	gather     prometheus.Gatherer
 	ready      map[string]Checker
+	details    func() []string
 
 	streams     chan struct{} // closed to end long-lived log streams
 	closeStream sync.Once
@@ -96,7 +100,7 @@ type Server struct {
 // NewServer returns the API server.
 func NewServer(cfg Config, d Deps) *Server {
 	return &Server{cfg: cfg, oneoffs: d.OneOffs, deploys: d.Deploys, logs: d.Logs, drains: d.Drains,
-		drainStore: d.DrainStore, log: d.Log, gather: d.Metrics, ready: d.Ready, streams: make(chan struct{})}
+		drainStore: d.DrainStore, log: d.Log, gather: d.Metrics, ready: d.Ready, details: d.ReadyDetails, streams: make(chan struct{})}
 }
 
 // CloseStreams ends the log streams under way, so that a graceful shutdown
@@ -181,10 +185,20 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(failures) > 0 {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failures": failures})
+		writeJSON(w, http.StatusServiceUnavailable, s.withDetails(map[string]any{"status": "not ready", "failures": failures}))
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
+	writeJSON(w, http.StatusOK, s.withDetails(map[string]any{"status": "ready"}))
+}
+
+// withDetails adds the readiness notes that fail nothing to a /readyz body.
+func (s *Server) withDetails(body map[string]any) map[string]any {
+	if s.details != nil {
+		if d := s.details(); len(d) > 0 {
+			body["details"] = d
+		}
+	}
+	return body
 }
 
 func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	dockerclient "github.com/docker/docker/client"
 
 	"github.com/oneoffd/oneoffd/client"
 	"github.com/oneoffd/oneoffd/deploy"
@@ -87,6 +89,28 @@ func checkNoContainersLeft() error {
 	}
 	if len(left) > 0 {
 		return fmt.Errorf("containers left behind: %s", strings.Join(left, ", "))
+	}
+	return checkNoNetworksLeft(cli, mine)
+}
+
+// checkNoNetworksLeft removes the app networks the daemons left behind,
+// and fails the suite if there were any: a daemon removes those it no
+// longer uses when it stops.
+func checkNoNetworksLeft(cli *dockerclient.Client, mine map[string]bool) error {
+	args := filters.NewArgs(filters.Arg("label", oneoff.LabelManaged+"=true"))
+	list, err := cli.NetworkList(context.Background(), network.ListOptions{Filters: args})
+	if err != nil {
+		return err
+	}
+	var left []string
+	for _, n := range list {
+		if mine[n.Labels[oneoff.LabelInstance]] {
+			left = append(left, n.Name)
+			_ = cli.NetworkRemove(context.Background(), n.ID)
+		}
+	}
+	if len(left) > 0 {
+		return fmt.Errorf("networks left behind: %s", strings.Join(left, ", "))
 	}
 	return nil
 }

@@ -43,6 +43,9 @@ type Runtime interface {
 	Remove(ctx context.Context, containerID string) error
 	// List returns the containers, running or not, carrying all of labels.
 	List(ctx context.Context, labels map[string]string) ([]Container, error)
+	// Prune removes what the runtime made for containers that are gone,
+	// such as an app's network once none of its containers is left.
+	Prune(ctx context.Context) error
 }
 
 // CodeEngineUnavailable is the errdefs code of a Runtime error that says
@@ -65,6 +68,10 @@ type Spec struct {
 	TTY    bool
 	Stdin  bool // keep stdin open for an attached terminal
 	Labels map[string]string
+	// App is the app the container runs for: the runtime keeps the
+	// containers of different apps apart (a network each). Empty, the
+	// container belongs to no app and gets the engine's default network.
+	App string
 	// Window is the TTY's initial size; engines older than API 1.42
 	// ignore it, so it is set again right after Start.
 	Window TermSize

@@ -379,7 +379,7 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 	p := plan{
 		spec: Spec{
 			Name: app + "." + rec.Name + "." + rec.ID, Image: rel.Image, Cmd: argv, Env: req.env(rel),
-			TTY: req.TTY, Stdin: !req.Detached, Window: req.Window, Logs: req.Detached, Limits: size,
+			TTY: req.TTY, Stdin: !req.Detached, Window: req.Window, Logs: req.Detached, Limits: size, App: app,
 			Labels: map[string]string{
 				LabelManaged: "true", LabelInstance: m.cfg.Instance, LabelID: rec.ID,
 				LabelApp: app, LabelName: rec.Name, LabelMode: string(rec.Mode),

@@ -49,7 +49,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 			m.log.Warn("remove stray container failed", "container", shortID(c.ID), "err", err)
 		}
 	}
-	return nil
+	return m.rt.Prune(ctx)
 }
 
 // settle adopts or ends an unfinished one-off that no session follows.

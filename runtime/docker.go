@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,10 +45,19 @@ type Docker struct {
 	auths  map[string]registry.AuthConfig // by registry host, see registryHost
 
 	met *engineMetrics // nil until Instrument
+	log *slog.Logger   // nil until SetLogger
+
+	iso     Isolation
+	probeMu sync.Mutex // one probe at a time
+	quotaMu sync.Mutex // guards quota
+	quota   quotaState
+	netMu   sync.Mutex
+	nets    map[string]*appNetwork // by app
 }
 
 // NewDocker connects to the engine at host, or where DOCKER_HOST and the
-// other DOCKER_* variables say when host is empty.
+// other DOCKER_* variables say when host is empty. Its containers get the
+// default isolation until SetIsolation.
 func NewDocker(host string) (*Docker, error) {
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	if host != "" {
@@ -56,8 +67,32 @@ func NewDocker(host string) (*Docker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	return &Docker{cli: cli}, nil
+	return &Docker{cli: cli, iso: DefaultIsolation("")}, nil
 }
+
+// SetIsolation sets how containers are isolated; call it before the first
+// Create.
+func (d *Docker) SetIsolation(iso Isolation) {
+	d.quotaMu.Lock()
+	defer d.quotaMu.Unlock()
+	iso.Capabilities = slices.Clone(iso.Capabilities)
+	d.iso, d.quota = iso, quotaState{}
+}
+
+// Isolation reports the isolation in force, and what the engine said of
+// disk quotas.
+func (d *Docker) Isolation() IsolationReport {
+	d.quotaMu.Lock()
+	defer d.quotaMu.Unlock()
+	r := IsolationReport{Isolation: d.iso, StorageDriver: d.quota.driver,
+		DiskQuotaProbed: d.quota.probed, DiskQuotaSupported: d.quota.supported}
+	r.Capabilities = slices.Clone(r.Capabilities)
+	return r
+}
+
+// SetLogger is where the runtime says what it finds out on its own: a
+// storage driver without quotas, a network pruned.
+func (d *Docker) SetLogger(log *slog.Logger) { d.log = log }
 
 // Client returns the underlying engine client.
 func (d *Docker) Client() *client.Client { return d.cli }
@@ -74,9 +109,44 @@ func (d *Docker) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Create makes a container from spec without starting it.
+// Create makes a container from spec without starting it, isolated as
+// configured: on its app's network, created if need be.
 func (d *Docker) Create(ctx context.Context, spec oneoff.Spec) (string, error) {
 	defer d.timed("create")()
+	cfg, host := d.containerConfig(spec, d.quotaSupported(ctx))
+	var appNet *appNetwork
+	if d.iso.AppNetworks && spec.App != "" {
+		appNet = d.appNetwork(spec.App)
+		appNet.use.RLock()
+		defer appNet.use.RUnlock()
+	}
+	for attempt := 0; ; attempt++ {
+		if appNet != nil {
+			id, err := d.ensureNetwork(ctx, appNet, spec.App)
+			if err != nil {
+				return "", err
+			}
+			host.NetworkMode = container.NetworkMode(id)
+		}
+		resp, err := d.cli.ContainerCreate(ctx, cfg, host, nil, nil, spec.Name)
+		if err == nil {
+			return resp.ID, nil
+		}
+		if appNet != nil && attempt == 0 && cerrdefs.IsNotFound(err) && strings.Contains(err.Error(), "network") {
+			appNet.forget() // removed behind this process's back: make it again
+			continue
+		}
+		if cerrdefs.IsNotFound(err) {
+			return "", &errdefs.Error{Class: errdefs.ErrNotFound, Code: "image_not_found", Err: err,
+				Message: fmt.Sprintf("image %q is not on the engine: push it where the engine can pull it, or load it with docker load", spec.Image)}
+		}
+		return "", d.wrap("create container", err)
+	}
+}
+
+// containerConfig is what the engine is asked to make for spec; quota says
+// the storage driver can bound the writable layer.
+func (d *Docker) containerConfig(spec oneoff.Spec, quota bool) (*container.Config, *container.HostConfig) {
 	cfg := &container.Config{
 		Image:        spec.Image,
 		Cmd:          spec.Cmd,
@@ -119,15 +189,8 @@ func (d *Docker) Create(ctx context.Context, spec oneoff.Spec) (string, error) {
 		pids := l.Pids
 		host.Resources.PidsLimit = &pids
 	}
-	resp, err := d.cli.ContainerCreate(ctx, cfg, host, nil, nil, spec.Name)
-	if err != nil {
-		if cerrdefs.IsNotFound(err) {
-			return "", &errdefs.Error{Class: errdefs.ErrNotFound, Code: "image_not_found", Err: err,
-				Message: fmt.Sprintf("image %q is not on the engine: push it where the engine can pull it, or load it with docker load", spec.Image)}
-		}
-		return "", d.wrap("create container", err)
-	}
-	return resp.ID, nil
+	d.iso.apply(host, quota)
+	return cfg, host
 }
 
 // Attach connects to the container's stdio.

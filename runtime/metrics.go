@@ -14,7 +14,7 @@ type engineMetrics struct {
 }
 
 // engineOps are the operations measured, as their metrics label them.
-var engineOps = []string{"ping", "create", "attach", "wait", "logs", "start", "copy", "resize", "signal", "stop", "remove", "list", "inspect", "pull"}
+var engineOps = []string{"ping", "create", "attach", "wait", "logs", "start", "copy", "resize", "signal", "stop", "remove", "list", "inspect", "pull", "network", "probe"}
 
 // Instrument registers the engine's metrics with reg: how long each kind of
 // call takes, and how many fail.
@@ -56,7 +56,7 @@ func (d *Docker) failed(op string) {
 	switch name {
 	case "read":
 		name = "logs"
-	case "ping", "create", "attach", "wait", "start", "copy", "resize", "signal", "stop", "remove", "list", "inspect", "pull":
+	case "ping", "create", "attach", "wait", "start", "copy", "resize", "signal", "stop", "remove", "list", "inspect", "pull", "network", "probe":
 	default:
 		name = "other"
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/oneoffd/oneoffd/client"
 	"github.com/oneoffd/oneoffd/oneoff"
+	"github.com/oneoffd/oneoffd/runtime"
 )
 
 var errUsage = errors.New("usage")
@@ -47,6 +49,8 @@ type config struct {
 	LogLevel          string
 	LogFormat         string
 	Version           bool
+	// How one-offs are isolated; the instance is set at start-up.
+	Isolation runtime.Isolation
 }
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {
@@ -99,6 +103,23 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	str(&c.TLSKey, "tls-key", "ONEOFFD_TLS_KEY", "", "TLS key file")
 	str(&c.LogLevel, "log-level", "ONEOFFD_LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&c.LogFormat, "log-format", "ONEOFFD_LOG_FORMAT", "", "json or text (default: text on a terminal, json otherwise)")
+	boolean := func(p *bool, name, env string, def bool, usage string) {
+		*p = def
+		if v := os.Getenv(env); v != "" {
+			if b, err := strconv.ParseBool(v); err == nil {
+				*p = b
+			} else {
+				fmt.Fprintf(stderr, "oneoffd: ignoring %s=%q: use true or false\n", env, v)
+			}
+		}
+		fs.BoolVar(p, name, *p, usage+" (env "+env+")")
+	}
+	caps := strings.Join(shortCapabilities(runtime.DefaultCapabilities), ",")
+	str(&caps, "capabilities", "ONEOFFD_CAPABILITIES", caps, "the only capabilities one-offs keep, comma-separated (none for none); all others are dropped")
+	boolean(&c.Isolation.NoNewPrivileges, "no-new-privileges", "ONEOFFD_NO_NEW_PRIVILEGES", true, "keep setuid binaries and file capabilities from granting one-offs' processes more")
+	boolean(&c.Isolation.AppNetworks, "app-networks", "ONEOFFD_APP_NETWORKS", true, "put each app's one-offs on a network of their own (false: the engine's default bridge)")
+	diskQuota := "10GiB"
+	str(&diskQuota, "disk-quota", "ONEOFFD_DISK_QUOTA", diskQuota, "bound each one-off's writable layer where the storage driver can (0 for no bound)")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -132,6 +153,16 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("--log-retention %q: give a size of at least 1MiB, such as 64MiB or 1GB", retention)
 	}
 	c.LogRetention = int64(n)
+	if c.Isolation.Capabilities, err = runtime.ParseCapabilities(caps); err != nil {
+		return c, fmt.Errorf("--capabilities: %w", err)
+	}
+	if q, err := humanize.ParseBytes(diskQuota); err != nil {
+		return c, fmt.Errorf("--disk-quota %q: give a size, such as 10GiB, or 0 for no bound", diskQuota)
+	} else if q > 0 && q < 1<<20 {
+		return c, fmt.Errorf("--disk-quota %q: give at least 1MiB, or 0 for no bound", diskQuota)
+	} else {
+		c.Isolation.DiskQuota = int64(q)
+	}
 	for _, d := range strings.Split(drains, ",") {
 		if d = strings.TrimSpace(d); d != "" {
 			c.LogDrains = append(c.LogDrains, d)
@@ -149,4 +180,14 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	}
 	c.LogLevel = strings.ToLower(c.LogLevel)
 	return c, nil
+}
+
+// shortCapabilities returns capability names without their CAP_ prefix, as
+// the flag shows them.
+func shortCapabilities(caps []string) []string {
+	out := make([]string, len(caps))
+	for i, c := range caps {
+		out[i] = strings.TrimPrefix(c, "CAP_")
+	}
+	return out
 }

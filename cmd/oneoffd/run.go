@@ -79,6 +79,12 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer docker.Close()
+	cfg.Isolation.Instance = instance
+	docker.SetIsolation(cfg.Isolation)
+	docker.SetLogger(log)
+	if risky := runtime.RiskyCapabilities(cfg.Isolation.Capabilities); len(risky) > 0 {
+		log.Warn("one-offs keep capabilities that reach beyond their container", "capabilities", strings.Join(risky, ","))
+	}
 	if cfg.RegistryConfig != "" {
 		auths, err := runtime.LoadDockerConfig(cfg.RegistryConfig)
 		if err != nil {
@@ -121,6 +127,12 @@ func run(ctx context.Context, args []string) error {
 		ReconcileInterval: cfg.ReconcileInterval,
 		Metrics:           reg,
 	}, docker, db, deploys, logStore, log)
+	probeCtx, cancelProbe := context.WithTimeout(ctx, 30*time.Second)
+	err = docker.Probe(probeCtx)
+	cancelProbe()
+	if err != nil {
+		log.Warn("could not ask the engine whether it supports disk quotas; the first one-off will ask again", "err", err)
+	}
 	if err := mgr.Start(ctx); err != nil {
 		return err
 	}
@@ -129,7 +141,8 @@ func run(ctx context.Context, args []string) error {
 		Version: version.Version(), Commit: version.Commit(),
 	}, api.Deps{
 		OneOffs: mgr, Deploys: deploys, Logs: logStore, Drains: drains, DrainStore: db, Log: log, Metrics: reg,
-		Ready: map[string]api.Checker{"engine": docker.Ping, "database": db.Ping},
+		Ready:        map[string]api.Checker{"engine": docker.Ping, "database": db.Ping},
+		ReadyDetails: func() []string { return docker.Isolation().Details() },
 	})
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConfig}
 	httpSrv.RegisterOnShutdown(srv.CloseStreams)
@@ -177,6 +190,11 @@ func run(ctx context.Context, args []string) error {
 	}
 	if err := mgr.Close(shutdown); err != nil {
 		log.Warn("manager shutdown", "err", err)
+	}
+	// The networks of the one-offs that ended; those of detached jobs
+	// still running, and of pending one-offs, stay for the next start.
+	if err := docker.Prune(shutdown); err != nil {
+		log.Warn("remove unused app networks", "err", err)
 	}
 	log.Info("oneoffd stopped")
 	return runErr

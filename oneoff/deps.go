@@ -113,6 +113,8 @@ type Container struct {
 	ID      string
 	Labels  map[string]string
 	Running bool
+	// Started says it was started once: it runs, or it ran and exited.
+	Started bool
 }
 
 // Store persists one-off records.

@@ -344,7 +344,10 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 	rec := OneOff{
 		ID: newID(), App: app, Release: rel.Version, Image: rel.Image, Command: argv,
 		EnvNames: req.envNames(), Mode: Attached, TTY: req.TTY, Requester: req.Requester,
-		Size: size.Name, State: Pending, CreatedAt: now,
+		Size: size.Name, State: Pending, Step: StepCreate, CreatedAt: now,
+	}
+	if len(uploads) > 0 {
+		rec.Step = StepUpload // a container without all its files is of no use
 	}
 	var secret string
 	if req.Detached {
@@ -451,8 +454,12 @@ func (m *Manager) prepare(ctx context.Context, l *live, p plan) (OneOff, error) 
 		m.finish(l, Failed, nil, userMessage(err))
 		return OneOff{}, fmt.Errorf("create one-off for %q: %w", rec.App, err)
 	}
+	// The next step's intent goes with the container's id, in one write.
 	l.mu.Lock()
-	l.rec.ContainerID = cid
+	l.rec.ContainerID, l.rec.Step = cid, StepNone
+	if len(p.uploads) > 0 {
+		l.rec.Step = StepUpload
+	}
 	rec = l.rec
 	stopped := l.reason
 	l.mu.Unlock()
@@ -477,7 +484,7 @@ func (m *Manager) prepare(ctx context.Context, l *live, p plan) (OneOff, error) 
 			return OneOff{}, fmt.Errorf("upload files for one-off %s: %w", rec.Name, err)
 		}
 		l.mu.Lock()
-		l.rec.Uploads = p.uploads
+		l.rec.Uploads, l.rec.Step = p.uploads, StepNone
 		rec = l.rec
 		l.mu.Unlock()
 		if err := m.store.UpdateOneOff(ectx, rec); err != nil {

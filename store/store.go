@@ -236,6 +236,14 @@ CREATE TABLE audit (
 CREATE INDEX audit_by_app ON audit (app, seq);
 CREATE INDEX audit_by_oneoff ON audit (oneoff_id, seq);
 `,
+	// 6: the engine call under way for a one-off, and indexes for pruning
+	// records by age.
+	`
+ALTER TABLE oneoffs ADD COLUMN step TEXT NOT NULL DEFAULT '';
+
+CREATE INDEX oneoffs_by_finish ON oneoffs (state, finished_at);
+CREATE INDEX audit_by_time ON audit (time);
+`,
 }
 
 // migrate applies the migrations the database lacks, each in its own

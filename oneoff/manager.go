@@ -60,6 +60,13 @@ type Config struct {
 	// file, and all together.
 	MaxUploadFile  int64
 	MaxUploadTotal int64
+	// MaxPerApp and MaxTotal bound the one-offs not finished yet, pending
+	// or running: those of one app, and all together.
+	MaxPerApp int
+	MaxTotal  int
+	// RecordRetention is how long the records of finished one-offs and the
+	// audit trail's events are kept.
+	RecordRetention time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -74,6 +81,9 @@ const (
 	DefaultEngineTimeout     = 2 * time.Minute
 	DefaultMaxLifetime       = 24 * time.Hour
 	DefaultPullTimeout       = 10 * time.Minute
+	DefaultMaxPerApp         = 10
+	DefaultMaxTotal          = 100
+	DefaultRecordRetention   = 90 * 24 * time.Hour
 )
 
 func (c *Config) setDefaults() {
@@ -90,6 +100,13 @@ func (c *Config) setDefaults() {
 	def(&c.EngineTimeout, DefaultEngineTimeout)
 	def(&c.MaxLifetime, DefaultMaxLifetime)
 	def(&c.PullTimeout, DefaultPullTimeout)
+	def(&c.RecordRetention, DefaultRecordRetention)
+	if c.MaxPerApp <= 0 {
+		c.MaxPerApp = DefaultMaxPerApp
+	}
+	if c.MaxTotal <= 0 {
+		c.MaxTotal = DefaultMaxTotal
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -365,6 +382,12 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 	if m.closing {
 		m.mu.Unlock()
 		return OneOff{}, "", errdefs.Unavailable("shutting_down", nil, "oneoffd is shutting down: retry in a moment")
+	}
+	// Counted under the lock that registers the new one-off, in-flight
+	// creates included, so that two creates cannot both take the last slot.
+	if err := m.checkQuotaLocked(app); err != nil {
+		m.mu.Unlock()
+		return OneOff{}, "", err
 	}
 	m.live[rec.ID] = l
 	m.mu.Unlock()

@@ -276,10 +276,13 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err := m.Reconcile(ctx); err != nil {
 		m.log.Warn("reconcile failed; will retry", "err", err)
 	}
+	m.prune(ctx)
 	go func() {
 		defer close(m.loop)
 		t := time.NewTicker(m.cfg.ReconcileInterval)
 		defer t.Stop()
+		pt := time.NewTicker(pruneInterval)
+		defer pt.Stop()
 		for {
 			select {
 			case <-m.ctx.Done():
@@ -288,6 +291,8 @@ func (m *Manager) Start(ctx context.Context) error {
 				if err := m.Reconcile(m.ctx); err != nil {
 					m.log.Warn("reconcile failed; will retry", "err", err)
 				}
+			case <-pt.C:
+				m.prune(m.ctx)
 			}
 		}
 	}()

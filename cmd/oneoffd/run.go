@@ -55,7 +55,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(filepath.Join(cfg.DataDir, "oneoffd.db"))
+	db, err := store.Open(filepath.Join(cfg.DataDir, "oneoffd.db"), store.KeepReleases(cfg.ReleasesKeep))
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
@@ -118,6 +118,7 @@ func run(ctx context.Context, args []string) error {
 		Instance: instance, IdleTimeout: cfg.IdleTimeout, AttachWait: cfg.AttachWaitTimeout, StopGrace: cfg.StopGrace,
 		MaxLifetime: cfg.MaxLifetime, Sizes: cfg.Sizes, DefaultSize: cfg.DefaultSize,
 		MaxUploadFile: cfg.MaxUploadFile, MaxUploadTotal: cfg.MaxUploadRequest, PullTimeout: cfg.PullTimeout,
+		MaxPerApp: cfg.MaxOneOffsPerApp, MaxTotal: cfg.MaxOneOffs, RecordRetention: cfg.RecordRetention,
 		Metrics: reg,
 	}, docker, db, deploys, logStore, log)
 	if err := mgr.Start(ctx); err != nil {

@@ -56,7 +56,7 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		if ok {
 			kept[c.ID] = true
 		}
-		m.settle(ctx, rec.ID, c, ok)
+		m.settle(ctx, rec, c, ok)
 	}
 	for _, c := range containers {
 		id := c.Labels[LabelID]
@@ -86,35 +86,40 @@ func pick(rec OneOff, cs []Container) (Container, bool) {
 	return Container{}, false
 }
 
-// settle adopts or ends an unfinished one-off that no one follows, whose
-// container, if it exists, is c.
-func (m *Manager) settle(ctx context.Context, id string, c Container, exists bool) {
+// settle adopts or ends an unfinished one-off that no one follows, listed
+// as listed, whose container, if it exists, is c.
+func (m *Manager) settle(ctx context.Context, listed OneOff, c Container, exists bool) {
 	// Followed first, then read again: the record listed may have
 	// finished since, its follower gone; once followed here, nothing
 	// else changes it.
-	l := newLive(OneOff{ID: id})
+	l := newLive(listed)
 	m.mu.Lock()
-	if m.live[id] != nil {
+	if m.live[listed.ID] != nil {
 		m.mu.Unlock()
 		return
 	}
-	m.live[id] = l
+	m.live[listed.ID] = l
 	m.mu.Unlock()
-	rec, err := m.store.OneOff(ctx, id)
+	rec, err := m.store.OneOff(ctx, listed.ID)
 	if err != nil || rec.State == Finished {
 		if err != nil {
-			m.log.Warn("read one-off to reconcile failed; will retry", "oneoff", id, "err", err)
+			m.log.Warn("read one-off to reconcile failed; will retry", "oneoff", listed.ID, "err", err)
 		}
 		m.mu.Lock()
-		delete(m.live, id)
+		delete(m.live, listed.ID)
 		m.mu.Unlock()
 		return
 	}
+	recorded := rec.ContainerID // empty when the daemon died before it knew it
 	if exists {
 		rec.ContainerID = c.ID
+	}
+	l.mu.Lock()
+	l.rec = rec
+	l.mu.Unlock()
+	if exists {
 		l.markReady(nil)
 	}
-	l.rec = rec
 	log := m.log.With("oneoff", rec.ID, "app", rec.App, "name", rec.Name)
 
 	now := m.cfg.Now()
@@ -129,6 +134,9 @@ func (m *Manager) settle(ctx context.Context, id string, c Container, exists boo
 		l.requestStop(Failed)
 		m.discard(l, Failed, "the daemon stopped while the one-off's files were being copied in")
 	case rec.Mode == Detached && exists:
+		l.mu.Lock()
+		l.rec.StartedAt, l.rec.ExpiresAt = nil, nil // the start was meant, not made
+		l.mu.Unlock()
 		l.requestStop(Failed)
 		m.discard(l, Failed, "the daemon stopped before the one-off started")
 	case exists && (rec.State == Running || c.Started):
@@ -140,9 +148,12 @@ func (m *Manager) settle(ctx context.Context, id string, c Container, exists boo
 		}
 		m.discard(l, Lost, "the daemon restarted while it ran, and its terminal went away")
 	case exists && rec.AttachDeadline != nil && rec.AttachDeadline.After(now):
-		if rec.Step != StepNone || rec.ContainerID != c.ID {
+		if rec.Step != StepNone || recorded != c.ID {
+			l.mu.Lock()
 			l.rec.Step = StepNone
-			if err := m.store.UpdateOneOff(ctx, l.rec); err != nil {
+			rec = l.rec
+			l.mu.Unlock()
+			if err := m.store.UpdateOneOff(ctx, rec); err != nil {
 				log.Warn("record the adopted container failed", "err", err)
 			}
 		}

@@ -22,8 +22,8 @@ var errDead = errors.New("the daemon died")
 // log.
 type crashRuntime struct {
 	oneoff.Runtime
-	// at is the call after which the daemon dies: "create", "copy" or
-	// "start"; "before create" dies as the create begins.
+	// at is the call after which the daemon dies: "create", "copy",
+	// "start" or "remove"; "before create" dies as the create begins.
 	at      string
 	crashed chan struct{} // closed when the daemon dies
 	thaw    chan struct{} // closed at the test's end: the frozen call returns
@@ -105,7 +105,14 @@ func (c *crashRuntime) Remove(ctx context.Context, id string) error {
 	if c.gone() {
 		return errDead
 	}
-	return c.Runtime.Remove(ctx, id)
+	err := c.Runtime.Remove(ctx, id)
+	if err == nil {
+		c.after("remove")
+	}
+	if c.gone() {
+		return errDead
+	}
+	return err
 }
 
 func (c *crashRuntime) Signal(ctx context.Context, id, signal string) error {
@@ -163,11 +170,11 @@ func (l *crashLogs) Append(ctx context.Context, lines []oneoff.LogLine) error {
 	return l.LogSink.Append(ctx, lines)
 }
 
-// TestManager_crash kills the daemon at each step of a one-off's making,
-// right after the engine did what was asked and before the record says
-// so, then starts another daemon on the same engine and store: each
-// one-off is adopted, or ended with the right outcome, and no container is
-// left behind.
+// TestManager_crash kills the daemon at each step of a one-off's making and
+// unmaking, right after the engine did what was asked and before the
+// record says so, then starts another daemon on the same engine and store:
+// each one-off is adopted, or ended with the right outcome, and no
+// container is left behind.
 func TestManager_crash(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
@@ -183,9 +190,9 @@ func TestManager_crash(t *testing.T) {
 		name string
 		req  oneoff.Request
 		at   string
-		// attach claims the one-off and runs its session: the crash
-		// comes in the session.
-		attach bool
+		// then is what happens to the one-off once created, on the dying
+		// daemon: the crash comes in what it sets off.
+		then func(t *testing.T, h *harness, m *oneoff.Manager, rec oneoff.OneOff, secret string)
 		// late sets the restarted daemon's clock past the attach deadline.
 		late bool
 		// exited makes the job exit, with output, while no daemon runs.
@@ -200,12 +207,14 @@ func TestManager_crash(t *testing.T) {
 		{name: "attached, after the create, past its deadline", at: "create", late: true, want: oneoff.AttachTimeout},
 		{name: "attached with files, after the create", req: files(), at: "create", want: oneoff.Failed, wantErr: "files"},
 		{name: "attached with files, after the copy", req: files(), at: "copy", want: oneoff.Failed, wantErr: "files"},
-		{name: "attached, after its session's start", at: "start", attach: true, want: oneoff.Lost, wantErr: "terminal went away"},
+		{name: "attached, after its session's start", at: "start", then: runSession, want: oneoff.Lost, wantErr: "terminal went away"},
+		{name: "attached, stopped, after the remove", at: "remove", then: stop, want: oneoff.Stopped},
 		{name: "detached, before the create", req: detached(oneoff.Request{}), at: "before create", want: oneoff.Failed, wantErr: "before the one-off's container was created"},
 		{name: "detached, after the create", req: detached(oneoff.Request{}), at: "create", want: oneoff.Failed, wantErr: "before the one-off started"},
 		{name: "detached with files, after the copy", req: detached(files()), at: "copy", want: oneoff.Failed, wantErr: "files"},
 		{name: "detached, after the start", req: detached(oneoff.Request{}), at: "start"},
 		{name: "detached, after the start, exited while down", req: detached(oneoff.Request{}), at: "start", exited: true, want: oneoff.Exited},
+		{name: "detached, exited, after the remove", req: detached(oneoff.Request{}), at: "remove", then: exit3, want: oneoff.Exited},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, oneoff.Config{})
@@ -222,20 +231,12 @@ func TestManager_crash(t *testing.T) {
 			go func() {
 				defer close(returned)
 				rec, secret, err := dying.Create(ctx, testApp, req)
-				if err != nil || !tt.attach {
-					return
+				if err == nil && tt.then != nil {
+					tt.then(t, h, dying, rec, secret)
 				}
-				sess, err := dying.Claim(ctx, rec.ID, secret, "127.0.0.1:1")
-				if err != nil {
-					return
-				}
-				conn := newFakeConn(t)
-				sess.Run(ctx, conn, oneoff.TermSize{})
 			}()
 			select {
 			case <-crt.crashed:
-			case <-returned:
-				t.Fatalf("the one-off was made without reaching the crash point %q", tt.at)
 			case <-time.After(waitLimit):
 				t.Fatalf("the daemon never reached the crash point %q", tt.at)
 			}
@@ -245,8 +246,8 @@ func TestManager_crash(t *testing.T) {
 				t.Fatalf("records after the crash: %v, %v; want one", recs, err)
 			}
 			rec := recs[0]
-			if rec.State != oneoff.Pending {
-				t.Fatalf("the crash left the record %s, want it pending", rec.State)
+			if rec.State == oneoff.Finished {
+				t.Fatal("the crash left the record finished, want it unfinished")
 			}
 			containers, err := h.rt.List(ctx, nil)
 			if err != nil {
@@ -257,6 +258,12 @@ func TestManager_crash(t *testing.T) {
 				cid = containers[0].ID
 			}
 			lines := []string{"stdout:while down"}
+			if tt.at == "remove" {
+				if len(containers) != 0 || rec.Step != oneoff.StepRemove || rec.Outcome != tt.want {
+					t.Fatalf("the crash left %d containers, a record at step %q with outcome %q; want none, %q, %q",
+						len(containers), rec.Step, rec.Outcome, oneoff.StepRemove, tt.want)
+				}
+			}
 			if tt.req.Detached && tt.at == "start" {
 				h.rt.Log(t, cid, entry(t0, "stdout", "while down\n"))
 				if tt.exited {
@@ -301,11 +308,14 @@ func TestManager_crash(t *testing.T) {
 				if got.Outcome != tt.want || !strings.Contains(got.Error, tt.wantErr) {
 					t.Errorf("outcome %s (%q), want %s (%q)", got.Outcome, got.Error, tt.want, tt.wantErr)
 				}
-				if tt.exited && (got.ExitCode == nil || *got.ExitCode != 3) {
+				if tt.want == oneoff.Exited && (got.ExitCode == nil || *got.ExitCode != 3) {
 					t.Errorf("exit code %v, want 3", got.ExitCode)
 				}
 			}
-			if tt.req.Detached && tt.at == "start" {
+			if tt.then != nil && tt.req.Detached {
+				lines = []string{"stdout:before the end"}
+			}
+			if tt.req.Detached && (tt.at == "start" || tt.at == "remove") {
 				if got := h.texts(rec.Name); strings.Join(got, "|") != strings.Join(lines, "|") {
 					t.Errorf("lines %q, want %q, each once", got, lines)
 				}
@@ -316,4 +326,25 @@ func TestManager_crash(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runSession attaches a terminal to the one-off and runs its session.
+func runSession(t *testing.T, _ *harness, m *oneoff.Manager, rec oneoff.OneOff, secret string) {
+	sess, err := m.Claim(context.Background(), rec.ID, secret, "127.0.0.1:1")
+	if err != nil {
+		t.Errorf("Claim: %v", err)
+		return
+	}
+	sess.Run(context.Background(), newFakeConn(t), oneoff.TermSize{})
+}
+
+// stop stops the one-off before anyone attached.
+func stop(t *testing.T, _ *harness, m *oneoff.Manager, rec oneoff.OneOff, _ string) {
+	_, _ = m.Stop(context.Background(), rec.ID, "tester")
+}
+
+// exit3 makes the detached job write a line and exit with status 3.
+func exit3(t *testing.T, h *harness, _ *oneoff.Manager, rec oneoff.OneOff, _ string) {
+	at := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	h.rt.LogAndExit(t, rec.ContainerID, []oneoff.LogEntry{entry(at, "stdout", "before the end\n")}, 3)
 }

@@ -173,6 +173,7 @@ func (m *Manager) followDetached(l *live, exitc <-chan Exit) {
 		c := exit.Code
 		code = &c
 	}
+	m.recordEnd(l, outcome, code, msg)
 	rctx, cancel := m.engineContext(ctx)
 	defer cancel()
 	if err := m.rt.Remove(rctx, rec.ContainerID); err != nil {

@@ -703,6 +703,7 @@ func (m *Manager) discard(l *live, outcome Outcome, msg string) {
 	cid := l.rec.ContainerID
 	l.mu.Unlock()
 	if cid != "" {
+		m.recordEnd(l, outcome, nil, msg)
 		if err := m.rt.Remove(ctx, cid); err != nil {
 			m.log.Error("remove container failed; reconcile will retry", "oneoff", l.rec.ID, "container", shortID(cid), "err", err)
 		}
@@ -720,7 +721,7 @@ func (m *Manager) finish(l *live, outcome Outcome, code *int, msg string) {
 		return
 	}
 	l.finished = true
-	l.rec.State, l.rec.Outcome, l.rec.ExitCode, l.rec.Error = Finished, outcome, code, msg
+	l.rec.State, l.rec.Step, l.rec.Outcome, l.rec.ExitCode, l.rec.Error = Finished, StepNone, outcome, code, msg
 	l.rec.FinishedAt = &now
 	l.rec.AttachDeadline = nil
 	l.mu.Unlock()
@@ -759,6 +760,25 @@ func (m *Manager) finish(l *live, outcome Outcome, code *int, msg string) {
 		attrs = append(attrs, "error", msg)
 	}
 	m.log.Info("one-off finished", attrs...)
+}
+
+// recordEnd writes how a one-off ended before its container is removed, so
+// that a daemon dying before the record says finished leaves the next start
+// the outcome to record, rather than a guess.
+func (m *Manager) recordEnd(l *live, outcome Outcome, code *int, msg string) {
+	l.mu.Lock()
+	if l.finished {
+		l.mu.Unlock()
+		return
+	}
+	l.rec.Step, l.rec.Outcome, l.rec.ExitCode, l.rec.Error = StepRemove, outcome, code, msg
+	rec := l.rec
+	l.mu.Unlock()
+	ctx, cancel := m.engineContext(context.Background())
+	defer cancel()
+	if err := m.store.UpdateOneOff(ctx, rec); err != nil {
+		m.log.Warn("record the end before removing the container failed", "oneoff", rec.ID, "err", err)
+	}
 }
 
 func (m *Manager) engineContext(ctx context.Context) (context.Context, context.CancelFunc) {

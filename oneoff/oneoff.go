@@ -56,6 +56,9 @@ const (
 	// StepStart: its container is being started; it may run although the
 	// record still says pending.
 	StepStart Step = "start"
+	// StepRemove: it has ended, its Outcome, ExitCode and Error say how,
+	// and its container is being removed; the record is not finished yet.
+	StepRemove Step = "remove"
 )
 
 // Outcome says how a finished one-off ended.

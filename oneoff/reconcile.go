@@ -12,6 +12,8 @@ import (
 //
 //   - a container of this daemon that no unfinished record claims is
 //     removed;
+//   - a one-off whose end was recorded before its container's removal
+//     is finished with that outcome, its container removed if still there;
 //   - a detached one-off whose container was started is adopted, even when
 //     its record still says pending: its log is read from where the stored
 //     lines end, and its exit recorded;
@@ -124,6 +126,15 @@ func (m *Manager) settle(ctx context.Context, listed OneOff, c Container, exists
 
 	now := m.cfg.Now()
 	switch {
+	case rec.Step == StepRemove && rec.Outcome != "":
+		// It ended and said how; the daemon died removing its container.
+		l.requestStop(rec.Outcome)
+		if exists {
+			if err := m.rt.Remove(ctx, c.ID); err != nil {
+				log.Warn("remove container failed; will retry", "container", shortID(c.ID), "err", err)
+			}
+		}
+		m.finish(l, rec.Outcome, rec.ExitCode, rec.Error)
 	case rec.Mode == Detached && exists && c.Started:
 		if rec.State == Pending {
 			// It started, but the daemon stopped before its record said so.

@@ -209,6 +209,7 @@ func TestManager_crash(t *testing.T) {
 		{name: "attached with files, after the copy", req: files(), at: "copy", want: oneoff.Failed, wantErr: "files"},
 		{name: "attached, after its session's start", at: "start", then: runSession, want: oneoff.Lost, wantErr: "terminal went away"},
 		{name: "attached, stopped, after the remove", at: "remove", then: stop, want: oneoff.Stopped},
+		{name: "attached, exited, after the remove", at: "remove", then: sessionExits3, want: oneoff.Exited},
 		{name: "detached, before the create", req: detached(oneoff.Request{}), at: "before create", want: oneoff.Failed, wantErr: "before the one-off's container was created"},
 		{name: "detached, after the create", req: detached(oneoff.Request{}), at: "create", want: oneoff.Failed, wantErr: "before the one-off started"},
 		{name: "detached with files, after the copy", req: detached(files()), at: "copy", want: oneoff.Failed, wantErr: "files"},
@@ -347,4 +348,19 @@ func stop(t *testing.T, _ *harness, m *oneoff.Manager, rec oneoff.OneOff, _ stri
 func exit3(t *testing.T, h *harness, _ *oneoff.Manager, rec oneoff.OneOff, _ string) {
 	at := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
 	h.rt.LogAndExit(t, rec.ContainerID, []oneoff.LogEntry{entry(at, "stdout", "before the end\n")}, 3)
+}
+
+// sessionExits3 attaches a terminal to the one-off and runs its session,
+// in which the command exits with status 3.
+func sessionExits3(t *testing.T, h *harness, m *oneoff.Manager, rec oneoff.OneOff, secret string) {
+	sess, err := m.Claim(context.Background(), rec.ID, secret, "127.0.0.1:1")
+	if err != nil {
+		t.Errorf("Claim: %v", err)
+		return
+	}
+	go func() {
+		h.rt.Started(t, rec.ContainerID)
+		h.rt.Exit(t, rec.ContainerID, 3, true)
+	}()
+	sess.Run(context.Background(), newFakeConn(t), oneoff.TermSize{})
 }

@@ -276,9 +276,9 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err := m.Reconcile(ctx); err != nil {
 		m.log.Warn("reconcile failed; will retry", "err", err)
 	}
-	m.prune(ctx)
 	go func() {
 		defer close(m.loop)
+		m.prune(m.ctx) // in the background: a backlog must not delay the start
 		t := time.NewTicker(m.cfg.ReconcileInterval)
 		defer t.Stop()
 		pt := time.NewTicker(pruneInterval)

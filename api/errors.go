@@ -32,6 +32,8 @@ func status(err error) int {
 		return http.StatusConflict
 	case errors.Is(err, errdefs.ErrTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, errdefs.ErrQuota):
+		return http.StatusTooManyRequests
 	case errors.Is(err, errdefs.ErrUnavailable):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, context.DeadlineExceeded):

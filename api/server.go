@@ -202,11 +202,17 @@ func (s *Server) withDetails(body map[string]any) map[string]any {
 }
 
 func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {
+	limit, err := listLimit(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	apps, err := s.deploys.Apps(r.Context())
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	apps = apps[:min(len(apps), limit)]
 	if apps == nil {
 		apps = []deploy.App{}
 	}
@@ -354,13 +360,10 @@ func (s *Server) listOneOffs(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errdefs.Invalid("invalid_mode", "mode %q is unknown: use attached or detached", f.Mode))
 		return
 	}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			s.writeError(w, r, errdefs.Invalid("invalid_limit", "limit %q is not a whole number", v))
-			return
-		}
-		f.Limit = n
+	var err error
+	if f.Limit, err = listLimit(r); err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	list, err := s.oneoffs.List(r.Context(), f)
 	if err != nil {
@@ -396,14 +399,11 @@ func (s *Server) stopOneOff(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := oneoff.AuditFilter{App: q.Get("app"), OneOffID: q.Get("oneoff"), Limit: 100}
-	if v := q.Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 10000 {
-			s.writeError(w, r, errdefs.Invalid("invalid_limit", "limit %q must be a whole number from 1 to 10000", v))
-			return
-		}
-		f.Limit = n
+	f := oneoff.AuditFilter{App: q.Get("app"), OneOffID: q.Get("oneoff")}
+	var err error
+	if f.Limit, err = listLimit(r); err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	events, err := s.oneoffs.Audit(r.Context(), f)
 	if err != nil {
@@ -411,6 +411,28 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"events": events})
+}
+
+// The bounds of a list route's answer: DefaultListLimit items, newest
+// first, unless the request's limit asks for another number, at most
+// MaxListLimit. A larger limit is refused, with the maximum in the
+// message, rather than silently cut.
+const (
+	DefaultListLimit = 100
+	MaxListLimit     = 1000
+)
+
+// listLimit reads a list route's limit parameter.
+func listLimit(r *http.Request) (int, error) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return DefaultListLimit, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > MaxListLimit {
+		return 0, errdefs.Invalid("invalid_limit", "limit %q must be a whole number from 1 to %d, the most a listing returns", v, MaxListLimit)
+	}
+	return n, nil
 }
 
 // decodeJSON reads a JSON body strictly: unknown fields, trailing data and

@@ -19,6 +19,7 @@ import (
 
 	"github.com/oneoffd/oneoffd/api"
 	"github.com/oneoffd/oneoffd/deploy"
+	"github.com/oneoffd/oneoffd/errdefs"
 	"github.com/oneoffd/oneoffd/internal/version"
 	"github.com/oneoffd/oneoffd/oneoff"
 )
@@ -68,6 +69,25 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// Is lets errors.Is match the errdefs class the answer's status stands
+// for, as the daemon mapped it: errors.Is(err, errdefs.ErrQuota) says a
+// quota refused the request, which may pass once other one-offs ended.
+func (e *Error) Is(target error) bool {
+	class, ok := statusClass[e.Status]
+	return ok && target == class
+}
+
+// statusClass is the reverse of the daemon's mapping of classes to statuses.
+var statusClass = map[int]error{
+	http.StatusBadRequest:            errdefs.ErrInvalid,
+	http.StatusUnauthorized:          errdefs.ErrUnauthorized,
+	http.StatusNotFound:              errdefs.ErrNotFound,
+	http.StatusConflict:              errdefs.ErrConflict,
+	http.StatusRequestEntityTooLarge: errdefs.ErrTooLarge,
+	http.StatusTooManyRequests:       errdefs.ErrQuota,
+	http.StatusServiceUnavailable:    errdefs.ErrUnavailable,
+}
 
 // Deploy registers a release of app.
 func (c *Client) Deploy(ctx context.Context, app string, spec deploy.Spec) (deploy.Release, error) {

@@ -2,12 +2,14 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
 	"github.com/oneoffd/oneoffd/api"
 	"github.com/oneoffd/oneoffd/client"
+	"github.com/oneoffd/oneoffd/errdefs"
 )
 
 func TestClient_WithVersionCheck(t *testing.T) {
@@ -55,5 +57,24 @@ func TestClient_WithRequester(t *testing.T) {
 	}
 	if got != "alice@example.com" {
 		t.Errorf("requester header = %q, want alice@example.com", got)
+	}
+}
+
+func TestError_Is(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusTooManyRequests)
+		w.Write([]byte(`{"error": {"code": "oneoff_quota", "message": "app web already runs 2 one-offs"}}`))
+	}))
+	defer srv.Close()
+	_, err := client.New(srv.URL, "token", nil).Apps(context.Background())
+	if !errors.Is(err, errdefs.ErrQuota) {
+		t.Fatalf("got %v, want an errdefs.ErrQuota error", err)
+	}
+	if errors.Is(err, errdefs.ErrConflict) {
+		t.Error("a 429 matches errdefs.ErrConflict too")
+	}
+	if got, want := err.Error(), "app web already runs 2 one-offs"; got != want {
+		t.Errorf("message %q, want %q", got, want)
 	}
 }

@@ -22,6 +22,9 @@ var (
 	ErrTooLarge = errors.New("too large")
 	// ErrUnavailable is a dependency that does not answer, such as the engine.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrQuota is a request over a configured quota, such as the one-offs
+	// an app may run at once: it may succeed once others have ended.
+	ErrQuota = errors.New("over quota")
 )
 
 // Error is an error a person can act on: a class, a stable machine-readable
@@ -75,6 +78,11 @@ func Unauthorized(code, format string, args ...any) error {
 // TooLarge returns an ErrTooLarge error with a code and a message.
 func TooLarge(code, format string, args ...any) error {
 	return newf(ErrTooLarge, code, format, args...)
+}
+
+// Quota returns an ErrQuota error with a code and a message.
+func Quota(code, format string, args ...any) error {
+	return newf(ErrQuota, code, format, args...)
 }
 
 // Unavailable returns an ErrUnavailable error wrapping cause.

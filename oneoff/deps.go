@@ -135,6 +135,8 @@ type Container struct {
 	ID      string
 	Labels  map[string]string
 	Running bool
+	// Started says it was started once: it runs, or it ran and exited.
+	Started bool
 }
 
 // Store persists one-off records.
@@ -152,6 +154,12 @@ type Store interface {
 	AddAudit(ctx context.Context, ev AuditEvent) error
 	// Audit lists the audit trail's events that pass f, newest first.
 	Audit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+	// PruneOneOffs deletes the records of the one-offs finished before
+	// before, and says how many.
+	PruneOneOffs(ctx context.Context, before time.Time) (int, error)
+	// PruneAudit deletes the audit trail's events older than before, and
+	// says how many.
+	PruneAudit(ctx context.Context, before time.Time) (int, error)
 }
 
 // Releases tells which release an app runs now.

@@ -16,19 +16,34 @@ const maxLineLen = 1 << 20
 // startDetached starts a detached one-off's container and hands it to a
 // follower that feeds its output to the app's log until it ends.
 func (m *Manager) startDetached(ctx context.Context, l *live, ttl time.Duration) (OneOff, error) {
-	l.mu.Lock()
-	l.claimed = true // no terminal will claim it: its follower owns it
-	cid, rec := l.rec.ContainerID, l.rec
-	l.mu.Unlock()
-	exitc := m.rt.Wait(m.ctx, cid, false) // for as long as the daemon runs
-	if err := m.rt.Start(ctx, cid); err != nil {
-		m.discard(l, Failed, userMessage(err))
-		return rec, err
-	}
+	// The start is recorded before it is made, with the lifetime it will
+	// have: a daemon that dies before the record says running finds the
+	// job running at its next start, and adopts it.
 	now := m.cfg.Now().UTC()
 	expires := now.Add(ttl)
 	l.mu.Lock()
-	l.rec.State, l.rec.StartedAt, l.rec.ExpiresAt = Running, &now, &expires
+	l.claimed = true // no terminal will claim it: its follower owns it
+	l.rec.Step, l.rec.StartedAt, l.rec.ExpiresAt = StepStart, &now, &expires
+	cid, rec := l.rec.ContainerID, l.rec
+	l.mu.Unlock()
+	unstarted := func() {
+		l.mu.Lock()
+		l.rec.Step, l.rec.StartedAt, l.rec.ExpiresAt = StepNone, nil, nil
+		l.mu.Unlock()
+	}
+	if err := m.store.UpdateOneOff(ctx, rec); err != nil {
+		unstarted()
+		m.discard(l, Failed, userMessage(err))
+		return rec, fmt.Errorf("record one-off %q: %w", rec.ID, err)
+	}
+	exitc := m.rt.Wait(m.ctx, cid, false) // for as long as the daemon runs
+	if err := m.rt.Start(ctx, cid); err != nil {
+		unstarted()
+		m.discard(l, Failed, userMessage(err))
+		return rec, err
+	}
+	l.mu.Lock()
+	l.rec.State, l.rec.Step = Running, StepNone
 	rec = l.rec
 	l.mu.Unlock()
 	if err := m.store.UpdateOneOff(ctx, rec); err != nil {
@@ -198,6 +213,7 @@ func (m *Manager) followDetached(l *live, exitc <-chan Exit) {
 		c := exit.Code
 		code = &c
 	}
+	m.recordEnd(l, outcome, code, msg)
 	rctx, cancel := m.engineContext(ctx)
 	defer cancel()
 	if err := m.rt.Remove(rctx, rec.ContainerID); err != nil {

@@ -60,6 +60,13 @@ type Config struct {
 	// file, and all together.
 	MaxUploadFile  int64
 	MaxUploadTotal int64
+	// MaxPerApp and MaxTotal bound the one-offs not finished yet, pending
+	// or running: those of one app, and all together.
+	MaxPerApp int
+	MaxTotal  int
+	// RecordRetention is how long the records of finished one-offs and the
+	// audit trail's events are kept.
+	RecordRetention time.Duration
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -74,6 +81,9 @@ const (
 	DefaultEngineTimeout     = 2 * time.Minute
 	DefaultMaxLifetime       = 24 * time.Hour
 	DefaultPullTimeout       = 10 * time.Minute
+	DefaultMaxPerApp         = 10
+	DefaultMaxTotal          = 100
+	DefaultRecordRetention   = 90 * 24 * time.Hour
 )
 
 func (c *Config) setDefaults() {
@@ -90,6 +100,13 @@ func (c *Config) setDefaults() {
 	def(&c.EngineTimeout, DefaultEngineTimeout)
 	def(&c.MaxLifetime, DefaultMaxLifetime)
 	def(&c.PullTimeout, DefaultPullTimeout)
+	def(&c.RecordRetention, DefaultRecordRetention)
+	if c.MaxPerApp <= 0 {
+		c.MaxPerApp = DefaultMaxPerApp
+	}
+	if c.MaxTotal <= 0 {
+		c.MaxTotal = DefaultMaxTotal
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -261,8 +278,11 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	go func() {
 		defer close(m.loop)
+		m.prune(m.ctx) // in the background: a backlog must not delay the start
 		t := time.NewTicker(m.cfg.ReconcileInterval)
 		defer t.Stop()
+		pt := time.NewTicker(pruneInterval)
+		defer pt.Stop()
 		for {
 			select {
 			case <-m.ctx.Done():
@@ -271,6 +291,8 @@ func (m *Manager) Start(ctx context.Context) error {
 				if err := m.Reconcile(m.ctx); err != nil {
 					m.log.Warn("reconcile failed; will retry", "err", err)
 				}
+			case <-pt.C:
+				m.prune(m.ctx)
 			}
 		}
 	}()
@@ -344,7 +366,10 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 	rec := OneOff{
 		ID: newID(), App: app, Release: rel.Version, Image: rel.Image, Command: argv,
 		EnvNames: req.envNames(), Mode: Attached, TTY: req.TTY, Requester: req.Requester,
-		Size: size.Name, State: Pending, CreatedAt: now,
+		Size: size.Name, State: Pending, Step: StepCreate, CreatedAt: now,
+	}
+	if len(uploads) > 0 {
+		rec.Step = StepUpload // a container without all its files is of no use
 	}
 	var secret string
 	if req.Detached {
@@ -362,6 +387,12 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 	if m.closing {
 		m.mu.Unlock()
 		return OneOff{}, "", errdefs.Unavailable("shutting_down", nil, "oneoffd is shutting down: retry in a moment")
+	}
+	// Counted under the lock that registers the new one-off, in-flight
+	// creates included, so that two creates cannot both take the last slot.
+	if err := m.checkQuotaLocked(app); err != nil {
+		m.mu.Unlock()
+		return OneOff{}, "", err
 	}
 	m.live[rec.ID] = l
 	m.mu.Unlock()
@@ -451,8 +482,12 @@ func (m *Manager) prepare(ctx context.Context, l *live, p plan) (OneOff, error) 
 		m.finish(l, Failed, nil, userMessage(err))
 		return OneOff{}, fmt.Errorf("create one-off for %q: %w", rec.App, err)
 	}
+	// The next step's intent goes with the container's id, in one write.
 	l.mu.Lock()
-	l.rec.ContainerID = cid
+	l.rec.ContainerID, l.rec.Step = cid, StepNone
+	if len(p.uploads) > 0 {
+		l.rec.Step = StepUpload
+	}
 	rec = l.rec
 	stopped := l.reason
 	l.mu.Unlock()
@@ -477,7 +512,7 @@ func (m *Manager) prepare(ctx context.Context, l *live, p plan) (OneOff, error) 
 			return OneOff{}, fmt.Errorf("upload files for one-off %s: %w", rec.Name, err)
 		}
 		l.mu.Lock()
-		l.rec.Uploads = p.uploads
+		l.rec.Uploads, l.rec.Step = p.uploads, StepNone
 		rec = l.rec
 		l.mu.Unlock()
 		if err := m.store.UpdateOneOff(ectx, rec); err != nil {
@@ -668,6 +703,7 @@ func (m *Manager) discard(l *live, outcome Outcome, msg string) {
 	cid := l.rec.ContainerID
 	l.mu.Unlock()
 	if cid != "" {
+		m.recordEnd(l, outcome, nil, msg)
 		if err := m.rt.Remove(ctx, cid); err != nil {
 			m.log.Error("remove container failed; reconcile will retry", "oneoff", l.rec.ID, "container", shortID(cid), "err", err)
 		}
@@ -685,7 +721,7 @@ func (m *Manager) finish(l *live, outcome Outcome, code *int, msg string) {
 		return
 	}
 	l.finished = true
-	l.rec.State, l.rec.Outcome, l.rec.ExitCode, l.rec.Error = Finished, outcome, code, msg
+	l.rec.State, l.rec.Step, l.rec.Outcome, l.rec.ExitCode, l.rec.Error = Finished, StepNone, outcome, code, msg
 	l.rec.FinishedAt = &now
 	l.rec.AttachDeadline = nil
 	l.mu.Unlock()
@@ -724,6 +760,25 @@ func (m *Manager) finish(l *live, outcome Outcome, code *int, msg string) {
 		attrs = append(attrs, "error", msg)
 	}
 	m.log.Info("one-off finished", attrs...)
+}
+
+// recordEnd writes how a one-off ended before its container is removed, so
+// that a daemon dying before the record says finished leaves the next start
+// the outcome to record, rather than a guess.
+func (m *Manager) recordEnd(l *live, outcome Outcome, code *int, msg string) {
+	l.mu.Lock()
+	if l.finished {
+		l.mu.Unlock()
+		return
+	}
+	l.rec.Step, l.rec.Outcome, l.rec.ExitCode, l.rec.Error = StepRemove, outcome, code, msg
+	rec := l.rec
+	l.mu.Unlock()
+	ctx, cancel := m.engineContext(context.Background())
+	defer cancel()
+	if err := m.store.UpdateOneOff(ctx, rec); err != nil {
+		m.log.Warn("record the end before removing the container failed", "oneoff", rec.ID, "err", err)
+	}
 }
 
 func (m *Manager) engineContext(ctx context.Context) (context.Context, context.CancelFunc) {

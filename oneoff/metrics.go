@@ -19,6 +19,8 @@ type metrics struct {
 	uploadBytes    prometheus.Counter
 	logLines       prometheus.Counter
 	logDropped     prometheus.Counter
+	quotaRefusals  *prometheus.CounterVec
+	recordsPruned  *prometheus.CounterVec
 }
 
 // newMetrics registers the metrics with reg; a nil reg keeps them to
@@ -82,9 +84,18 @@ func newMetrics(reg prometheus.Registerer, sizes []Size) *metrics {
 			Name: "oneoffd_log_lines_dropped_total",
 			Help: "Lines of detached one-offs' output the log store refused.",
 		}),
+		quotaRefusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "oneoffd_quota_refusals_total",
+			Help: "One-offs refused for a quota: the app's (app) or the daemon's (total).",
+		}, []string{"quota"}),
+		recordsPruned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "oneoffd_records_pruned_total",
+			Help: "Records deleted after the retention: finished one-offs (oneoff) and audit events (audit).",
+		}, []string{"kind"}),
 	}
 	reg.MustRegister(m.started, m.finished, m.running, m.startLatency, m.runDuration, m.sessions,
-		m.attachBytes, m.idleReaps, m.attachExpiries, m.lifetimeStops, m.uploadBytes, m.logLines, m.logDropped)
+		m.attachBytes, m.idleReaps, m.attachExpiries, m.lifetimeStops, m.uploadBytes, m.logLines, m.logDropped,
+		m.quotaRefusals, m.recordsPruned)
 	// Every series exists from the start, at zero, so that rates and
 	// alerts see the first event.
 	for _, mode := range []Mode{Attached, Detached} {
@@ -98,6 +109,10 @@ func newMetrics(reg prometheus.Registerer, sizes []Size) *metrics {
 			m.finished.WithLabelValues(string(mode), string(o))
 		}
 	}
+	m.quotaRefusals.WithLabelValues("app")
+	m.quotaRefusals.WithLabelValues("total")
+	m.recordsPruned.WithLabelValues("oneoff")
+	m.recordsPruned.WithLabelValues("audit")
 	m.attachBytes.WithLabelValues("in")
 	m.attachBytes.WithLabelValues("out")
 	return m

@@ -39,6 +39,28 @@ func (s State) Valid() bool {
 	return s == Pending || s == Running || s == Finished
 }
 
+// Step is the engine call a one-off's record was written before: after a
+// crash, it tells reconcile what may exist that the record does not say.
+type Step string
+
+// The steps, in the order a one-off goes through them.
+const (
+	// StepNone: no engine call is under way on the one-off's behalf.
+	StepNone Step = ""
+	// StepCreate: its image is being pulled or its container created; a
+	// container may exist that the record does not name yet.
+	StepCreate Step = "create"
+	// StepUpload: as StepCreate, or its files are being copied into its
+	// container, which may then hold only some of them.
+	StepUpload Step = "upload"
+	// StepStart: its container is being started; it may run although the
+	// record still says pending.
+	StepStart Step = "start"
+	// StepRemove: it has ended, its Outcome, ExitCode and Error say how,
+	// and its container is being removed; the record is not finished yet.
+	StepRemove Step = "remove"
+)
+
 // Outcome says how a finished one-off ended.
 type Outcome string
 
@@ -91,6 +113,8 @@ type OneOff struct {
 	Error string `json:"error,omitempty"`
 
 	ContainerID string `json:"container_id,omitempty"`
+	// Step is the engine call under way, recorded before it is made.
+	Step Step `json:"-"`
 	// Client is the address of the attached terminal, once attached.
 	Client string `json:"client,omitempty"`
 	// BytesIn and BytesOut count what went through the attached terminal:

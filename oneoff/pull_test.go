@@ -103,6 +103,7 @@ func TestManager_pull(t *testing.T) {
 		h.rt.PullHook = gate.hook
 		rec, _ := h.create(t, oneoff.Request{Detached: true})
 		cid := h.waitContainer(t, rec.ID)
+		h.waitStored(t, rec.ID, oneoff.Running) // exits only once started
 		h.rt.Exit(t, cid, 0, false)
 		h.waitStored(t, rec.ID, oneoff.Finished)
 		got := strings.Join(h.texts(rec.Name), "|")

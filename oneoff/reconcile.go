@@ -3,14 +3,29 @@ package oneoff
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
-// Reconcile makes the engine and the records agree. A container of this
-// daemon that no unfinished record claims is removed. An unfinished record
-// that this process does not follow is adopted when it is a detached
-// one-off whose container is there, or a pending one-off still waiting for
-// its terminal; otherwise it is finished as lost, its container stopped and
-// removed: its terminal went away with the process that served it.
+// Reconcile makes the engine and the records agree, matching containers to
+// records by the one-off id in the containers' own labels, never by the
+// container id a record may not have received before a crash:
+//
+//   - a container of this daemon that no unfinished record claims is
+//     removed;
+//   - a one-off whose end was recorded before its container's removal
+//     is finished with that outcome, its container removed if still there;
+//   - a detached one-off whose container was started is adopted, even when
+//     its record still says pending: its log is read from where the stored
+//     lines end, and its exit recorded;
+//   - a pending attached one-off whose container was created but not
+//     started is adopted until its attach deadline (and learns its
+//     container's id), or discarded once the deadline has passed;
+//   - any other unfinished one-off is finished: failed when the daemon
+//     stopped before its container was ready, lost when it ran and its
+//     terminal went away, or when its container disappeared. Its container
+//     is stopped and removed.
+//
+// One-offs that this process follows are left alone.
 func (m *Manager) Reconcile(ctx context.Context) error {
 	// Containers first, records second: a record is always written before
 	// its container is created, so no container can be seen without it.
@@ -26,22 +41,28 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 		}
 		open = append(open, recs...)
 	}
-	byID := make(map[string]Container, len(containers))
+	byID := make(map[string][]Container, len(containers))
 	for _, c := range containers {
-		byID[c.Labels[LabelID]] = c
+		id := c.Labels[LabelID]
+		byID[id] = append(byID[id], c)
 	}
-	claimed := make(map[string]bool, len(open))
+	kept := make(map[string]bool, len(open))
 	for _, rec := range open {
-		claimed[rec.ID] = true
 		if m.lookup(rec.ID) != nil {
+			for _, c := range byID[rec.ID] {
+				kept[c.ID] = true
+			}
 			continue
 		}
-		c, ok := byID[rec.ID]
+		c, ok := pick(rec, byID[rec.ID])
+		if ok {
+			kept[c.ID] = true
+		}
 		m.settle(ctx, rec, c, ok)
 	}
 	for _, c := range containers {
 		id := c.Labels[LabelID]
-		if claimed[id] || m.lookup(id) != nil {
+		if kept[c.ID] || m.lookup(id) != nil {
 			continue
 		}
 		m.log.Info("removing a container no one-off claims", "container", shortID(c.ID), "oneoff", id)
@@ -52,47 +73,135 @@ func (m *Manager) Reconcile(ctx context.Context) error {
 	return m.rt.Prune(ctx)
 }
 
-// settle adopts or ends an unfinished one-off that no session follows.
-func (m *Manager) settle(ctx context.Context, rec OneOff, c Container, exists bool) {
-	l := newLive(rec)
-	if exists {
-		l.markReady(nil)
+// pick returns the container of rec among those labelled with its id: the
+// one the record names, else the first, made by a create whose result the
+// record never received. The others are strays.
+func pick(rec OneOff, cs []Container) (Container, bool) {
+	for _, c := range cs {
+		if c.ID == rec.ContainerID {
+			return c, true
+		}
 	}
+	if len(cs) > 0 {
+		return cs[0], true
+	}
+	return Container{}, false
+}
+
+// settle adopts or ends an unfinished one-off that no one follows, listed
+// as listed, whose container, if it exists, is c.
+func (m *Manager) settle(ctx context.Context, listed OneOff, c Container, exists bool) {
+	// Followed first, then read again: the record listed may have
+	// finished since, its follower gone; once followed here, nothing
+	// else changes it.
+	l := newLive(listed)
 	m.mu.Lock()
-	if m.live[rec.ID] != nil {
+	if m.live[listed.ID] != nil {
 		m.mu.Unlock()
 		return
 	}
-	m.live[rec.ID] = l
+	m.live[listed.ID] = l
 	m.mu.Unlock()
+	rec, err := m.store.OneOff(ctx, listed.ID)
+	if err != nil || rec.State == Finished {
+		if err != nil {
+			m.log.Warn("read one-off to reconcile failed; will retry", "oneoff", listed.ID, "err", err)
+		}
+		m.mu.Lock()
+		delete(m.live, listed.ID)
+		m.mu.Unlock()
+		return
+	}
+	recorded := rec.ContainerID // empty when the daemon died before it knew it
+	if exists {
+		rec.ContainerID = c.ID
+	}
+	l.mu.Lock()
+	l.rec = rec
+	l.mu.Unlock()
+	if exists {
+		l.markReady(nil)
+	}
+	log := m.log.With("oneoff", rec.ID, "app", rec.App, "name", rec.Name)
 
 	now := m.cfg.Now()
 	switch {
-	case rec.Mode == Detached && rec.State == Running && exists:
-		l.rec.ContainerID = c.ID
+	case rec.Step == StepRemove && rec.Outcome != "":
+		// It ended and said how; the daemon died removing its container.
+		l.requestStop(rec.Outcome)
+		if exists {
+			if err := m.rt.Remove(ctx, c.ID); err != nil {
+				log.Warn("remove container failed; will retry", "container", shortID(c.ID), "err", err)
+			}
+		}
+		m.finish(l, rec.Outcome, rec.ExitCode, rec.Error)
+	case rec.Mode == Detached && exists && c.Started:
+		if rec.State == Pending {
+			// It started, but the daemon stopped before its record said so.
+			m.markAdopted(ctx, l, now)
+		}
 		m.adoptDetached(l)
+	case exists && rec.Step == StepUpload:
+		l.requestStop(Failed)
+		m.discard(l, Failed, "the daemon stopped while the one-off's files were being copied in")
 	case rec.Mode == Detached && exists:
+		l.mu.Lock()
+		l.rec.StartedAt, l.rec.ExpiresAt = nil, nil // the start was meant, not made
+		l.mu.Unlock()
 		l.requestStop(Failed)
 		m.discard(l, Failed, "the daemon stopped before the one-off started")
-	case rec.State == Pending && exists && !c.Running && rec.AttachDeadline != nil && rec.AttachDeadline.After(now):
-		l.rec.ContainerID = c.ID
-		m.log.Info("adopting a pending one-off", "oneoff", rec.ID, "app", rec.App, "until", rec.AttachDeadline)
+	case exists && (rec.State == Running || c.Started):
+		l.requestStop(Lost)
+		if c.Running {
+			if err := m.rt.Stop(ctx, c.ID, m.cfg.StopGrace); err != nil {
+				log.Warn("stop lost container failed", "err", err)
+			}
+		}
+		m.discard(l, Lost, "the daemon restarted while it ran, and its terminal went away")
+	case exists && rec.AttachDeadline != nil && rec.AttachDeadline.After(now):
+		if rec.Step != StepNone || recorded != c.ID {
+			l.mu.Lock()
+			l.rec.Step = StepNone
+			rec = l.rec
+			l.mu.Unlock()
+			if err := m.store.UpdateOneOff(ctx, rec); err != nil {
+				log.Warn("record the adopted container failed", "err", err)
+			}
+		}
+		log.Info("adopting a pending one-off", "container", shortID(c.ID), "until", rec.AttachDeadline)
 		m.armAttachWait(l, rec.AttachDeadline.Sub(now))
-	case rec.State == Pending && exists:
+	case exists:
 		l.requestStop(AttachTimeout)
 		m.met.attachExpiries.Inc()
 		m.audit(rec, AuditReap, ActorDaemon, "nobody attached before the daemon restarted and its wait ended")
 		m.discard(l, AttachTimeout, "")
-	case exists:
-		l.requestStop(Lost)
-		if c.Running {
-			if err := m.rt.Stop(ctx, c.ID, m.cfg.StopGrace); err != nil {
-				m.log.Warn("stop lost container failed", "oneoff", rec.ID, "err", err)
-			}
-		}
-		m.discard(l, Lost, "the daemon restarted while it ran, and its terminal went away")
+	case rec.State == Pending && (rec.Step == StepCreate || rec.Step == StepUpload):
+		l.requestStop(Failed)
+		m.finish(l, Failed, nil, "the daemon stopped before the one-off's container was created")
 	default:
 		l.requestStop(Lost)
 		m.finish(l, Lost, nil, "its container disappeared")
 	}
+}
+
+// markAdopted records as running a detached one-off found started whose
+// record still says pending.
+func (m *Manager) markAdopted(ctx context.Context, l *live, now time.Time) {
+	l.mu.Lock()
+	l.rec.State, l.rec.Step = Running, StepNone
+	if l.rec.StartedAt == nil {
+		at := now.UTC()
+		l.rec.StartedAt = &at
+	}
+	if l.rec.ExpiresAt == nil {
+		at := l.rec.StartedAt.Add(m.cfg.MaxLifetime)
+		l.rec.ExpiresAt = &at
+	}
+	rec := l.rec
+	l.mu.Unlock()
+	m.log.Info("a detached one-off started before the daemon stopped; recording it running", "oneoff", rec.ID, "app", rec.App, "name", rec.Name)
+	if err := m.store.UpdateOneOff(ctx, rec); err != nil {
+		m.log.Warn("record the adopted start failed", "oneoff", rec.ID, "err", err)
+	}
+	m.met.started.WithLabelValues(string(rec.Mode), rec.Size).Inc()
 }

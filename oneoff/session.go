@@ -231,6 +231,7 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 	if !finished {
 		conn.Finish(res)
 	}
+	m.recordEnd(l, res.Outcome, res.ExitCode, msg)
 	rctx, cancel := m.engineContext(ctx)
 	defer cancel()
 	if err := m.rt.Remove(rctx, cid); err != nil {

@@ -344,7 +344,8 @@ func (d *Docker) List(ctx context.Context, labels map[string]string) ([]oneoff.C
 	}
 	out := make([]oneoff.Container, 0, len(list))
 	for _, c := range list {
-		out = append(out, oneoff.Container{ID: c.ID, Labels: c.Labels, Running: c.State == "running"})
+		out = append(out, oneoff.Container{ID: c.ID, Labels: c.Labels, Running: c.State == "running",
+			Started: c.State != "created"})
 	}
 	return out, nil
 }

@@ -15,6 +15,7 @@ import (
 // CreateRelease records r as its app's newest release, creating the app if
 // needed. It numbers the release one past the app's previous one, starting
 // at 1, and returns it with Version, CreatedAt and a non-nil Processes map.
+// Releases older than the last ones KeepReleases keeps are deleted.
 func (db *DB) CreateRelease(ctx context.Context, r deploy.Release) (deploy.Release, error) {
 	r.CreatedAt = time.Now().UTC()
 	if r.Processes == nil {
@@ -44,7 +45,10 @@ func (db *DB) CreateRelease(ctx context.Context, r deploy.Release) (deploy.Relea
 			`INSERT INTO releases (app, version, image, env, procfile, processes, created_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?)`,
 			r.App, r.Version, r.Image, env, r.Procfile, procs, at)
-		return err
+		if err != nil {
+			return err
+		}
+		return db.pruneReleases(ctx, tx, r.App, r.Version)
 	})
 	if err != nil {
 		return deploy.Release{}, fmt.Errorf("create release for %q: %w", r.App, err)

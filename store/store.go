@@ -39,11 +39,13 @@ type DB struct {
 	path string
 	w    *sql.DB // the single writer connection
 	r    *sql.DB // read-only connections
+	// keepReleases is how many releases of each app are kept.
+	keepReleases int
 }
 
 // Open opens the database at path, creating it and its parent directory
 // if needed, and brings its schema up to date.
-func Open(path string) (*DB, error) {
+func Open(path string, opts ...Option) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("open database: no path given")
 	}
@@ -80,7 +82,11 @@ func Open(path string) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	return &DB{path: path, w: w, r: r}, nil
+	db := &DB{path: path, w: w, r: r, keepReleases: DefaultReleasesKept}
+	for _, o := range opts {
+		o(db)
+	}
+	return db, nil
 }
 
 // dsn returns the modernc.org/sqlite data source name for the file at the
@@ -235,6 +241,14 @@ CREATE TABLE audit (
 
 CREATE INDEX audit_by_app ON audit (app, seq);
 CREATE INDEX audit_by_oneoff ON audit (oneoff_id, seq);
+`,
+	// 6: the engine call under way for a one-off, and indexes for pruning
+	// records by age.
+	`
+ALTER TABLE oneoffs ADD COLUMN step TEXT NOT NULL DEFAULT '';
+
+CREATE INDEX oneoffs_by_finish ON oneoffs (state, finished_at);
+CREATE INDEX audit_by_time ON audit (time);
 `,
 }
 

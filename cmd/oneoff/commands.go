@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/oneoffd/oneoffd/api"
 	"github.com/oneoffd/oneoffd/client"
 	"github.com/oneoffd/oneoffd/deploy"
 	"github.com/oneoffd/oneoffd/internal/version"
@@ -28,10 +30,22 @@ func psCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			list, err := c.OneOffs(cmd.Context(), oneoff.Filter{App: g.app})
-			if err != nil {
-				return err
+			// The API answers the newest records only: without --all,
+			// the unfinished ones are asked for by state, so that a long
+			// job is listed however many ended since it started.
+			var list []oneoff.OneOff
+			states := []oneoff.State{oneoff.Pending, oneoff.Running}
+			if all {
+				states = []oneoff.State{""}
 			}
+			for _, st := range states {
+				part, err := c.OneOffs(cmd.Context(), oneoff.Filter{App: g.app, State: st, Limit: api.MaxListLimit})
+				if err != nil {
+					return err
+				}
+				list = append(list, part...)
+			}
+			slices.SortStableFunc(list, func(a, b oneoff.OneOff) int { return b.CreatedAt.Compare(a.CreatedAt) })
 			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tAPP\tNAME\tSTATE\tAGE\tCOMMAND")
 			for _, o := range list {

@@ -16,6 +16,7 @@ import (
 	"github.com/oneoffd/oneoffd/client"
 	"github.com/oneoffd/oneoffd/oneoff"
 	"github.com/oneoffd/oneoffd/runtime"
+	"github.com/oneoffd/oneoffd/store"
 )
 
 var errUsage = errors.New("usage")
@@ -51,6 +52,14 @@ type config struct {
 	Version           bool
 	// How one-offs are isolated; the instance is set at start-up.
 	Isolation runtime.Isolation
+	// MaxOneOffsPerApp and MaxOneOffs are the quotas of one-offs pending
+	// or running, of one app and of all.
+	MaxOneOffsPerApp int
+	MaxOneOffs       int
+	// RecordRetention is how long finished one-offs' records and audit
+	// events are kept; ReleasesKeep how many releases each app keeps.
+	RecordRetention time.Duration
+	ReleasesKeep    int
 }
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {
@@ -120,6 +129,22 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	boolean(&c.Isolation.AppNetworks, "app-networks", "ONEOFFD_APP_NETWORKS", true, "put each app's one-offs on a network of their own (false: the engine's default bridge)")
 	diskQuota := "10GiB"
 	str(&diskQuota, "disk-quota", "ONEOFFD_DISK_QUOTA", diskQuota, "bound each one-off's writable layer where the storage driver can (0 for no bound)")
+	integer := func(p *int, name, env string, def int, usage string) {
+		*p = def
+		if v := os.Getenv(env); v != "" {
+			if n, err := strconv.Atoi(v); err == nil {
+				*p = n
+			} else {
+				fmt.Fprintf(stderr, "oneoffd: ignoring %s=%q: not a whole number\n", env, v)
+			}
+		}
+		fs.IntVar(p, name, *p, usage+" (env "+env+")")
+	}
+	integer(&c.MaxOneOffsPerApp, "max-oneoffs-per-app", "ONEOFFD_MAX_ONEOFFS_PER_APP", oneoff.DefaultMaxPerApp, "the most one-offs, pending or running, one app may have at once (429 beyond)")
+	integer(&c.MaxOneOffs, "max-oneoffs", "ONEOFFD_MAX_ONEOFFS", oneoff.DefaultMaxTotal, "the most one-offs, pending or running, of all apps at once (429 beyond)")
+	integer(&c.ReleasesKeep, "releases-keep", "ONEOFFD_RELEASES_KEEP", store.DefaultReleasesKept, "how many releases of each app are kept, the current one among them")
+	recordRetention := "90d"
+	str(&recordRetention, "record-retention", "ONEOFFD_RECORD_RETENTION", recordRetention, "how long finished one-offs' records and audit events are kept: a duration such as 720h, or days such as 90d")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -178,6 +203,14 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 			return c, fmt.Errorf("--%s must be positive, got %s", name, d)
 		}
 	}
+	for name, n := range map[string]int{"max-oneoffs-per-app": c.MaxOneOffsPerApp, "max-oneoffs": c.MaxOneOffs, "releases-keep": c.ReleasesKeep} {
+		if n < 1 {
+			return c, fmt.Errorf("--%s must be at least 1, got %d", name, n)
+		}
+	}
+	if c.RecordRetention, err = parseRetention(recordRetention); err != nil {
+		return c, fmt.Errorf("--record-retention %q: %w", recordRetention, err)
+	}
 	c.LogLevel = strings.ToLower(c.LogLevel)
 	return c, nil
 }
@@ -190,4 +223,26 @@ func shortCapabilities(caps []string) []string {
 		out[i] = strings.TrimPrefix(c, "CAP_")
 	}
 	return out
+}
+
+// parseRetention reads a retention: days such as "90d", or a Go duration
+// such as "720h"; at least an hour.
+func parseRetention(s string) (time.Duration, error) {
+	var d time.Duration
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil {
+			return 0, errors.New("give days, such as 90d, or a duration, such as 720h")
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil {
+			return 0, errors.New("give days, such as 90d, or a duration, such as 720h")
+		}
+	}
+	if d < time.Hour {
+		return 0, errors.New("keep records for an hour at least")
+	}
+	return d, nil
 }

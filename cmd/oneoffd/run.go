@@ -55,7 +55,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	db, err := store.Open(filepath.Join(cfg.DataDir, "oneoffd.db"))
+	db, err := store.Open(filepath.Join(cfg.DataDir, "oneoffd.db"), store.KeepReleases(cfg.ReleasesKeep))
 	if err != nil {
 		return fmt.Errorf("open database: %w", err)
 	}
@@ -126,6 +126,7 @@ func run(ctx context.Context, args []string) error {
 		MaxUploadFile: cfg.MaxUploadFile, MaxUploadTotal: cfg.MaxUploadRequest, PullTimeout: cfg.PullTimeout,
 		ReconcileInterval: cfg.ReconcileInterval,
 		Metrics:           reg,
+		MaxPerApp:         cfg.MaxOneOffsPerApp, MaxTotal: cfg.MaxOneOffs, RecordRetention: cfg.RecordRetention,
 	}, docker, db, deploys, logStore, log)
 	probeCtx, cancelProbe := context.WithTimeout(ctx, 30*time.Second)
 	err = docker.Probe(probeCtx)

@@ -350,7 +350,8 @@ func (r *Runtime) List(_ context.Context, labels map[string]string) ([]oneoff.Co
 			}
 		}
 		if match {
-			out = append(out, oneoff.Container{ID: c.id, Labels: maps.Clone(c.spec.Labels), Running: c.running})
+			out = append(out, oneoff.Container{ID: c.id, Labels: maps.Clone(c.spec.Labels), Running: c.running,
+				Started: c.running || c.exitCode != nil})
 		}
 	}
 	return out, nil

@@ -195,7 +195,7 @@ func newDrains(ctx context.Context, cfg config, db *store.DB, log *slog.Logger) 
 		}
 		tlsConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	drains := logs.NewDrains(log, tlsConfig)
+	drains := logs.NewDrains(log, tlsConfig, cfg.DrainAllow)
 	for _, u := range cfg.LogDrains {
 		if err := drains.AddGlobal(u); err != nil {
 			return nil, fmt.Errorf("--log-drains: %w", err)
@@ -206,8 +206,18 @@ func newDrains(ctx context.Context, cfg config, db *store.DB, log *slog.Logger) 
 		return nil, err
 	}
 	for app, urls := range byApp {
-		if err := drains.SetApp(app, urls); err != nil {
-			log.Error("an app's recorded drain is invalid; skipping it", "app", app, "err", err)
+		// A drain recorded before a rule refused it, or before the operator
+		// narrowed --drain-allow, stays off; the app's others run.
+		valid := urls[:0:0]
+		for _, u := range urls {
+			if err := drains.Validate(u); err != nil {
+				log.Error("an app's recorded drain is refused; skipping it", "app", app, "err", err)
+				continue
+			}
+			valid = append(valid, u)
+		}
+		if err := drains.SetApp(app, valid); err != nil {
+			log.Error("an app's recorded drains are invalid; skipping them", "app", app, "err", err)
 		}
 	}
 	return drains, nil

@@ -19,12 +19,20 @@ const minTokenLen = 32
 
 // privateDataDir creates the data dir, readable by the daemon's user only
 // (0700), and takes that mode back from a dir that existed with a wider one:
-// it holds the database, with the apps' env values, and the API token.
+// it holds the database, with the apps' env values, and the API token. A
+// dir the daemon may not chmod (a mount owned by another user) is only
+// warned about: the files in it are the daemon user's alone anyway.
 func privateDataDir(dir string, log *slog.Logger) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
 	}
-	return private(dir, 0o700, "data dir", log)
+	if err := private(dir, 0o700, "data dir", log); err != nil {
+		if _, statErr := os.Stat(dir); statErr != nil {
+			return err
+		}
+		log.Warn("the data dir is open to other users and cannot be made private (the database and the token file in it are)", "err", err)
+	}
+	return nil
 }
 
 // private gives path the mode perm if its mode lets more in, with a warning

@@ -100,14 +100,15 @@ func TestUploads_hostileArchives(t *testing.T) {
 		ok := archiveFile(t, "ok", nil,
 			tar.Header{Typeflag: tar.TypeReg, Name: "../../../etc/passwd", Linkname: "not the passwd\n"},
 			tar.Header{Typeflag: tar.TypeSymlink, Name: "link", Linkname: "etc/passwd", Mode: 0o777},
+			tar.Header{Typeflag: tar.TypeLink, Name: "hard", Linkname: "etc/passwd"},
 		)
 		o, err := d.client().CreateOneOffWithFiles(ctx, app, api.CreateOneOff{
-			Command: oneoff.Command{Line: "head -1 /etc/passwd; cat /tmp/uploads/ok/link"}, TTY: &tty}, []client.File{ok}, nil)
+			Command: oneoff.Command{Line: "head -1 /etc/passwd; cat /tmp/uploads/ok/link; stat -c %h /tmp/uploads/ok/hard"}, TTY: &tty}, []client.File{ok}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		got := runRaw(t, d, o, "", "")
-		if want := "root:x:0:0:root:/root:/bin/sh\nnot the passwd\n"; got != want {
+		if want := "root:x:0:0:root:/root:/bin/sh\nnot the passwd\n2\n"; got != want {
 			t.Errorf("in the container:\n%s\nwant:\n%s", got, want)
 		}
 	})

@@ -89,8 +89,11 @@ func (d *SyslogDrain) status(app string) DrainStatus {
 	return st
 }
 
-// AppStatus returns the state of app's drains, by URL.
+// AppStatus returns the state of app's drains, by URL; none for nil Drains.
 func (ds *Drains) AppStatus(app string) []DrainStatus {
+	if ds == nil {
+		return []DrainStatus{}
+	}
 	ds.mu.RLock()
 	defer ds.mu.RUnlock()
 	out := make([]DrainStatus, 0, len(ds.apps[app]))
@@ -102,8 +105,11 @@ func (ds *Drains) AppStatus(app string) []DrainStatus {
 }
 
 // Status returns the state of every drain: the daemon-wide ones first,
-// then the apps', by app and URL.
+// then the apps', by app and URL; none for nil Drains.
 func (ds *Drains) Status() []DrainStatus {
+	if ds == nil {
+		return nil
+	}
 	ds.mu.RLock()
 	defer ds.mu.RUnlock()
 	var out []DrainStatus

@@ -9,10 +9,24 @@ import (
 	"github.com/oneoffd/oneoffd/logs"
 )
 
-// Drains is the body of PUT /v1/apps/{app}/drains and the answer of both
-// drain routes.
+// Drains is the answer of both routes of an app's drains.
 type Drains struct {
 	URLs []string `json:"urls"`
+	// Status is each running drain's state (connected, failing with its
+	// last error and since when, idle) and counts, by URL without
+	// credentials.
+	Status []logs.DrainStatus `json:"status"`
+}
+
+// DrainsRequest is the body of PUT /v1/apps/{app}/drains.
+type DrainsRequest struct {
+	URLs []string `json:"urls"`
+}
+
+// DrainList is the answer of GET /v1/drains: every drain the daemon runs,
+// daemon-wide and per app.
+type DrainList struct {
+	Drains []logs.DrainStatus `json:"drains"`
 }
 
 func (s *Server) getDrains(w http.ResponseWriter, r *http.Request) {
@@ -26,7 +40,17 @@ func (s *Server) getDrains(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, Drains{URLs: urls})
+	writeJSON(w, http.StatusOK, Drains{URLs: urls, Status: s.drains.AppStatus(app.Name)})
+}
+
+// listDrains shows the state of every drain, so that an operator sees a
+// failing one without reading the daemon's log.
+func (s *Server) listDrains(w http.ResponseWriter, r *http.Request) {
+	list := s.drains.Status()
+	if list == nil {
+		list = []logs.DrainStatus{}
+	}
+	writeJSON(w, http.StatusOK, DrainList{Drains: list})
 }
 
 // setDrains replaces an app's drains: all URLs are checked first, and a bad
@@ -37,7 +61,7 @@ func (s *Server) setDrains(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	var body Drains
+	var body DrainsRequest
 	if err := decodeJSON(w, r, &body); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -50,7 +74,8 @@ func (s *Server) setDrains(w http.ResponseWriter, r *http.Request) {
 		body.URLs = []string{}
 	}
 	for _, u := range body.URLs {
-		if err := logs.ValidateDrainURL(u); err != nil {
+		// The form, and no internal address but those the operator allows.
+		if err := s.drains.Validate(u); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -65,5 +90,5 @@ func (s *Server) setDrains(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("app drains set", "app", app.Name, "drains", len(body.URLs))
-	writeJSON(w, http.StatusOK, body)
+	writeJSON(w, http.StatusOK, Drains{URLs: body.URLs, Status: s.drains.AppStatus(app.Name)})
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/oneoffd/oneoffd/api"
 	"github.com/oneoffd/oneoffd/deploy"
+	"github.com/oneoffd/oneoffd/logs"
 	"github.com/oneoffd/oneoffd/oneoff"
 )
 
@@ -118,7 +119,9 @@ func TestOpenAPI_matchesRouter(t *testing.T) {
 			"CreateOneOff":  api.CreateOneOff{},
 			"Created":       api.Created{},
 			"Drains":        api.Drains{},
-			"DrainsRequest": api.Drains{},
+			"DrainsRequest": api.DrainsRequest{},
+			"DrainList":     api.DrainList{},
+			"DrainStatus":   logs.DrainStatus{},
 			"OneOff":        oneoff.OneOff{},
 			"TermSize":      oneoff.TermSize{},
 			"Upload":        oneoff.Upload{},

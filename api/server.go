@@ -135,6 +135,7 @@ func (s *Server) Handler() http.Handler {
 		r.Get("/apps/{app}/logs", s.appLogs)
 		r.Get("/apps/{app}/drains", s.getDrains)
 		r.Put("/apps/{app}/drains", s.setDrains)
+		r.Get("/drains", s.listDrains)
 		r.Get("/oneoffs", s.listOneOffs)
 		r.Get("/oneoffs/{id}", s.getOneOff)
 		r.Get("/oneoffs/{id}/logs", s.oneOffLogs)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -163,10 +164,18 @@ func TestServer_deploy(t *testing.T) {
 	s := newAPIServer(t, api.Config{Token: token})
 	status, body := s.do(t, request{method: "POST", path: "/v1/apps/shop/deployments", token: token,
 		contentType: "application/json",
-		body:        `{"image":"registry.example.com/shop:v7","env":{"RAILS_ENV":"production"},"procfile":"web: bin/web\nconsole: bin/rails console"}`})
+		body:        `{"image":"registry.example.com/shop:v7","env":{"RAILS_ENV":"production","DATABASE_URL":"postgres://shop:hunter2@db/shop"},"procfile":"web: bin/web\nconsole: bin/rails console"}`})
 	if status != http.StatusCreated {
 		t.Fatalf("got status %d, want 201 (body %s)", status, body)
 	}
+	// Env values never leave the daemon, whichever route answers.
+	noSecret := func(route string, body []byte) {
+		t.Helper()
+		if bytes.Contains(body, []byte("hunter2")) || bytes.Contains(body, []byte("production")) {
+			t.Errorf("%s answers env values: %s", route, body)
+		}
+	}
+	noSecret("POST /v1/apps/shop/deployments", body)
 	var rel deploy.Release
 	decode(t, body, &rel)
 	if rel.App != "shop" || rel.Version != 1 || rel.Image != "registry.example.com/shop:v7" {
@@ -182,8 +191,9 @@ func TestServer_deploy(t *testing.T) {
 	if app.Name != "shop" || app.Release == nil {
 		t.Fatalf("got app %+v, want shop with a release", app)
 	}
-	if got := app.Release; got.Version != 1 || got.Env["RAILS_ENV"] != "production" || got.Processes["console"] != "bin/rails console" {
-		t.Errorf("got release %+v, want v1 with its env and processes", got)
+	noSecret("GET /v1/apps/shop", body)
+	if got := app.Release; got.Version != 1 || !slices.Equal(got.EnvNames, []string{"DATABASE_URL", "RAILS_ENV"}) || got.Processes["console"] != "bin/rails console" {
+		t.Errorf("got release %+v, want v1 with its env's names and processes", got)
 	}
 
 	status, body = s.do(t, request{method: "GET", path: "/v1/apps", token: token})
@@ -191,6 +201,7 @@ func TestServer_deploy(t *testing.T) {
 		Apps []deploy.App `json:"apps"`
 	}
 	decode(t, body, &list)
+	noSecret("GET /v1/apps", body)
 	if status != http.StatusOK || len(list.Apps) != 2 {
 		t.Errorf("got status %d and %d apps, want 200 and 2 (web and shop)", status, len(list.Apps))
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/logs"
 	"github.com/oneoffd/oneoffd/oneoff"
 )
 
@@ -81,16 +82,24 @@ func (c *Client) logs(ctx context.Context, path string, fn func(oneoff.LogLine) 
 	return nil
 }
 
-// Drains returns the URLs of app's log drains.
-func (c *Client) Drains(ctx context.Context, app string) ([]string, error) {
+// Drains returns app's log drains: their URLs and how each fares.
+func (c *Client) Drains(ctx context.Context, app string) (api.Drains, error) {
 	var out api.Drains
 	err := c.do(ctx, http.MethodGet, "/v1/apps/"+url.PathEscape(app)+"/drains", nil, &out)
-	return out.URLs, err
+	return out, err
 }
 
-// SetDrains replaces app's log drains.
-func (c *Client) SetDrains(ctx context.Context, app string, urls []string) ([]string, error) {
+// SetDrains replaces app's log drains, and returns them as Drains does.
+func (c *Client) SetDrains(ctx context.Context, app string, urls []string) (api.Drains, error) {
 	var out api.Drains
-	err := c.do(ctx, http.MethodPut, "/v1/apps/"+url.PathEscape(app)+"/drains", api.Drains{URLs: urls}, &out)
-	return out.URLs, err
+	err := c.do(ctx, http.MethodPut, "/v1/apps/"+url.PathEscape(app)+"/drains", api.DrainsRequest{URLs: urls}, &out)
+	return out, err
+}
+
+// AllDrains returns the state of every drain the daemon runs, daemon-wide
+// and per app.
+func (c *Client) AllDrains(ctx context.Context) ([]logs.DrainStatus, error) {
+	var out api.DrainList
+	err := c.do(ctx, http.MethodGet, "/v1/drains", nil, &out)
+	return out.Drains, err
 }

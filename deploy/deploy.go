@@ -4,8 +4,11 @@ package deploy
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -23,13 +26,28 @@ type App struct {
 
 // Release is one deployment of an app: what its one-offs run.
 type Release struct {
-	App       string            `json:"app"`
-	Version   int               `json:"version"`
-	Image     string            `json:"image"`
-	Env       map[string]string `json:"env,omitempty"`
+	App     string `json:"app"`
+	Version int    `json:"version"`
+	Image   string `json:"image"`
+	// Env is what the app's one-offs get. Its values are secrets (a
+	// DATABASE_URL with its password): they never leave the daemon, and a
+	// release encodes to JSON with only their names, in EnvNames.
+	Env map[string]string `json:"-"`
+	// EnvNames are the names of Env, sorted: all the API tells of it.
+	EnvNames  []string          `json:"env_names,omitempty"`
 	Procfile  string            `json:"procfile,omitempty"`
 	Processes map[string]string `json:"processes,omitempty"`
 	CreatedAt time.Time         `json:"created_at"`
+}
+
+// MarshalJSON encodes the release with its env's names, never its values.
+func (r Release) MarshalJSON() ([]byte, error) {
+	type wire Release // the same fields, without this method
+	w := wire(r)
+	if r.Env != nil {
+		w.EnvNames = slices.Sorted(maps.Keys(r.Env))
+	}
+	return json.Marshal(w)
 }
 
 // Store persists apps and releases.

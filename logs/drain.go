@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -61,23 +62,10 @@ type DrainConfig struct {
 	// DialTimeout bounds a connection attempt, TLS handshake included.
 	// Default DefaultDrainDialTimeout.
 	DialTimeout time.Duration
-}
-
-// DrainStats says what a drain has done since it was made.
-type DrainStats struct {
-	// Sent counts lines written to the server; a line resent after a lost
-	// connection counts again.
-	Sent uint64
-	// Dropped counts lines dropped, oldest first, from a full buffer.
-	Dropped uint64
-	// Errors counts failed connection attempts, failed writes and
-	// connections found closed.
-	Errors uint64
-	// Buffered is how many lines wait to be sent.
-	Buffered int
-	// Connected says whether the drain holds a connection that was open when
-	// last used or checked.
-	Connected bool
+	// Allow lists the internal networks the drain may reach nonetheless;
+	// any other loopback, link-local, private, multicast or unspecified
+	// address is refused, in the URL and when dialling.
+	Allow DrainAllow
 }
 
 // SyslogDrain forwards lines to a syslog server over TCP or TLS, as RFC 5424
@@ -85,6 +73,7 @@ type DrainStats struct {
 // the limits of a bounded buffer: see Run.
 type SyslogDrain struct {
 	url      drainURL
+	allow    DrainAllow
 	tls      *tls.Config
 	hostname string
 	minWait  time.Duration
@@ -112,8 +101,12 @@ func NewSyslogDrain(cfg DrainConfig) (*SyslogDrain, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := checkDrainHost(u.redacted, u.host, cfg.Allow); err != nil {
+		return nil, err
+	}
 	d := &SyslogDrain{
 		url:      u,
+		allow:    cfg.Allow,
 		hostname: cfg.Hostname,
 		minWait:  cfg.MinBackoff,
 		maxWait:  cfg.MaxBackoff,
@@ -262,12 +255,20 @@ func (d *SyslogDrain) buffered() int {
 	return d.n
 }
 
-func (d *SyslogDrain) count(sent int, failed bool) {
+// count records a batch of sent lines written, or a failure with its cause.
+func (d *SyslogDrain) count(sent int, failure error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.stats.Sent += uint64(sent)
-	if failed {
-		d.stats.Errors++
+	if failure == nil {
+		d.stats.FailingSince = time.Time{}
+		return
+	}
+	now := time.Now()
+	d.stats.Errors++
+	d.stats.LastError, d.stats.LastErrorAt = failure.Error(), now
+	if d.stats.FailingSince.IsZero() {
+		d.stats.FailingSince = now
 	}
 }
 
@@ -401,7 +402,7 @@ func (s *drainSender) sendBatch(ctx context.Context) bool {
 	}
 	s.last = batch
 	s.failures = 0
-	d.count(len(batch), false)
+	d.count(len(batch), nil)
 	return true
 }
 
@@ -418,7 +419,7 @@ func (s *drainSender) checkIdle() {
 // fail records a failure that leaves no connection.
 func (s *drainSender) fail(what string, err error) {
 	s.failures++
-	s.d.count(0, true)
+	s.d.count(0, fmt.Errorf("%s: %w", what, err))
 	s.d.log.Warn("drain "+what, "err", err, "failures", s.failures,
 		"buffered", s.d.buffered())
 }
@@ -444,7 +445,9 @@ func (s *drainSender) close() {
 func (d *SyslogDrain) dial(ctx context.Context) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.dialWait)
 	defer cancel()
-	nd := &net.Dialer{}
+	// Checked where the address is known for sure: the name in the URL
+	// may resolve elsewhere than it did when the drain was set.
+	nd := &net.Dialer{Control: drainControl(d.allow)}
 	if d.url.tls {
 		td := &tls.Dialer{NetDialer: nd, Config: d.tls}
 		return td.DialContext(ctx, "tcp", d.url.addr)

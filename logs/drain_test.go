@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/netip"
 	"os"
 	"slices"
 	"strings"
@@ -19,6 +20,10 @@ import (
 
 // drainHostname is the HOSTNAME the test drains send.
 const drainHostname = "oneoffd-test"
+
+// testAllow lets the test drains reach the syslog servers the tests run on
+// the loopback interface, which drains may not reach by default.
+var testAllow = DrainAllow{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
 
 // runDrain makes a drain for cfg, with test defaults for its zero fields,
 // runs it until the test ends, and returns it.
@@ -38,6 +43,9 @@ func runDrain(t *testing.T, cfg DrainConfig) *SyslogDrain {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = testLogger(t)
+	}
+	if cfg.Allow == nil {
+		cfg.Allow = testAllow
 	}
 	d, err := NewSyslogDrain(cfg)
 	if err != nil {
@@ -235,7 +243,7 @@ func TestDrains_Enqueue(t *testing.T) {
 	globalServer := testenv.StartRsyslog(t, false)
 	webServer := testenv.StartRsyslog(t, false)
 
-	ds := NewDrains(testLogger(t), nil)
+	ds := NewDrains(testLogger(t), nil, testAllow)
 	if err := ds.AddGlobal(globalServer.URL()); err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +295,7 @@ func TestDrains_Enqueue(t *testing.T) {
 }
 
 func TestDrains_SetApp(t *testing.T) {
-	ds := NewDrains(nil, nil)
+	ds := NewDrains(nil, nil, nil)
 	if err := ds.SetApp("web", []string{"syslog://a.example:514", "syslog+tls://b.example:6514"}); err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +362,7 @@ func TestDrains_SetApp(t *testing.T) {
 }
 
 func TestDrains_AddGlobal(t *testing.T) {
-	ds := NewDrains(nil, nil)
+	ds := NewDrains(nil, nil, nil)
 	for _, u := range []string{"syslog://a.example:514", "syslog://a.example:514"} {
 		if err := ds.AddGlobal(u); err != nil {
 			t.Fatal(err)

@@ -12,8 +12,9 @@ import (
 // Drains routes lines to syslog drains: daemon-wide drains get every app's
 // lines, an app's drains only that app's.
 type Drains struct {
-	log *slog.Logger
-	tls *tls.Config
+	log   *slog.Logger
+	tls   *tls.Config
+	allow DrainAllow
 
 	mu     sync.RWMutex
 	global map[string]*routedDrain            // by URL
@@ -34,14 +35,17 @@ type routedDrain struct {
 }
 
 // NewDrains returns a router with no drains. tlsConfig is the client
-// configuration for syslog+tls drains (nil for the system roots).
-func NewDrains(log *slog.Logger, tlsConfig *tls.Config) *Drains {
+// configuration for syslog+tls drains (nil for the system roots); allow
+// lists the internal networks drains may reach nonetheless (see
+// DrainConfig.Allow).
+func NewDrains(log *slog.Logger, tlsConfig *tls.Config, allow DrainAllow) *Drains {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Drains{
 		log:      log,
 		tls:      tlsConfig,
+		allow:    allow,
 		global:   make(map[string]*routedDrain),
 		apps:     make(map[string]map[string]*routedDrain),
 		stopping: make(map[*routedDrain]bool),
@@ -50,11 +54,17 @@ func NewDrains(log *slog.Logger, tlsConfig *tls.Config) *Drains {
 
 // newDrain makes the drain for url, not started.
 func (ds *Drains) newDrain(url string, log *slog.Logger) (*routedDrain, error) {
-	d, err := NewSyslogDrain(DrainConfig{URL: url, TLS: ds.tls, Logger: log})
+	d, err := NewSyslogDrain(DrainConfig{URL: url, TLS: ds.tls, Logger: log, Allow: ds.allow})
 	if err != nil {
 		return nil, err
 	}
 	return &routedDrain{drain: d}, nil
+}
+
+// Validate reports, as ValidateDrainURL does, whether url names a drain
+// these drains may forward to, given the networks they are allowed.
+func (ds *Drains) Validate(url string) error {
+	return ValidateDrainURL(url, ds.allow)
 }
 
 // AddGlobal adds a drain that gets every app's lines. Adding a URL twice

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
+	"regexp"
 	"strconv"
 	"unicode/utf8"
 
@@ -116,18 +118,28 @@ type drainURL struct {
 	redacted string // the URL without credentials, for logs and stats
 }
 
+// hostName matches a DNS host name: dot-separated labels of letters, digits,
+// hyphens and underscores, a hyphen neither first nor last.
+var hostName = regexp.MustCompile(`^([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.)*[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\.?$`)
+
 // drainURLForms says what a drain URL may look like.
 const drainURLForms = "use syslog+tls://host:port, syslog+tcp://host:port or syslog://host:port (TCP)"
 
-// parseDrainURL parses and validates a drain URL. Its errors are of class
-// errdefs.ErrInvalid and never repeat credentials the URL may hold.
 // ValidateDrainURL reports whether raw names a drain this package can
-// forward to, with an errdefs.ErrInvalid error saying what is wrong.
-func ValidateDrainURL(raw string) error {
-	_, err := parseDrainURL(raw)
-	return err
+// forward to, with an errdefs.ErrInvalid error saying what is wrong: a URL
+// of a form it does not speak, or aimed at an internal address (loopback,
+// link-local, private, multicast, unspecified...) that allow does not
+// permit.
+func ValidateDrainURL(raw string, allow DrainAllow) error {
+	u, err := parseDrainURL(raw)
+	if err != nil {
+		return err
+	}
+	return checkDrainHost(u.redacted, u.host, allow)
 }
 
+// parseDrainURL parses and validates a drain URL's form; its errors are of
+// class errdefs.ErrInvalid and never repeat credentials the URL may hold.
 func parseDrainURL(raw string) (drainURL, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -164,6 +176,9 @@ func parseDrainURL(raw string) (drainURL, error) {
 		return drainURL{}, invalidDrainURL(shown, "port %q is not a number from 1 to 65535", u.Port())
 	}
 	d.host = u.Hostname()
+	if _, err := netip.ParseAddr(d.host); err != nil && (len(d.host) > 253 || !hostName.MatchString(d.host)) {
+		return drainURL{}, invalidDrainURL(shown, "host %q is neither an IP address nor a host name", d.host)
+	}
 	d.addr = net.JoinHostPort(d.host, u.Port())
 	d.redacted = shown
 	return d, nil

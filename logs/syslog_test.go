@@ -223,7 +223,7 @@ func TestSyslogDrain_Enqueue(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d, err := NewSyslogDrain(DrainConfig{URL: "syslog://127.0.0.1:514", BufferLines: tt.size})
+			d, err := NewSyslogDrain(DrainConfig{URL: "syslog://127.0.0.1:514", Allow: testAllow, BufferLines: tt.size})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -247,7 +247,7 @@ func TestSyslogDrain_Enqueue(t *testing.T) {
 }
 
 func TestSyslogDrain_commit(t *testing.T) {
-	d, err := NewSyslogDrain(DrainConfig{URL: "syslog://127.0.0.1:514", BufferLines: 10})
+	d, err := NewSyslogDrain(DrainConfig{URL: "syslog://127.0.0.1:514", Allow: testAllow, BufferLines: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,7 +263,7 @@ func TestSyslogDrain_commit(t *testing.T) {
 }
 
 func TestSyslogDrain_backoff(t *testing.T) {
-	d, err := NewSyslogDrain(DrainConfig{URL: "syslog://127.0.0.1:514", MinBackoff: 100 * time.Millisecond, MaxBackoff: 30 * time.Second})
+	d, err := NewSyslogDrain(DrainConfig{URL: "syslog://127.0.0.1:514", Allow: testAllow, MinBackoff: 100 * time.Millisecond, MaxBackoff: 30 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}

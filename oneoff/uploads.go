@@ -3,7 +3,6 @@ package oneoff
 import (
 	"archive/tar"
 	"bufio"
-	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -209,62 +208,6 @@ func writeUploads(w io.Writer, up []Uploaded, src UploadReader, maxUnpacked int6
 		return errdefs.Invalid("upload_unexpected", "the request sent more files than the %d it declared", len(up))
 	}
 	return tw.Close()
-}
-
-// unpack copies a tar.gz's regular files, directories and symbolic links
-// under prefix, their paths cleaned so that none leaves it.
-func unpack(tw *tar.Writer, r io.Reader, prefix string, now time.Time, unpacked *int64, max int64) error {
-	zr, err := gzip.NewReader(r)
-	if err != nil {
-		return errdefs.Invalid("invalid_archive", "a directory upload must be a tar.gz: %v", err)
-	}
-	tr := tar.NewReader(zr)
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: prefix, Mode: 0o777, ModTime: now}); err != nil {
-		return err
-	}
-	for n := 0; ; n++ {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			// The rest (tar padding, the gzip trailer) is read too, so
-			// that the whole upload is counted and hashed.
-			_, _ = io.Copy(io.Discard, zr)
-			_, err = io.Copy(io.Discard, r)
-			return err
-		}
-		if err != nil {
-			return errdefs.Invalid("invalid_archive", "the directory upload is not a valid tar.gz: %v", err)
-		}
-		if n >= maxArchiveEntries {
-			return errdefs.TooLarge("archive_too_large", "the directory upload has over %d entries", maxArchiveEntries)
-		}
-		name := strings.TrimPrefix(path.Clean("/"+strings.ReplaceAll(h.Name, "\\", "/")), "/")
-		if name == "" || name == "." {
-			continue
-		}
-		out := &tar.Header{Name: prefix + name, ModTime: h.ModTime, Mode: h.Mode & 0o777}
-		switch h.Typeflag {
-		case tar.TypeDir:
-			out.Typeflag, out.Name, out.Mode = tar.TypeDir, out.Name+"/", out.Mode|0o700
-		case tar.TypeReg:
-			*unpacked += h.Size
-			if *unpacked > max {
-				return errdefs.TooLarge("archive_too_large", "the directory upload unpacks to over %s, the limit a one-off", humanize.IBytes(uint64(max)))
-			}
-			out.Typeflag, out.Size = tar.TypeReg, h.Size
-		case tar.TypeSymlink:
-			out.Typeflag, out.Linkname = tar.TypeSymlink, h.Linkname
-		default:
-			continue // devices, hard links, fifos: not for an upload
-		}
-		if err := tw.WriteHeader(out); err != nil {
-			return err
-		}
-		if out.Typeflag == tar.TypeReg {
-			if _, err := io.Copy(tw, tr); err != nil {
-				return err
-			}
-		}
-	}
 }
 
 // countingReader counts what it reads.

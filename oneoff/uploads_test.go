@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"context"
 	"io"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -51,6 +52,8 @@ func tarGz(t *testing.T, entries ...tar.Header) []byte {
 		}
 		if h.Typeflag == tar.TypeReg {
 			io.WriteString(tw, body)
+		} else if h.Size > 0 {
+			io.CopyN(tw, zeroReader{}, h.Size) // the content of another type
 		}
 	}
 	tw.Close()
@@ -87,7 +90,6 @@ func TestManager_uploads(t *testing.T) {
 			tar.Header{Typeflag: tar.TypeReg, Name: "sub/a.txt", Linkname: "A", Mode: 0o644},
 			tar.Header{Typeflag: tar.TypeReg, Name: "../../escape.txt", Linkname: "E", Mode: 0o644},
 			tar.Header{Typeflag: tar.TypeReg, Name: "/abs.txt", Linkname: "B", Mode: 0o644},
-			tar.Header{Typeflag: tar.TypeChar, Name: "dev", Mode: 0o644},
 		)
 		rec, _ := h.create(t, oneoff.Request{Uploads: []oneoff.Upload{{Name: "fixtures", Size: int64(len(archive)), Archive: true}},
 			UploadData: &memUploads{data: []string{string(archive)}}})
@@ -141,4 +143,108 @@ func TestManager_uploads(t *testing.T) {
 			Uploads: []oneoff.Upload{{Name: "d", Size: int64(len(archive)), Archive: true}}, UploadData: &memUploads{data: []string{string(archive)}}})
 		wantClass(t, err, errdefs.ErrTooLarge, "archive_too_large")
 	})
+	t.Run("hostile archives refused, the entry named", func(t *testing.T) {
+		file := func(name string) tar.Header {
+			return tar.Header{Typeflag: tar.TypeReg, Name: name, Linkname: "x", Mode: 0o644}
+		}
+		link := func(name, target string) tar.Header {
+			return tar.Header{Typeflag: tar.TypeSymlink, Name: name, Linkname: target, Mode: 0o777}
+		}
+		hard := func(name, target string) tar.Header {
+			return tar.Header{Typeflag: tar.TypeLink, Name: name, Linkname: target, Mode: 0o644}
+		}
+		for _, tt := range []struct {
+			name    string
+			entries []tar.Header
+			entry   string // named in the message
+			code    string
+		}{
+			{"a symbolic link to an absolute path", []tar.Header{link("etc", "/etc"), file("etc/passwd")}, "etc", "archive_entry_escapes"},
+			{"a symbolic link leaving the directory", []tar.Header{link("up", "../../../etc")}, "up", "archive_entry_escapes"},
+			{"a symbolic link leaving from a subdirectory", []tar.Header{link("a/b/up", "../../..")}, "a/b/up", "archive_entry_escapes"},
+			{"a file through a symbolic link", []tar.Header{link("d", "sub"), file("d/passwd")}, "d/passwd", "archive_entry_escapes"},
+			{"a directory through a symbolic link", []tar.Header{link("d", "."), {Typeflag: tar.TypeDir, Name: "d/x/"}}, "d/x/", "archive_entry_escapes"},
+			{"a file replacing a symbolic link", []tar.Header{link("l", "sub"), file("l")}, "l", "archive_entry_escapes"},
+			{"a link stepping up out of a link", []tar.Header{link("a", "."), link("b", "a/..")}, "b", "archive_entry_escapes"},
+			{"a link made after one steps up out of it", []tar.Header{link("b", "a/.."), link("a", ".")}, "a", "archive_entry_escapes"},
+			{"a hard link to an absolute path", []tar.Header{hard("passwd", "/etc/passwd")}, "passwd", "archive_entry_escapes"},
+			{"a hard link leaving the directory", []tar.Header{hard("passwd", "../../../etc/passwd")}, "passwd", "archive_entry_escapes"},
+			{"a hard link through a symbolic link", []tar.Header{link("etc", "sub"), hard("passwd", "etc/passwd")}, "passwd", "archive_entry_escapes"},
+			{"a hard link to nothing the archive held", []tar.Header{hard("passwd", "shadow")}, "passwd", "archive_entry_escapes"},
+			{"a character device", []tar.Header{{Typeflag: tar.TypeChar, Name: "null", Devmajor: 1, Devminor: 3}}, "null", "archive_special_file"},
+			{"a block device", []tar.Header{{Typeflag: tar.TypeBlock, Name: "sda", Devmajor: 8}}, "sda", "archive_special_file"},
+			{"a fifo", []tar.Header{{Typeflag: tar.TypeFifo, Name: "pipe"}}, "pipe", "archive_special_file"},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				h := newHarness(t, oneoff.Config{})
+				archive := tarGz(t, tt.entries...)
+				_, _, err := h.m.Create(ctx, testApp, oneoff.Request{Command: oneoff.Command{Line: "x"},
+					Uploads: []oneoff.Upload{{Name: "d", Size: int64(len(archive)), Archive: true}}, UploadData: &memUploads{data: []string{string(archive)}}})
+				e := wantClass(t, err, errdefs.ErrInvalid, tt.code)
+				if !strings.Contains(e.Message, strconv.Quote(tt.entry)) {
+					t.Errorf("message %q does not name the entry %q", e.Message, tt.entry)
+				}
+			})
+		}
+	})
+	t.Run("every inflated byte counts", func(t *testing.T) {
+		const limit = 1 << 20
+		zeros := strings.Repeat("\x00", 8<<20)
+		for _, tt := range []struct {
+			name    string
+			archive []byte
+		}{
+			// Highly compressible zeros after the tar's end.
+			{"a gzip bomb after the tar's end", gzipped(t, append(tarBytes(t, tar.Header{Typeflag: tar.TypeReg, Name: "a", Linkname: "A"}), zeros...))},
+			// Entries unpack skips: the directory itself, an unknown type.
+			{"a large entry for the directory itself", tarGz(t, tar.Header{Typeflag: tar.TypeReg, Name: ".", Linkname: zeros})},
+			{"a large entry of an unknown type", tarGz(t, tar.Header{Typeflag: 'Z', Name: "blob", Size: int64(len(zeros))})},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				h := newHarness(t, oneoff.Config{MaxUploadTotal: limit})
+				if len(tt.archive) > limit/4 {
+					t.Fatalf("the archive is %d bytes: not a bomb", len(tt.archive))
+				}
+				_, _, err := h.m.Create(ctx, testApp, oneoff.Request{Command: oneoff.Command{Line: "x"},
+					Uploads: []oneoff.Upload{{Name: "d", Size: int64(len(tt.archive)), Archive: true}}, UploadData: &memUploads{data: []string{string(tt.archive)}}})
+				wantClass(t, err, errdefs.ErrTooLarge, "archive_too_large")
+			})
+		}
+	})
+}
+
+// zeroReader reads zeros.
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// tarBytes returns the tar of entries, as tarGz does, not compressed.
+func tarBytes(t *testing.T, entries ...tar.Header) []byte {
+	t.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(tarGz(t, entries...)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// gzipped returns b compressed.
+func gzipped(t *testing.T, b []byte) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if _, err := zw.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }

@@ -44,7 +44,9 @@ type DB struct {
 }
 
 // Open opens the database at path, creating it and its parent directory
-// if needed, and brings its schema up to date.
+// if needed, and brings its schema up to date. The database holds the apps'
+// env values: its file, and SQLite's -wal and -shm files next to it, are
+// made readable by the daemon's user only (0600), also when they existed.
 func Open(path string, opts ...Option) (*DB, error) {
 	if path == "" {
 		return nil, errors.New("open database: no path given")
@@ -54,6 +56,11 @@ func Open(path string, opts ...Option) (*DB, error) {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
+		return nil, fmt.Errorf("open database %s: %w", path, err)
+	}
+	// Created here first, so that SQLite finds it with the right mode and
+	// gives its -wal and -shm files the same.
+	if err := private(abs, true); err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
 
@@ -82,11 +89,44 @@ func Open(path string, opts ...Option) (*DB, error) {
 		w.Close()
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
+	for _, side := range []string{abs + "-wal", abs + "-shm"} {
+		if err := private(side, false); err != nil {
+			r.Close()
+			w.Close()
+			return nil, fmt.Errorf("open database %s: %w", path, err)
+		}
+	}
 	db := &DB{path: path, w: w, r: r, keepReleases: DefaultReleasesKept}
 	for _, o := range opts {
 		o(db)
 	}
 	return db, nil
+}
+
+// private makes the file at path readable and writable by its owner only,
+// creating it empty first if create is set; a missing file that is not to
+// be created is no error.
+func private(path string, create bool) error {
+	if create {
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return err
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+	}
+	fi, err := os.Stat(path)
+	if errors.Is(err, os.ErrNotExist) && !create {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm() != 0o600 {
+		return os.Chmod(path, 0o600)
+	}
+	return nil
 }
 
 // dsn returns the modernc.org/sqlite data source name for the file at the

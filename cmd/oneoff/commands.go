@@ -200,6 +200,10 @@ func deployCommand(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(g.out, "%s: release %d of %s\n", rel.App, rel.Version, rel.Image)
+			if len(rel.EnvNames) > 0 {
+				// The daemon keeps the values: only the names come back.
+				fmt.Fprintf(g.out, "env: %s\n", strings.Join(rel.EnvNames, ", "))
+			}
 			if len(rel.Processes) > 0 {
 				names := make([]string, 0, len(rel.Processes))
 				for n := range rel.Processes {

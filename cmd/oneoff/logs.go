@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"slices"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -78,57 +76,4 @@ func tailOneOff(ctx context.Context, g *globals, c *client.Client, o oneoff.OneO
 		return err
 	}
 	return exitStatusOf(g, final)
-}
-
-func drainsCommand(g *globals) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "drains [add URL | remove URL]",
-		Short: "List, add or remove the app's log drains (syslog+tls://HOST:PORT, syslog+tcp://HOST:PORT)",
-		Example: `  oneoff --app my-app drains
-  oneoff --app my-app drains add syslog+tls://logs.example.com:6514
-  oneoff --app my-app drains remove syslog+tls://logs.example.com:6514`,
-		Args: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 0 || (len(args) == 2 && (args[0] == "add" || args[0] == "remove")) {
-				return nil
-			}
-			return fmt.Errorf("usage: oneoff --app APP drains [add URL | remove URL]")
-		},
-		RunE: func(cmd *cobra.Command, args []string) error {
-			app, err := g.needApp()
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
-			if err != nil {
-				return err
-			}
-			urls, err := c.Drains(cmd.Context(), app)
-			if err != nil {
-				return err
-			}
-			if len(args) == 2 {
-				switch args[0] {
-				case "add":
-					if !slices.Contains(urls, args[1]) {
-						urls = append(urls, args[1])
-					}
-				case "remove":
-					if !slices.Contains(urls, args[1]) {
-						return fmt.Errorf("app %s has no drain %s", app, args[1])
-					}
-					urls = slices.DeleteFunc(urls, func(u string) bool { return u == args[1] })
-				}
-				if urls, err = c.SetDrains(cmd.Context(), app, urls); err != nil {
-					return err
-				}
-			}
-			if len(urls) == 0 {
-				fmt.Fprintf(g.out, "%s has no log drains\n", app)
-				return nil
-			}
-			fmt.Fprintln(g.out, strings.Join(urls, "\n"))
-			return nil
-		},
-	}
-	return cmd
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/oneoffd/oneoffd/client"
+	"github.com/oneoffd/oneoffd/logs"
 	"github.com/oneoffd/oneoffd/oneoff"
 	"github.com/oneoffd/oneoffd/runtime"
 	"github.com/oneoffd/oneoffd/store"
@@ -45,6 +46,7 @@ type config struct {
 	ReconcileInterval time.Duration
 	LogDrains         []string
 	DrainCA           string
+	DrainAllow        logs.DrainAllow
 	TLSCert           string
 	TLSKey            string
 	LogLevel          string
@@ -107,6 +109,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	str(&retention, "log-retention", "ONEOFFD_LOG_RETENTION", retention, "disk kept for each app's log; older lines go first")
 	var drains string
 	str(&drains, "log-drains", "ONEOFFD_LOG_DRAINS", "", "comma-separated syslog drains for every app's log: syslog+tls://HOST:PORT, or syslog+tcp://HOST:PORT (also syslog://HOST:PORT)")
+	var drainAllow string
+	str(&drainAllow, "drain-allow", "ONEOFFD_DRAIN_ALLOW", "", "comma-separated CIDR prefixes of internal networks (loopback, private, link-local...) that log drains may reach nonetheless, such as 10.1.2.0/24")
 	str(&c.DrainCA, "drain-ca", "ONEOFFD_DRAIN_CA", "", "CA certificate (PEM) trusted for syslog+tls drains, besides the system's")
 	str(&c.TLSCert, "tls-cert", "ONEOFFD_TLS_CERT", "", "TLS certificate file for the API and attach endpoint")
 	str(&c.TLSKey, "tls-key", "ONEOFFD_TLS_KEY", "", "TLS key file")
@@ -192,6 +196,9 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		if d = strings.TrimSpace(d); d != "" {
 			c.LogDrains = append(c.LogDrains, d)
 		}
+	}
+	if c.DrainAllow, err = logs.ParseDrainAllow(drainAllow); err != nil {
+		return c, fmt.Errorf("--drain-allow: %w", err)
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return c, fmt.Errorf("--tls-cert and --tls-key go together: give both or neither")

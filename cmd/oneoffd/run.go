@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -22,7 +20,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/oneoffd/oneoffd/api"
-	"github.com/oneoffd/oneoffd/client"
 	"github.com/oneoffd/oneoffd/deploy"
 	"github.com/oneoffd/oneoffd/internal/version"
 	"github.com/oneoffd/oneoffd/logs"
@@ -44,10 +41,10 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("create data dir: %w", err)
+	if err := privateDataDir(cfg.DataDir, log); err != nil {
+		return err
 	}
-	token, tokenFile, err := loadToken(cfg)
+	token, tokenFile, err := loadToken(cfg, log)
 	if err != nil {
 		return err
 	}
@@ -219,7 +216,7 @@ func newDrains(ctx context.Context, cfg config, db *store.DB, log *slog.Logger) 
 		}
 		tlsConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
-	drains := logs.NewDrains(log, tlsConfig)
+	drains := logs.NewDrains(log, tlsConfig, cfg.DrainAllow)
 	for _, u := range cfg.LogDrains {
 		if err := drains.AddGlobal(u); err != nil {
 			return nil, fmt.Errorf("--log-drains: %w", err)
@@ -230,8 +227,18 @@ func newDrains(ctx context.Context, cfg config, db *store.DB, log *slog.Logger) 
 		return nil, err
 	}
 	for app, urls := range byApp {
-		if err := drains.SetApp(app, urls); err != nil {
-			log.Error("an app's recorded drain is invalid; skipping it", "app", app, "err", err)
+		// A drain recorded before a rule refused it, or before the operator
+		// narrowed --drain-allow, stays off; the app's others run.
+		valid := urls[:0:0]
+		for _, u := range urls {
+			if err := drains.Validate(u); err != nil {
+				log.Error("an app's recorded drain is refused; skipping it", "app", app, "err", err)
+				continue
+			}
+			valid = append(valid, u)
+		}
+		if err := drains.SetApp(app, valid); err != nil {
+			log.Error("an app's recorded drains are invalid; skipping them", "app", app, "err", err)
 		}
 	}
 	return drains, nil
@@ -257,37 +264,4 @@ func newLogger(cfg config, w io.Writer) (*slog.Logger, error) {
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: use json or text", format)
-}
-
-// loadToken returns the configured token, or the one generated into the
-// data dir on first start, with that file's path.
-func loadToken(cfg config) (token, file string, err error) {
-	if cfg.Token != "" {
-		return cfg.Token, "", nil
-	}
-	file = filepath.Join(cfg.DataDir, client.TokenFileName)
-	token, err = readOrCreate(file, 32)
-	return token, file, err
-}
-
-// readOrCreate returns the content of file, first writing n random bytes,
-// hex-encoded, into it if it does not exist.
-func readOrCreate(file string, n int) (string, error) {
-	b, err := os.ReadFile(file)
-	if err == nil {
-		if s := strings.TrimSpace(string(b)); s != "" {
-			return s, nil
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("read %s: %w", file, err)
-	}
-	buf := make([]byte, n)
-	if _, err := rand.Read(buf); err != nil {
-		return "", err
-	}
-	s := hex.EncodeToString(buf)
-	if err := os.WriteFile(file, []byte(s+"\n"), 0o600); err != nil {
-		return "", fmt.Errorf("write %s: %w", file, err)
-	}
-	return s, nil
 }

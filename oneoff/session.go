@@ -147,9 +147,11 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 		outEnded  bool
 		drain     <-chan time.Time
 		idleTimer = time.NewTimer(m.cfg.IdleTimeout)
+		lifetime  = time.NewTimer(m.cfg.MaxLifetime)
 		stopc     = l.stopc
 	)
 	defer idleTimer.Stop()
+	defer lifetime.Stop()
 	stop := func(why Outcome) {
 		l.requestStop(why)
 		stopOnce.Do(func() {
@@ -199,6 +201,19 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 			stop(IdleTimeout)
 			conn.Finish(Result{Outcome: IdleTimeout,
 				Message: fmt.Sprintf("closed after %s without input or output", m.cfg.IdleTimeout)})
+			finished = true
+		case <-lifetime.C:
+			// Activity does not keep a terminal open forever: an attached
+			// one-off has the same maximum lifetime as a detached one.
+			if exited || finished {
+				continue
+			}
+			log.Info("lifetime over; closing the terminal and stopping", "max_lifetime", m.cfg.MaxLifetime)
+			m.met.lifetimeStops.Inc()
+			m.audit(rec, AuditReap, ActorDaemon, fmt.Sprintf("attached for the maximum lifetime of %s", m.cfg.MaxLifetime))
+			stop(LifetimeExceeded)
+			conn.Finish(Result{Outcome: LifetimeExceeded,
+				Message: fmt.Sprintf("closed after the maximum lifetime of %s", m.cfg.MaxLifetime)})
 			finished = true
 		}
 	}

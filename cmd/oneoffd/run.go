@@ -132,7 +132,7 @@ func run(ctx context.Context, args []string) error {
 	})
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConfig}
 	httpSrv.RegisterOnShutdown(srv.CloseStreams)
-	attachSrv := api.NewAttachServer(mgr, log, tlsConfig)
+	attachSrv := api.NewAttachServer(mgr, log, api.AttachConfig{TLS: tlsConfig, Metrics: reg})
 
 	errc := make(chan error, 2)
 	go func() {

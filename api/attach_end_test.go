@@ -113,3 +113,41 @@ func TestAttachServer_unknownSignal(t *testing.T) {
 		}
 	}
 }
+
+func TestAttachServer_rawWithoutTTYWriteFails(t *testing.T) {
+	s := newAttachServer(t)
+	rec, secret, err := s.m.Create(context.Background(), testApp,
+		oneoff.Request{Command: oneoff.Command{Args: []string{"cat"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.dial(t, rec.ID+" "+secret+"\n")
+	stream := s.rt.Started(t, rec.ContainerID)
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(stream.Stdin()); err != nil {
+		t.Fatalf("stdin: %v, want its end", err)
+	}
+	// The client goes for good: the next writes to it fail, and the
+	// one-off stops.
+	c.Close()
+	deadline := time.Now().Add(waitLimit)
+	for {
+		got, err := s.m.Get(context.Background(), rec.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State == oneoff.Finished {
+			if got.Outcome != oneoff.Disconnected {
+				t.Errorf("got outcome %q, want %q", got.Outcome, oneoff.Disconnected)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("one-off still %s after its client went", got.State)
+		}
+		stream.Send(false, "output for nobody\n")
+		time.Sleep(5 * time.Millisecond)
+	}
+}

@@ -98,7 +98,7 @@ func NewAttachServer(oneoffs *oneoff.Manager, log *slog.Logger, cfg AttachConfig
 		pending: pendingLimit{
 			max:       limit(cfg.MaxPending, DefaultAttachMaxPending),
 			perClient: limit(cfg.MaxPendingPerClient, DefaultAttachMaxPendingPerClient),
-			byClient:  map[string]int{},
+			byClient:  map[string][]net.Conn{},
 		},
 		met: attachMetrics{
 			pending: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -107,7 +107,7 @@ func NewAttachServer(oneoffs *oneoff.Manager, log *slog.Logger, cfg AttachConfig
 			}),
 			refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 				Name: "oneoffd_attach_connections_refused_total",
-				Help: "Connections to the attach endpoint refused before their handshake, by reason: too many pending overall or from one client.",
+				Help: "Connections to the attach endpoint turned away before their handshake, by reason: too many pending overall or from one client, or evicted to make room for another client's.",
 			}, []string{"reason"}),
 			acceptErrors: prometheus.NewCounter(prometheus.CounterOpts{
 				Name: "oneoffd_attach_accept_errors_total",
@@ -115,8 +115,9 @@ func NewAttachServer(oneoffs *oneoff.Manager, log *slog.Logger, cfg AttachConfig
 			}),
 		},
 	}
-	a.met.refused.WithLabelValues(refusedPending)
-	a.met.refused.WithLabelValues(refusedPendingPerClient)
+	for _, why := range []string{refusedPending, refusedPendingPerClient, refusedEvicted} {
+		a.met.refused.WithLabelValues(why)
+	}
 	if cfg.Metrics != nil {
 		cfg.Metrics.MustRegister(a.met.pending, a.met.refused, a.met.acceptErrors)
 	}
@@ -151,9 +152,15 @@ func (a *AttachServer) Serve(ln net.Listener) error {
 		}
 		bo.reset()
 		client := clientHost(c.RemoteAddr())
-		if why := a.pending.admit(client); why != "" {
+		why, evicted := a.pending.admit(client, c)
+		if why != "" {
 			a.refuse(c, client, why)
 			continue
+		}
+		if evicted != nil {
+			// Its handshake fails on the close and its goroutine ends.
+			a.refuse(evicted, clientHost(evicted.RemoteAddr()), refusedEvicted)
+			a.met.pending.Dec()
 		}
 		a.met.pending.Inc()
 		if err := setKeepAlive(c, a.keepAlive); err != nil {
@@ -178,7 +185,11 @@ func (a *AttachServer) refuse(c net.Conn, client, why string) {
 	}
 	if a.tls == nil {
 		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-		_ = attach.WriteRefused(c, why, "too many connections are in their handshake; try again shortly")
+		msg := "too many connections are in their handshake; try again shortly"
+		if why == refusedEvicted {
+			msg = "the handshake did not come in time for the connections waiting; try again"
+		}
+		_ = attach.WriteRefused(c, why, msg)
 	}
 	_ = c.Close()
 }
@@ -200,11 +211,13 @@ func (a *AttachServer) Close() error {
 }
 
 func (a *AttachServer) serve(c net.Conn, client string) {
+	raw := c
 	var releaseOnce sync.Once
 	release := func() {
 		releaseOnce.Do(func() {
-			a.pending.release(client)
-			a.met.pending.Dec()
+			if a.pending.release(client, raw) {
+				a.met.pending.Dec()
+			}
 		})
 	}
 	defer release()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -86,58 +87,94 @@ func (r *rateLimit) allow() (bool, int) {
 	return false, 0
 }
 
-// pendingLimit counts the connections that have not finished their
-// handshake, overall and by client address.
+// pendingLimit keeps the connections that have not finished their
+// handshake, overall and by client address. When the overall cap is
+// reached, the newest connection of a client with a single one still gets
+// in, in place of the oldest of the client holding the most: many
+// addresses each under the per-client cap cannot lock out everyone else.
 type pendingLimit struct {
 	max, perClient int
 
 	mu       sync.Mutex
 	total    int
-	byClient map[string]int
+	byClient map[string][]net.Conn // oldest first
 }
 
-// Why pendingLimit.admit refuses a connection; also the metric's label.
+// Why pendingLimit.admit turns a connection away; also the metric's label.
 const (
 	refusedPending          = "too_many_pending"
 	refusedPendingPerClient = "too_many_pending_client"
+	// refusedEvicted is an older pending connection closed to make room.
+	refusedEvicted = "evicted"
 )
 
-// admit takes a place for a connection from client, or says why there is
-// none.
-func (p *pendingLimit) admit(client string) (refused string) {
+// admit takes a place for c from client, or says why there is none. It may
+// make the place by evicting another client's oldest connection, which
+// the caller closes; that one's release is then a no-op.
+func (p *pendingLimit) admit(client string, c net.Conn) (refused string, evicted net.Conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	switch {
-	case p.max > 0 && p.total >= p.max:
-		return refusedPending
-	case p.perClient > 0 && p.byClient[client] >= p.perClient:
-		return refusedPendingPerClient
+	mine := len(p.byClient[client])
+	if p.perClient > 0 && mine >= p.perClient {
+		return refusedPendingPerClient, nil
+	}
+	if p.max > 0 && p.total >= p.max {
+		heaviest := ""
+		for cl, conns := range p.byClient {
+			if len(conns) > len(p.byClient[heaviest]) {
+				heaviest = cl
+			}
+		}
+		if len(p.byClient[heaviest]) <= mine+1 {
+			return refusedPending, nil // as fair as it gets
+		}
+		evicted = p.byClient[heaviest][0]
+		p.removeLocked(heaviest, evicted)
 	}
 	p.total++
-	p.byClient[client]++
-	return ""
+	p.byClient[client] = append(p.byClient[client], c)
+	return "", evicted
 }
 
-// release gives back the place admit took.
-func (p *pendingLimit) release(client string) {
+// release gives back the place admit took for c, and reports whether it
+// still held one (an evicted connection does not).
+func (p *pendingLimit) release(client string, c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.total--
-	if p.byClient[client]--; p.byClient[client] <= 0 {
-		delete(p.byClient, client)
-	}
+	return p.removeLocked(client, c)
 }
 
-// clientHost is the address a connection comes from, without the port.
+func (p *pendingLimit) removeLocked(client string, c net.Conn) bool {
+	conns := p.byClient[client]
+	i := slices.Index(conns, c)
+	if i < 0 {
+		return false
+	}
+	p.total--
+	if conns = slices.Delete(conns, i, i+1); len(conns) == 0 {
+		delete(p.byClient, client)
+	} else {
+		p.byClient[client] = conns
+	}
+	return true
+}
+
+// clientHost is the client a connection counts against: its IPv4 address,
+// or the /64 of its IPv6 address, which one host usually holds whole.
 func clientHost(a net.Addr) string {
+	var ip net.IP
 	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.IP.String()
+		ip = ta.IP
+	} else if host, _, err := net.SplitHostPort(a.String()); err == nil {
+		ip = net.ParseIP(host)
 	}
-	host, _, err := net.SplitHostPort(a.String())
-	if err != nil {
+	switch {
+	case ip == nil:
 		return a.String()
+	case ip.To4() != nil:
+		return ip.To4().String()
 	}
-	return host
+	return (&net.IPNet{IP: ip.Mask(net.CIDRMask(64, 128)), Mask: net.CIDRMask(64, 128)}).String()
 }
 
 // setKeepAlive turns on TCP keepalive on c, probing after idle of quiet

@@ -193,6 +193,35 @@ func TestAttachServer_Serve_pendingCaps(t *testing.T) {
 		})
 	}
 
+	t.Run("another client makes room", func(t *testing.T) {
+		ln := listen(t)
+		srv, _ := serveAttach(t, ln, AttachConfig{MaxPending: 3, MaxPendingPerClient: 3})
+		addr := ln.Addr().String()
+		other := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+		var first net.Conn
+		for i := 0; i < 3; i++ {
+			c, err := other.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if first == nil {
+				first = c
+			}
+			waitFor(t, func() bool { return testutil.ToFloat64(srv.met.pending) == float64(i+1) })
+		}
+		dialLine(t, addr, "") // from 127.0.0.1, while 127.0.0.2 holds every place
+		_ = first.SetReadDeadline(time.Now().Add(waitLimit))
+		line, err := bufio.NewReader(first).ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "ERR "+refusedEvicted+" ") {
+			t.Fatalf("the oldest connection of the heaviest client: got %q, %v; want ERR %s", line, err, refusedEvicted)
+		}
+		waitFor(t, func() bool { return testutil.ToFloat64(srv.met.pending) == 3 })
+		if got := testutil.ToFloat64(srv.met.refused.WithLabelValues(refusedEvicted)); got != 1 {
+			t.Errorf("got %v evictions counted, want 1", got)
+		}
+	})
+
 	t.Run("a handshake gives its place back", func(t *testing.T) {
 		ln := listen(t)
 		srv, _ := serveAttach(t, ln, AttachConfig{MaxPending: 1, MaxPendingPerClient: 1})
@@ -207,28 +236,73 @@ func TestAttachServer_Serve_pendingCaps(t *testing.T) {
 	})
 }
 
+// testConn is a connection that is only compared.
+type testConn struct {
+	net.Conn
+	name string
+}
+
 func TestPendingLimit(t *testing.T) {
-	p := pendingLimit{max: 3, perClient: 2, byClient: map[string]int{}}
-	steps := []struct {
-		client string
-		want   string
-	}{
-		{"a", ""}, {"a", ""}, {"a", refusedPendingPerClient}, {"b", ""}, {"c", refusedPending},
+	p := pendingLimit{max: 3, perClient: 2, byClient: map[string][]net.Conn{}}
+	conn := map[string]net.Conn{}
+	for _, n := range []string{"a1", "a2", "a3", "b1", "c1", "d1"} {
+		conn[n] = &testConn{name: n}
 	}
-	for i, s := range steps {
-		if got := p.admit(s.client); got != s.want {
-			t.Fatalf("step %d: admit(%q) = %q, want %q", i, s.client, got, s.want)
+	steps := []struct {
+		client, conn string
+		want         string
+		wantEvicted  string
+	}{
+		{"a", "a1", "", ""},
+		{"a", "a2", "", ""},
+		{"a", "a3", refusedPendingPerClient, ""},
+		{"b", "b1", "", ""},
+		{"c", "c1", "", "a1"}, // full: the heaviest client's oldest makes room
+		{"d", "d1", refusedPending, ""},
+	}
+	for _, s := range steps {
+		got, evicted := p.admit(s.client, conn[s.conn])
+		if got != s.want {
+			t.Fatalf("admit %s: got %q, want %q", s.conn, got, s.want)
+		}
+		name := ""
+		if evicted != nil {
+			name = evicted.(*testConn).name
+		}
+		if name != s.wantEvicted {
+			t.Fatalf("admit %s: evicted %q, want %q", s.conn, name, s.wantEvicted)
 		}
 	}
-	p.release("a")
-	if got := p.admit("c"); got != "" {
+	if p.release("a", conn["a1"]) {
+		t.Error("the evicted connection still held a place")
+	}
+	if !p.release("a", conn["a2"]) {
+		t.Error("a2 held no place")
+	}
+	if got, _ := p.admit("d", conn["d1"]); got != "" {
 		t.Errorf("after a release: admit = %q, want a place", got)
 	}
-	p.release("a")
-	p.release("b")
-	p.release("c")
+	for _, r := range []struct{ client, conn string }{{"b", "b1"}, {"c", "c1"}, {"d", "d1"}} {
+		p.release(r.client, conn[r.conn])
+	}
 	if p.total != 0 || len(p.byClient) != 0 {
 		t.Errorf("after releasing all: total %d, clients %v; want none", p.total, p.byClient)
+	}
+}
+
+func TestClientHost(t *testing.T) {
+	tests := []struct {
+		addr net.Addr
+		want string
+	}{
+		{&net.TCPAddr{IP: net.ParseIP("192.0.2.7"), Port: 4242}, "192.0.2.7"},
+		{&net.TCPAddr{IP: net.ParseIP("::ffff:192.0.2.7"), Port: 4242}, "192.0.2.7"},
+		{&net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:3:4:5:6"), Port: 4242}, "2001:db8:1:2::/64"},
+	}
+	for _, tt := range tests {
+		if got := clientHost(tt.addr); got != tt.want {
+			t.Errorf("clientHost(%s) = %q, want %q", tt.addr, got, tt.want)
+		}
 	}
 }
 

@@ -211,14 +211,17 @@ func (a *AttachServer) Close() error {
 }
 
 func (a *AttachServer) serve(c net.Conn, client string) {
-	raw := c
+	// The connection holds a pending place until its handshake line is in;
+	// release reports whether it still held one, or was evicted.
+	raw, held := c, false
 	var releaseOnce sync.Once
-	release := func() {
+	release := func() bool {
 		releaseOnce.Do(func() {
-			if a.pending.release(client, raw) {
+			if held = a.pending.release(client, raw); held {
 				a.met.pending.Dec()
 			}
 		})
+		return held
 	}
 	defer release()
 	log := a.log.With("client", c.RemoteAddr().String())
@@ -236,6 +239,10 @@ func (a *AttachServer) serve(c net.Conn, client string) {
 		_ = c.Close()
 		return
 	}
+	if !release() {
+		_ = c.Close() // evicted as the line came in
+		return
+	}
 	sess, err := a.oneoffs.Claim(context.Background(), hello.ID, hello.Secret, c.RemoteAddr().String())
 	if err != nil {
 		d := Detail(err)
@@ -244,7 +251,6 @@ func (a *AttachServer) serve(c net.Conn, client string) {
 		_ = c.Close()
 		return
 	}
-	release()
 	_ = c.SetDeadline(time.Time{})
 	rec := sess.OneOff()
 	var conn oneoff.Conn

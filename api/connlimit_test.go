@@ -142,7 +142,7 @@ func TestConnLimit_waitsWhenAllBusy(t *testing.T) {
 }
 
 func TestWithTimeouts(t *testing.T) {
-	tm := api.Timeouts{Body: 100 * time.Millisecond, Stall: 300 * time.Millisecond}
+	tm := api.Timeouts{Body: 150 * time.Millisecond, Stall: 500 * time.Millisecond}
 	readErr := make(chan error, 1)
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -150,7 +150,7 @@ func TestWithTimeouts(t *testing.T) {
 			for i := 0; i < 8; i++ {
 				io.WriteString(w, "line\n")
 				w.(http.Flusher).Flush()
-				time.Sleep(100 * time.Millisecond)
+				time.Sleep(150 * time.Millisecond)
 			}
 		case "/body":
 			_, err := io.ReadAll(r.Body)
@@ -201,17 +201,17 @@ func TestWithTimeouts(t *testing.T) {
 		}
 	}
 	t.Run("a slow JSON body is cut", func(t *testing.T) {
-		if err := trickle(t, "application/json", 50*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
+		if err := trickle(t, "application/json", 100*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Errorf("got %v, want the read deadline exceeded", err)
 		}
 	})
 	t.Run("an upload may take long while it moves", func(t *testing.T) {
-		if err := trickle(t, "multipart/form-data; boundary=x", 100*time.Millisecond); err != nil {
+		if err := trickle(t, "multipart/form-data; boundary=x", 150*time.Millisecond); err != nil {
 			t.Errorf("got %v, want the body read whole", err)
 		}
 	})
 	t.Run("an upload that stalls is cut", func(t *testing.T) {
-		if err := trickle(t, "multipart/form-data; boundary=x", time.Second); !errors.Is(err, os.ErrDeadlineExceeded) {
+		if err := trickle(t, "multipart/form-data; boundary=x", 1500*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
 			t.Errorf("got %v, want the read deadline exceeded", err)
 		}
 	})

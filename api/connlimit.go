@@ -37,10 +37,10 @@ type ConnLimit struct {
 	mu    sync.Mutex
 	conns map[*limitedConn]struct{}
 
-	every  rateLimit
-	open   prometheus.GaugeFunc
-	shed   prometheus.Counter
-	errors prometheus.Counter
+	backoff backoff // used by Accept only, which net/http calls from one goroutine
+	open    prometheus.GaugeFunc
+	shed    prometheus.Counter
+	errors  prometheus.Counter
 }
 
 // NewConnLimit caps ln at max open connections (DefaultMaxConns if zero)
@@ -51,6 +51,7 @@ func NewConnLimit(ln net.Listener, max int, log *slog.Logger, reg prometheus.Reg
 	}
 	l := &ConnLimit{Listener: ln, max: max, log: log.With("listener", "api"), slot: make(chan struct{}, max),
 		idled: make(chan struct{}, 1), done: make(chan struct{}), conns: map[*limitedConn]struct{}{}}
+	l.backoff.log = l.log
 	l.open = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "oneoffd_api_connections_open",
 		Help: "Connections to the API open now.",
@@ -71,17 +72,26 @@ func NewConnLimit(ln net.Listener, max int, log *slog.Logger, reg prometheus.Reg
 
 // Accept waits for a connection, making room for it at the cap.
 func (l *ConnLimit) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		if temporaryAcceptError(err) {
-			// net/http retries after a back-off; say so at a bounded rate.
-			l.errors.Inc()
-			if ok, skipped := l.every.allow(); ok {
-				l.log.Warn("accept failed; retrying", "err", err, "failures_not_logged", skipped)
-			}
+	var c net.Conn
+	for {
+		var err error
+		if c, err = l.Listener.Accept(); err == nil {
+			break
 		}
-		return nil, err
+		// Retried here rather than by net/http, which would give up on
+		// ENOBUFS and ENOMEM and end the daemon.
+		if !temporaryAcceptError(err) {
+			return nil, err
+		}
+		select {
+		case <-l.done:
+			return nil, err
+		default:
+		}
+		l.errors.Inc()
+		l.backoff.wait(err, l.done)
 	}
+	l.backoff.reset()
 	select {
 	case l.slot <- struct{}{}:
 	default:

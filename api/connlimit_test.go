@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -231,4 +232,47 @@ func TestWithTimeouts(t *testing.T) {
 			t.Fatal("the handler still writes to a client that does not read")
 		}
 	})
+}
+
+// failingListener fails its first Accepts with errs.
+type failingListener struct {
+	net.Listener
+	errs chan error
+}
+
+func (l *failingListener) Accept() (net.Conn, error) {
+	select {
+	case err := <-l.errs:
+		return nil, err
+	default:
+		return l.Listener.Accept()
+	}
+}
+
+func TestConnLimit_temporaryErrors(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	failing := &failingListener{Listener: ln, errs: make(chan error, 8)}
+	// net/http retries EMFILE by itself but gives up on ENOBUFS and ENOMEM.
+	for _, errno := range []syscall.Errno{syscall.EMFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ENFILE} {
+		failing.errs <- &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", errno)}
+	}
+	reg := prometheus.NewRegistry()
+	limit := api.NewConnLimit(failing, 0, slog.New(slog.DiscardHandler), reg)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
+		ConnState: limit.ConnState}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(limit) }()
+	defer srv.Close()
+	rawGet(t, ln.Addr().String(), "/")
+	select {
+	case err := <-served:
+		t.Fatalf("Serve returned %v, want it still serving", err)
+	default:
+	}
+	if got := metric(t, reg, "oneoffd_api_accept_errors_total"); got != 4 {
+		t.Errorf("got %v accept errors counted, want 4", got)
+	}
 }

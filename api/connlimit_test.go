@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -18,8 +17,8 @@ import (
 	"github.com/oneoffd/oneoffd/api"
 )
 
-// serveHTTP serves h on a loopback port behind a ConnLimit of max.
-func serveHTTP(t *testing.T, h http.Handler, max int) (addr string, reg *prometheus.Registry) {
+// serveLimited serves h on a loopback port behind a ConnLimit of max.
+func serveLimited(t *testing.T, h http.Handler, max int) (addr string, reg *prometheus.Registry) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -33,9 +32,9 @@ func serveHTTP(t *testing.T, h http.Handler, max int) (addr string, reg *prometh
 	return ln.Addr().String(), reg
 }
 
-// rawGet sends a keep-alive GET on a new connection and reads the answer's
+// keepAliveGet sends a keep-alive GET on a new connection and reads the answer's
 // status line and headers; the connection stays open.
-func rawGet(t *testing.T, addr, path string) (net.Conn, *bufio.Reader) {
+func keepAliveGet(t *testing.T, addr, path string) (net.Conn, *bufio.Reader) {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -59,7 +58,8 @@ func rawGet(t *testing.T, addr, path string) (net.Conn, *bufio.Reader) {
 	return c, br
 }
 
-func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
+// gathered returns the value of the first series of metric name in reg.
+func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
 	families, err := reg.Gather()
 	if err != nil {
@@ -80,17 +80,17 @@ func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
 
 func TestConnLimit_shedsIdle(t *testing.T) {
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
-	addr, reg := serveHTTP(t, ok, 2)
-	first, firstR := rawGet(t, addr, "/")
-	rawGet(t, addr, "/")
+	addr, reg := serveLimited(t, ok, 2)
+	first, firstR := keepAliveGet(t, addr, "/")
+	keepAliveGet(t, addr, "/")
 	// Both places are held by idle keep-alive connections: a third client
 	// still gets an answer, the idlest connection making room.
-	rawGet(t, addr, "/")
+	keepAliveGet(t, addr, "/")
 	if _, err := firstR.ReadByte(); !errors.Is(err, io.EOF) {
 		t.Errorf("the idlest connection: got %v, want it closed (EOF)", err)
 	}
 	first.Close()
-	if got := metric(t, reg, "oneoffd_api_connections_shed_total"); got != 1 {
+	if got := gathered(t, reg, "oneoffd_api_connections_shed_total"); got != 1 {
 		t.Errorf("got %v connections shed, want 1", got)
 	}
 	// Silent connections, which never sent a request, are idle too.
@@ -101,7 +101,7 @@ func TestConnLimit_shedsIdle(t *testing.T) {
 		}
 		defer c.Close()
 	}
-	rawGet(t, addr, "/")
+	keepAliveGet(t, addr, "/")
 }
 
 func TestConnLimit_waitsWhenAllBusy(t *testing.T) {
@@ -113,7 +113,7 @@ func TestConnLimit_waitsWhenAllBusy(t *testing.T) {
 		}
 		io.WriteString(w, "ok")
 	})
-	addr, _ := serveHTTP(t, busy, 1)
+	addr, _ := serveLimited(t, busy, 1)
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
@@ -140,98 +140,6 @@ func TestConnLimit_waitsWhenAllBusy(t *testing.T) {
 	case <-time.After(waitLimit):
 		t.Fatal("the waiting request was not served once a place was free")
 	}
-}
-
-func TestWithTimeouts(t *testing.T) {
-	tm := api.Timeouts{Body: 150 * time.Millisecond, Stall: 500 * time.Millisecond}
-	readErr := make(chan error, 1)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/stream": // as a followed log: a line now and then, for longer than any deadline
-			for i := 0; i < 8; i++ {
-				io.WriteString(w, "line\n")
-				w.(http.Flusher).Flush()
-				time.Sleep(150 * time.Millisecond)
-			}
-		case "/body":
-			_, err := io.ReadAll(r.Body)
-			readErr <- err
-		case "/flood": // a client that does not read
-			buf := make([]byte, 1<<20)
-			for {
-				if _, err := w.Write(buf); err != nil {
-					readErr <- err
-					return
-				}
-			}
-		}
-	})
-	addr, _ := serveHTTP(t, api.WithTimeouts(h, tm), 0)
-
-	t.Run("a stream outlives the deadlines", func(t *testing.T) {
-		resp, err := http.Get("http://" + addr + "/stream")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		if err != nil || strings.Count(string(b), "line\n") != 8 {
-			t.Errorf("got %q, %v; want 8 lines", b, err)
-		}
-	})
-	trickle := func(t *testing.T, contentType string, gap time.Duration) error {
-		t.Helper()
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		io.WriteString(c, "POST /body HTTP/1.1\r\nHost: test\r\nContent-Type: "+contentType+"\r\nContent-Length: 6\r\n\r\n")
-		for i := 0; i < 6; i++ {
-			time.Sleep(gap)
-			if _, err := io.WriteString(c, "x"); err != nil {
-				break
-			}
-		}
-		select {
-		case err := <-readErr:
-			return err
-		case <-time.After(waitLimit):
-			t.Fatal("the handler did not finish reading")
-			return nil
-		}
-	}
-	t.Run("a slow JSON body is cut", func(t *testing.T) {
-		if err := trickle(t, "application/json", 100*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Errorf("got %v, want the read deadline exceeded", err)
-		}
-	})
-	t.Run("an upload may take long while it moves", func(t *testing.T) {
-		if err := trickle(t, "multipart/form-data; boundary=x", 150*time.Millisecond); err != nil {
-			t.Errorf("got %v, want the body read whole", err)
-		}
-	})
-	t.Run("an upload that stalls is cut", func(t *testing.T) {
-		if err := trickle(t, "multipart/form-data; boundary=x", 1500*time.Millisecond); !errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Errorf("got %v, want the read deadline exceeded", err)
-		}
-	})
-	t.Run("a client that stops reading is let go", func(t *testing.T) {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		io.WriteString(c, "GET /flood HTTP/1.1\r\nHost: test\r\n\r\n")
-		select {
-		case err := <-readErr:
-			if !errors.Is(err, os.ErrDeadlineExceeded) {
-				t.Errorf("got %v, want the write deadline exceeded", err)
-			}
-		case <-time.After(waitLimit):
-			t.Fatal("the handler still writes to a client that does not read")
-		}
-	})
 }
 
 // failingListener fails its first Accepts with errs.
@@ -266,13 +174,13 @@ func TestConnLimit_temporaryErrors(t *testing.T) {
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(limit) }()
 	defer srv.Close()
-	rawGet(t, ln.Addr().String(), "/")
+	keepAliveGet(t, ln.Addr().String(), "/")
 	select {
 	case err := <-served:
 		t.Fatalf("Serve returned %v, want it still serving", err)
 	default:
 	}
-	if got := metric(t, reg, "oneoffd_api_accept_errors_total"); got != 4 {
+	if got := gathered(t, reg, "oneoffd_api_accept_errors_total"); got != 4 {
 		t.Errorf("got %v accept errors counted, want 4", got)
 	}
 }

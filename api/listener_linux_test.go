@@ -18,8 +18,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// waitLimit bounds every wait for something that should happen at once.
-const waitLimit = 5 * time.Second
+// listenerWait bounds every wait for something that should happen at once.
+const listenerWait = 5 * time.Second
 
 // flakyListener fails its first Accepts with errs, then accepts from ln.
 type flakyListener struct {
@@ -57,14 +57,15 @@ func serveAttach(t *testing.T, ln net.Listener, cfg AttachConfig) (*AttachServer
 		ln.Close()
 		select {
 		case <-served:
-		case <-time.After(waitLimit):
+		case <-time.After(listenerWait):
 			t.Error("Serve did not return after Close")
 		}
 	})
 	return srv, served
 }
 
-func listen(t *testing.T) net.Listener {
+// listenLoopback listens on a free loopback port.
+func listenLoopback(t *testing.T) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -73,14 +74,16 @@ func listen(t *testing.T) net.Listener {
 	return ln
 }
 
-func dialLine(t *testing.T, addr, send string) (net.Conn, *bufio.Reader) {
+// dialAttach connects to addr, sends send, and bounds the connection by
+// listenerWait.
+func dialAttach(t *testing.T, addr, send string) (net.Conn, *bufio.Reader) {
 	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(waitLimit))
+	_ = c.SetDeadline(time.Now().Add(listenerWait))
 	if send != "" {
 		if _, err := c.Write([]byte(send)); err != nil {
 			t.Fatal(err)
@@ -99,11 +102,11 @@ func TestAttachServer_Serve_temporaryErrors(t *testing.T) {
 	}
 	errs := temporary
 	reg := prometheus.NewRegistry()
-	ln := &flakyListener{Listener: listen(t), errs: errs}
+	ln := &flakyListener{Listener: listenLoopback(t), errs: errs}
 	srv, served := serveAttach(t, ln, AttachConfig{Metrics: reg})
 
 	// The endpoint survived them all and answers a handshake.
-	_, br := dialLine(t, ln.Addr().String(), "x\n")
+	_, br := dialAttach(t, ln.Addr().String(), "x\n")
 	line, err := br.ReadString('\n')
 	if err != nil || !strings.HasPrefix(line, "ERR bad_handshake ") {
 		t.Fatalf("got %q, %v; want a bad_handshake refusal", line, err)
@@ -120,7 +123,7 @@ func TestAttachServer_Serve_temporaryErrors(t *testing.T) {
 
 func TestAttachServer_Serve_permanentError(t *testing.T) {
 	broken := errors.New("listener broken")
-	ln := &flakyListener{Listener: listen(t), errs: []error{broken}}
+	ln := &flakyListener{Listener: listenLoopback(t), errs: []error{broken}}
 	_, served := serveAttach(t, ln, AttachConfig{})
 	select {
 	case err := <-served:
@@ -128,7 +131,7 @@ func TestAttachServer_Serve_permanentError(t *testing.T) {
 			t.Errorf("Serve returned %v, want %v", err, broken)
 		}
 		served <- err // for the clean-up
-	case <-time.After(waitLimit):
+	case <-time.After(listenerWait):
 		t.Fatal("Serve goes on after a permanent error")
 	}
 }
@@ -166,16 +169,16 @@ func TestAttachServer_Serve_pendingCaps(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ln := listen(t)
+			ln := listenLoopback(t)
 			srv, _ := serveAttach(t, ln, AttachConfig{MaxPending: tt.max, MaxPendingPerClient: tt.perClient})
 			addr := ln.Addr().String()
 			// Silent connections: they never send a handshake.
 			for i := 0; i < tt.wantKept; i++ {
-				dialLine(t, addr, "")
+				dialAttach(t, addr, "")
 			}
-			waitFor(t, func() bool { return testutil.ToFloat64(srv.met.pending) == float64(tt.wantKept) })
+			waitUntil(t, func() bool { return testutil.ToFloat64(srv.met.pending) == float64(tt.wantKept) })
 			for i := 0; i < 3; i++ {
-				_, br := dialLine(t, addr, "")
+				_, br := dialAttach(t, addr, "")
 				line, err := br.ReadString('\n')
 				if err != nil || !strings.HasPrefix(line, "ERR "+tt.wantReason+" ") {
 					t.Fatalf("connection over the cap: got %q, %v; want ERR %s", line, err, tt.wantReason)
@@ -194,7 +197,7 @@ func TestAttachServer_Serve_pendingCaps(t *testing.T) {
 	}
 
 	t.Run("another client makes room", func(t *testing.T) {
-		ln := listen(t)
+		ln := listenLoopback(t)
 		srv, _ := serveAttach(t, ln, AttachConfig{MaxPending: 3, MaxPendingPerClient: 3})
 		addr := ln.Addr().String()
 		other := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
@@ -208,30 +211,30 @@ func TestAttachServer_Serve_pendingCaps(t *testing.T) {
 			if first == nil {
 				first = c
 			}
-			waitFor(t, func() bool { return testutil.ToFloat64(srv.met.pending) == float64(i+1) })
+			waitUntil(t, func() bool { return testutil.ToFloat64(srv.met.pending) == float64(i+1) })
 		}
-		dialLine(t, addr, "") // from 127.0.0.1, while 127.0.0.2 holds every place
-		_ = first.SetReadDeadline(time.Now().Add(waitLimit))
+		dialAttach(t, addr, "") // from 127.0.0.1, while 127.0.0.2 holds every place
+		_ = first.SetReadDeadline(time.Now().Add(listenerWait))
 		line, err := bufio.NewReader(first).ReadString('\n')
 		if err != nil || !strings.HasPrefix(line, "ERR "+refusedEvicted+" ") {
 			t.Fatalf("the oldest connection of the heaviest client: got %q, %v; want ERR %s", line, err, refusedEvicted)
 		}
-		waitFor(t, func() bool { return testutil.ToFloat64(srv.met.pending) == 3 })
+		waitUntil(t, func() bool { return testutil.ToFloat64(srv.met.pending) == 3 })
 		if got := testutil.ToFloat64(srv.met.refused.WithLabelValues(refusedEvicted)); got != 1 {
 			t.Errorf("got %v evictions counted, want 1", got)
 		}
 	})
 
 	t.Run("a handshake gives its place back", func(t *testing.T) {
-		ln := listen(t)
+		ln := listenLoopback(t)
 		srv, _ := serveAttach(t, ln, AttachConfig{MaxPending: 1, MaxPendingPerClient: 1})
 		addr := ln.Addr().String()
 		for i := 0; i < 3; i++ {
-			_, br := dialLine(t, addr, "bad\n")
+			_, br := dialAttach(t, addr, "bad\n")
 			if line, err := br.ReadString('\n'); err != nil || !strings.HasPrefix(line, "ERR bad_handshake ") {
 				t.Fatalf("handshake %d: got %q, %v; want bad_handshake, not a cap", i, line, err)
 			}
-			waitFor(t, func() bool { return testutil.ToFloat64(srv.met.pending) == 0 })
+			waitUntil(t, func() bool { return testutil.ToFloat64(srv.met.pending) == 0 })
 		}
 	})
 }
@@ -307,18 +310,18 @@ func TestClientHost(t *testing.T) {
 }
 
 func TestAttachServer_Serve_keepAlive(t *testing.T) {
-	inner := listen(t)
+	inner := listenLoopback(t)
 	ln := &flakyListener{Listener: inner, accepted: make(chan net.Conn, 1)}
 	serveAttach(t, ln, AttachConfig{KeepAlive: 7 * time.Second})
-	dialLine(t, ln.Addr().String(), "")
+	dialAttach(t, ln.Addr().String(), "")
 	var c net.Conn
 	select {
 	case c = <-ln.accepted:
-	case <-time.After(waitLimit):
+	case <-time.After(listenerWait):
 		t.Fatal("no connection accepted")
 	}
 	want := map[string]int{"SO_KEEPALIVE": 1, "TCP_KEEPIDLE": 7, "TCP_KEEPINTVL": 7, "TCP_KEEPCNT": 3, "TCP_USER_TIMEOUT": 28000}
-	waitFor(t, func() bool { return fmt.Sprint(sockopts(t, c)) == fmt.Sprint(want) })
+	waitUntil(t, func() bool { return fmt.Sprint(sockopts(t, c)) == fmt.Sprint(want) })
 }
 
 // sockopts reads c's keepalive options.
@@ -347,10 +350,10 @@ func sockopts(t *testing.T, c net.Conn) map[string]int {
 	return got
 }
 
-// waitFor polls cond until it holds.
-func waitFor(t *testing.T, cond func() bool) {
+// waitUntil polls cond until it holds.
+func waitUntil(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
+	deadline := time.Now().Add(listenerWait)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatal("condition not met in time")

@@ -17,7 +17,7 @@ import (
 	"github.com/oneoffd/oneoffd/errdefs"
 )
 
-func get(t *testing.T, url, token string) (int, string) {
+func getWithToken(t *testing.T, url, token string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
@@ -46,7 +46,7 @@ func TestServer_readyzLeaksNothing(t *testing.T) {
 	}})
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
-	status, body := get(t, ts.URL+"/readyz", "")
+	status, body := getWithToken(t, ts.URL+"/readyz", "")
 	if status != http.StatusServiceUnavailable {
 		t.Errorf("got status %d, want 503", status)
 	}
@@ -67,7 +67,7 @@ func TestServer_metricsToken(t *testing.T) {
 		srv := api.NewServer(api.Config{Token: "token", MetricsPublic: public}, api.Deps{
 			Log: slog.New(slog.DiscardHandler), Metrics: prometheus.NewRegistry()})
 		ts := httptest.NewServer(srv.Handler())
-		status, _ := get(t, ts.URL+"/metrics", "")
+		status, _ := getWithToken(t, ts.URL+"/metrics", "")
 		want := http.StatusUnauthorized
 		if public {
 			want = http.StatusOK
@@ -75,7 +75,7 @@ func TestServer_metricsToken(t *testing.T) {
 		if status != want {
 			t.Errorf("public %v, no token: got status %d, want %d", public, status, want)
 		}
-		if status, _ := get(t, ts.URL+"/metrics", "token"); status != http.StatusOK {
+		if status, _ := getWithToken(t, ts.URL+"/metrics", "token"); status != http.StatusOK {
 			t.Errorf("public %v, with the token: got status %d, want 200", public, status)
 		}
 		ts.Close()

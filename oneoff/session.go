@@ -301,6 +301,9 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // pumpInput forwards what the user sends until the user's side ends.
 func (s *Session) pumpInput(ctx context.Context, conn Conn, stream Stream, act *activity, cid string) error {
+	// The record changes under its lock as the session ends; this goroutine
+	// may outlive Run.
+	log := s.m.log.With("oneoff", s.OneOff().ID)
 	for {
 		in, err := conn.Next()
 		if err != nil {
@@ -312,20 +315,20 @@ func (s *Session) pumpInput(ctx context.Context, conn Conn, stream Stream, act *
 			s.l.bytesIn.Add(int64(len(in.Data)))
 			s.m.met.attachBytes.WithLabelValues("in").Add(float64(len(in.Data)))
 			if _, err := stream.Write(in.Data); err != nil {
-				s.m.log.Debug("write to container stdin failed", "oneoff", s.l.rec.ID, "err", err)
+				log.Debug("write to container stdin failed", "err", err)
 			}
 		case InputResize:
 			act.touch()
 			if err := s.m.rt.Resize(ctx, cid, in.Size); err != nil {
-				s.m.log.Debug("resize failed", "oneoff", s.l.rec.ID, "err", err)
+				log.Debug("resize failed", "err", err)
 			}
 		case InputCloseStdin:
 			if err := stream.CloseWrite(); err != nil {
-				s.m.log.Debug("close stdin failed", "oneoff", s.l.rec.ID, "err", err)
+				log.Debug("close stdin failed", "err", err)
 			}
 		case InputSignal:
 			if err := s.m.rt.Signal(ctx, cid, in.Signal); err != nil {
-				s.m.log.Debug("signal failed", "oneoff", s.l.rec.ID, "signal", in.Signal, "err", err)
+				log.Debug("signal failed", "signal", in.Signal, "err", err)
 			}
 		}
 	}

@@ -28,7 +28,7 @@ func newAttachServer(t *testing.T) *attachServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := api.NewAttachServer(h.m, h.log, nil)
+	srv := api.NewAttachServer(h.m, h.log, api.AttachConfig{})
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	t.Cleanup(func() {

@@ -51,6 +51,8 @@ type Config struct {
 	AttachTLS bool
 	// Version and Commit say which build serves, for /healthz.
 	Version, Commit string
+	// MetricsPublic serves /metrics without the token.
+	MetricsPublic bool
 }
 
 // Checker reports whether a dependency works.
@@ -123,7 +125,11 @@ func (s *Server) Handler() http.Handler {
 	r.Get("/healthz", s.healthz)
 	r.Get("/readyz", s.readyz)
 	if s.gather != nil {
-		r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{}))
+		metrics := promhttp.HandlerFor(s.gather, promhttp.HandlerOpts{})
+		if !s.cfg.MetricsPublic {
+			metrics = s.authenticate(metrics)
+		}
+		r.Method(http.MethodGet, "/metrics", metrics)
 	}
 	s.mountUI(r)
 	r.Route("/v1", func(r chi.Router) {
@@ -182,7 +188,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	failures := map[string]string{}
 	for name, check := range s.ready {
 		if err := check(ctx); err != nil {
-			failures[name] = err.Error()
+			// Anyone may ask: the answer names the check, and the details
+			// (paths, the engine's address) go to the daemon's log only.
+			failures[name] = checkFailure(err)
+			s.log.Warn("readiness check failed", "check", name, "err", err)
 		}
 	}
 	if len(failures) > 0 {
@@ -200,6 +209,18 @@ func (s *Server) withDetails(body map[string]any) map[string]any {
 		}
 	}
 	return body
+}
+
+// checkFailure is what /readyz says of a failed check: the error's stable
+// code, or a generic reason, never its text.
+func checkFailure(err error) string {
+	switch e, ok := errdefs.As(err); {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timed out; see the daemon's log"
+	case ok:
+		return e.Code + "; see the daemon's log"
+	}
+	return "failed; see the daemon's log"
 }
 
 func (s *Server) listApps(w http.ResponseWriter, r *http.Request) {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -127,6 +128,9 @@ type daemon struct {
 	cmd      *exec.Cmd
 	logs     *testenv.Buffer
 	exited   chan struct{}
+	// wrapper, if set, is the command the daemon runs under, such as
+	// prlimit with its options.
+	wrapper []string
 }
 
 // startDaemon starts oneoffd on free loopback ports with a fresh data dir
@@ -146,7 +150,11 @@ func startDaemon(t testing.TB, extra ...string) *daemon {
 func (d *daemon) start() {
 	t := d.t
 	t.Helper()
-	d.cmd = exec.Command(filepath.Join(binDir, "oneoffd"), d.args...)
+	name, args := filepath.Join(binDir, "oneoffd"), d.args
+	if len(d.wrapper) > 0 {
+		name, args = d.wrapper[0], append(append(slices.Clone(d.wrapper[1:]), name), args...)
+	}
+	d.cmd = exec.Command(name, args...)
 	d.cmd.Env = append(os.Environ(), "ONEOFFD_DATA_DIR=") // flags only
 	stderr, err := d.cmd.StderrPipe()
 	if err != nil {

@@ -22,7 +22,12 @@ import (
 // value; a histogram gives its _count and _sum.
 func (d *daemon) scrape() map[string]float64 {
 	d.t.Helper()
-	resp, err := http.Get(d.api + "/metrics")
+	req, err := http.NewRequest(http.MethodGet, d.api+"/metrics", nil)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+d.token) // the API's /metrics needs the token
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		d.t.Fatal(err)
 	}

@@ -159,6 +159,7 @@ func scrapeMetrics(t *testing.T, d *daemon) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Authorization", "Bearer "+d.token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("scrape /metrics: %v", err)

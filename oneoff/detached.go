@@ -62,10 +62,10 @@ func (m *Manager) adoptDetached(l *live) {
 	l.mu.Lock()
 	l.claimed = true
 	l.running = true
-	cid := l.rec.ContainerID
+	cid, name := l.rec.ContainerID, l.rec.Name
 	l.mu.Unlock()
 	m.met.running.WithLabelValues(string(Detached)).Inc()
-	m.log.Info("adopting a detached one-off", "oneoff", l.rec.ID, "app", l.rec.App, "name", l.rec.Name)
+	m.log.Info("adopting a detached one-off", "oneoff", l.id, "app", l.app, "name", name)
 	m.bg.Add(1)
 	go m.followDetached(l, m.rt.Wait(m.ctx, cid, true))
 }
@@ -261,7 +261,7 @@ func (m *Manager) leave(l *live, followed <-chan error) {
 		<-followed
 	}
 	m.mu.Lock()
-	delete(m.live, l.rec.ID)
+	delete(m.live, l.id)
 	m.mu.Unlock()
 }
 

@@ -152,8 +152,12 @@ type Manager struct {
 }
 
 // live is the in-memory side of a one-off that has not finished. Its
-// fields are guarded by mu; rec's ID, App and Name never change.
+// fields are guarded by mu, but for id and app.
 type live struct {
+	// id and app are the record's, which never change: read them without
+	// the lock.
+	id, app string
+
 	mu      sync.Mutex
 	rec     OneOff
 	claimed bool
@@ -178,7 +182,7 @@ type live struct {
 }
 
 func newLive(rec OneOff) *live {
-	return &live{rec: rec, stopc: make(chan struct{}), done: make(chan struct{}), ready: make(chan struct{})}
+	return &live{id: rec.ID, app: rec.App, rec: rec, stopc: make(chan struct{}), done: make(chan struct{}), ready: make(chan struct{})}
 }
 
 // current returns the record with the terminal's traffic so far.
@@ -592,7 +596,7 @@ func (m *Manager) armAttachWait(l *live, d time.Duration) {
 	}
 	l.timer = time.AfterFunc(d, func() {
 		if l.stopUnclaimed(AttachTimeout) {
-			m.log.Info("nobody attached in time; discarding", "oneoff", l.rec.ID, "app", l.rec.App, "wait", m.cfg.AttachWait)
+			m.log.Info("nobody attached in time; discarding", "oneoff", l.id, "app", l.app, "wait", m.cfg.AttachWait)
 			m.met.attachExpiries.Inc()
 			m.audit(l.snapshot(), AuditReap, ActorDaemon, fmt.Sprintf("nobody attached within %s", m.cfg.AttachWait))
 			m.discard(l, AttachTimeout, "")
@@ -631,11 +635,11 @@ func (m *Manager) Stop(ctx context.Context, id, actor string) (OneOff, error) {
 	}
 	switch {
 	case l.stopUnclaimed(Stopped):
-		m.log.Info("stop requested; discarding the unstarted container", "oneoff", id, "app", l.rec.App, "actor", actor)
+		m.log.Info("stop requested; discarding the unstarted container", "oneoff", id, "app", l.app, "actor", actor)
 		m.audit(l.snapshot(), AuditStop, actor, "before it started")
 		m.discard(l, Stopped, "")
 	case l.requestStop(Stopped):
-		m.log.Info("stop requested", "oneoff", id, "app", l.rec.App, "actor", actor)
+		m.log.Info("stop requested", "oneoff", id, "app", l.app, "actor", actor)
 		m.audit(l.snapshot(), AuditStop, actor, fmt.Sprintf("SIGTERM, then SIGKILL after %s", m.cfg.StopGrace))
 	}
 	select {
@@ -705,7 +709,7 @@ func (m *Manager) discard(l *live, outcome Outcome, msg string) {
 	if cid != "" {
 		m.recordEnd(l, outcome, nil, msg)
 		if err := m.rt.Remove(ctx, cid); err != nil {
-			m.log.Error("remove container failed; reconcile will retry", "oneoff", l.rec.ID, "container", shortID(cid), "err", err)
+			m.log.Error("remove container failed; reconcile will retry", "oneoff", l.id, "container", shortID(cid), "err", err)
 		}
 	}
 	m.finish(l, outcome, nil, msg)

@@ -70,7 +70,7 @@ func newMetrics(reg prometheus.Registerer, sizes []Size) *metrics {
 		}),
 		lifetimeStops: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "oneoffd_lifetime_stops_total",
-			Help: "Detached one-offs stopped for running past their lifetime.",
+			Help: "One-offs stopped for running past their lifetime (attached ones for --max-lifetime, detached ones for their TTL).",
 		}),
 		uploadBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "oneoffd_upload_bytes_total",

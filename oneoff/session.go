@@ -147,9 +147,11 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 		outEnded  bool
 		drain     <-chan time.Time
 		idleTimer = time.NewTimer(m.cfg.IdleTimeout)
+		lifetime  = time.NewTimer(m.cfg.MaxLifetime)
 		stopc     = l.stopc
 	)
 	defer idleTimer.Stop()
+	defer lifetime.Stop()
 	stop := func(why Outcome) {
 		l.requestStop(why)
 		stopOnce.Do(func() {
@@ -199,6 +201,19 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 			stop(IdleTimeout)
 			conn.Finish(Result{Outcome: IdleTimeout,
 				Message: fmt.Sprintf("closed after %s without input or output", m.cfg.IdleTimeout)})
+			finished = true
+		case <-lifetime.C:
+			// Activity does not keep a terminal open forever: an attached
+			// one-off has the same maximum lifetime as a detached one.
+			if exited || finished {
+				continue
+			}
+			log.Info("lifetime over; closing the terminal and stopping", "max_lifetime", m.cfg.MaxLifetime)
+			m.met.lifetimeStops.Inc()
+			m.audit(rec, AuditReap, ActorDaemon, fmt.Sprintf("attached for the maximum lifetime of %s", m.cfg.MaxLifetime))
+			stop(LifetimeExceeded)
+			conn.Finish(Result{Outcome: LifetimeExceeded,
+				Message: fmt.Sprintf("closed after the maximum lifetime of %s", m.cfg.MaxLifetime)})
 			finished = true
 		}
 	}
@@ -291,6 +306,9 @@ func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
 // pumpInput forwards what the user sends until the user's side ends.
 func (s *Session) pumpInput(ctx context.Context, conn Conn, stream Stream, act *activity, cid string) error {
+	// The record changes under its lock as the session ends; this goroutine
+	// may outlive Run.
+	log := s.m.log.With("oneoff", s.OneOff().ID)
 	for {
 		in, err := conn.Next()
 		if err != nil {
@@ -302,20 +320,20 @@ func (s *Session) pumpInput(ctx context.Context, conn Conn, stream Stream, act *
 			s.l.bytesIn.Add(int64(len(in.Data)))
 			s.m.met.attachBytes.WithLabelValues("in").Add(float64(len(in.Data)))
 			if _, err := stream.Write(in.Data); err != nil {
-				s.m.log.Debug("write to container stdin failed", "oneoff", s.l.rec.ID, "err", err)
+				log.Debug("write to container stdin failed", "err", err)
 			}
 		case InputResize:
 			act.touch()
 			if err := s.m.rt.Resize(ctx, cid, in.Size); err != nil {
-				s.m.log.Debug("resize failed", "oneoff", s.l.rec.ID, "err", err)
+				log.Debug("resize failed", "err", err)
 			}
 		case InputCloseStdin:
 			if err := stream.CloseWrite(); err != nil {
-				s.m.log.Debug("close stdin failed", "oneoff", s.l.rec.ID, "err", err)
+				log.Debug("close stdin failed", "err", err)
 			}
 		case InputSignal:
 			if err := s.m.rt.Signal(ctx, cid, in.Signal); err != nil {
-				s.m.log.Debug("signal failed", "oneoff", s.l.rec.ID, "signal", in.Signal, "err", err)
+				log.Debug("signal failed", "signal", in.Signal, "err", err)
 			}
 		}
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 
+	"github.com/oneoffd/oneoffd/api"
 	"github.com/oneoffd/oneoffd/client"
 	"github.com/oneoffd/oneoffd/logs"
 	"github.com/oneoffd/oneoffd/oneoff"
@@ -62,6 +63,13 @@ type config struct {
 	// events are kept; ReleasesKeep how many releases each app keeps.
 	RecordRetention time.Duration
 	ReleasesKeep    int
+	// The listeners' bounds, against peers that would exhaust them.
+	AttachMaxPending      int
+	AttachMaxPendingPerIP int
+	AttachKeepAlive       time.Duration
+	APIMaxConns           int
+	MetricsAddr           string
+	MetricsPublic         bool
 }
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {
@@ -95,7 +103,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	dur(&c.AttachWaitTimeout, "attach-wait-timeout", "ONEOFFD_ATTACH_WAIT_TIMEOUT", oneoff.DefaultAttachWait, "discard an attached one-off nobody attached to after this long")
 	dur(&c.StopGrace, "stop-grace", "ONEOFFD_STOP_GRACE", oneoff.DefaultStopGrace, "time between SIGTERM and SIGKILL when stopping a one-off")
 	dur(&c.ShutdownTimeout, "shutdown-timeout", "ONEOFFD_SHUTDOWN_TIMEOUT", 30*time.Second, "on SIGTERM, how long attached sessions may go on before they are stopped")
-	dur(&c.MaxLifetime, "max-lifetime", "ONEOFFD_MAX_LIFETIME", oneoff.DefaultMaxLifetime, "stop a detached one-off still running after this long (a request may ask for less)")
+	dur(&c.MaxLifetime, "max-lifetime", "ONEOFFD_MAX_LIFETIME", oneoff.DefaultMaxLifetime, "stop a one-off still running after this long: a detached one (a request may ask for less), or an attached one however busy its terminal")
 	sizes := oneoff.DefaultSizes
 	str(&sizes, "sizes", "ONEOFFD_SIZES", sizes, "the sizes a one-off may ask for: comma-separated NAME:MEMORY:CPUS:PIDS")
 	str(&c.DefaultSize, "default-size", "ONEOFFD_DEFAULT_SIZE", oneoff.DefaultSize, "the size of a one-off that asks for none")
@@ -149,6 +157,12 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	integer(&c.ReleasesKeep, "releases-keep", "ONEOFFD_RELEASES_KEEP", store.DefaultReleasesKept, "how many releases of each app are kept, the current one among them")
 	recordRetention := "90d"
 	str(&recordRetention, "record-retention", "ONEOFFD_RECORD_RETENTION", recordRetention, "how long finished one-offs' records and audit events are kept: a duration such as 720h, or days such as 90d")
+	integer(&c.AttachMaxPending, "attach-max-pending", "ONEOFFD_ATTACH_MAX_PENDING", api.DefaultAttachMaxPending, "attach connections that may be in their handshake at once; more are refused")
+	integer(&c.AttachMaxPendingPerIP, "attach-max-pending-per-ip", "ONEOFFD_ATTACH_MAX_PENDING_PER_IP", api.DefaultAttachMaxPendingPerClient, "the same, from one client address")
+	dur(&c.AttachKeepAlive, "attach-keepalive", "ONEOFFD_ATTACH_KEEPALIVE", api.DefaultAttachKeepAlive, "TCP keepalive idle and interval on attach connections: a vanished peer is noticed after 4 times this (0 turns it off)")
+	integer(&c.APIMaxConns, "api-max-conns", "ONEOFFD_API_MAX_CONNS", api.DefaultMaxConns, "API connections open at once; at the cap the idlest keep-alive connection is closed for a new one")
+	str(&c.MetricsAddr, "metrics-addr", "ONEOFFD_METRICS_ADDR", "", "serve /metrics on this address of its own, without a token, instead of on the API")
+	boolean(&c.MetricsPublic, "metrics-public", "ONEOFFD_METRICS_PUBLIC", false, "serve the API's /metrics without the token")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -202,6 +216,14 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return c, fmt.Errorf("--tls-cert and --tls-key go together: give both or neither")
+	}
+	for name, n := range map[string]int{"attach-max-pending": c.AttachMaxPending, "attach-max-pending-per-ip": c.AttachMaxPendingPerIP, "api-max-conns": c.APIMaxConns} {
+		if n <= 0 {
+			return c, fmt.Errorf("--%s must be positive, got %d", name, n)
+		}
+	}
+	if c.AttachKeepAlive < 0 {
+		return c, fmt.Errorf("--attach-keepalive must be positive, or 0 for none; got %s", c.AttachKeepAlive)
 	}
 	for name, d := range map[string]time.Duration{"idle-timeout": c.IdleTimeout, "attach-wait-timeout": c.AttachWaitTimeout,
 		"stop-grace": c.StopGrace, "max-lifetime": c.MaxLifetime, "pull-timeout": c.PullTimeout,

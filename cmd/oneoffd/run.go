@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/term"
 
 	"github.com/oneoffd/oneoffd/api"
@@ -41,6 +42,12 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	nofile, err := raiseOpenFiles()
+	if err != nil {
+		log.Warn("open-files limit", "err", err)
+	}
+	log.Info("open-files limit", "limit", nofile)
+	fitOpenFiles(&cfg, nofile, log)
 	if err := privateDataDir(cfg.DataDir, log); err != nil {
 		return err
 	}
@@ -107,6 +114,14 @@ func run(ctx context.Context, args []string) error {
 		apiLn.Close()
 		return fmt.Errorf("listen for attach on %s: %w", cfg.AttachAddr, err)
 	}
+	var metricsLn net.Listener
+	if cfg.MetricsAddr != "" {
+		if metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			apiLn.Close()
+			attachLn.Close()
+			return fmt.Errorf("listen for metrics on %s: %w", cfg.MetricsAddr, err)
+		}
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), drains,
@@ -134,25 +149,41 @@ func run(ctx context.Context, args []string) error {
 	if err := mgr.Start(ctx); err != nil {
 		return err
 	}
+	apiMetrics := prometheus.Gatherer(reg)
+	if metricsLn != nil {
+		apiMetrics = nil // on a listener of its own
+	}
 	srv := api.NewServer(api.Config{
 		Token: token, AttachAddr: attachLn.Addr().String(), AttachHost: cfg.AttachHost, AttachTLS: tlsConfig != nil,
-		Version: version.Version(), Commit: version.Commit(),
+		Version: version.Version(), Commit: version.Commit(), MetricsPublic: cfg.MetricsPublic,
 	}, api.Deps{
-		OneOffs: mgr, Deploys: deploys, Logs: logStore, Drains: drains, DrainStore: db, Log: log, Metrics: reg,
+		OneOffs: mgr, Deploys: deploys, Logs: logStore, Drains: drains, DrainStore: db, Log: log, Metrics: apiMetrics,
 		Ready:        map[string]api.Checker{"engine": docker.Ping, "database": db.Ping},
 		ReadyDetails: func() []string { return docker.Isolation().Details() },
 	})
-	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConfig}
+	apiConns := api.NewConnLimit(apiLn, cfg.APIMaxConns, log, reg)
+	httpSrv := newHTTPServer(api.WithTimeouts(srv.Handler(), api.Timeouts{}), log)
+	httpSrv.TLSConfig, httpSrv.ConnState = tlsConfig, apiConns.ConnState
 	httpSrv.RegisterOnShutdown(srv.CloseStreams)
-	attachSrv := api.NewAttachServer(mgr, log, tlsConfig)
+	attachKeepAlive := cfg.AttachKeepAlive
+	if attachKeepAlive == 0 {
+		attachKeepAlive = -1 // off
+	}
+	attachSrv := api.NewAttachServer(mgr, log, api.AttachConfig{TLS: tlsConfig, Metrics: reg,
+		MaxPending: cfg.AttachMaxPending, MaxPendingPerClient: cfg.AttachMaxPendingPerIP, KeepAlive: attachKeepAlive})
+	var metricsSrv *http.Server
+	if metricsLn != nil {
+		metricsSrv = newHTTPServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), log)
+		metricsSrv.WriteTimeout = time.Minute // no stream here
+	}
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() {
 		var err error
 		if tlsConfig != nil {
-			err = httpSrv.ServeTLS(apiLn, "", "")
+			err = httpSrv.ServeTLS(apiConns, "", "")
 		} else {
-			err = httpSrv.Serve(apiLn)
+			err = httpSrv.Serve(apiConns)
 		}
 		if !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("API server: %w", err)
@@ -163,8 +194,18 @@ func run(ctx context.Context, args []string) error {
 			errc <- fmt.Errorf("attach server: %w", err)
 		}
 	}()
+	if metricsSrv != nil {
+		go func() {
+			if err := metricsSrv.Serve(metricsLn); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics server: %w", err)
+			}
+		}()
+	}
 	attrs := []any{"version", version.Version(), "commit", version.Commit(), "api_addr", apiLn.Addr().String(), "attach_addr", attachLn.Addr().String(),
 		"data_dir", cfg.DataDir, "docker_host", docker.Client().DaemonHost()}
+	if metricsLn != nil {
+		attrs = append(attrs, "metrics_addr", metricsLn.Addr().String())
+	}
 	if tokenFile != "" {
 		attrs = append(attrs, "token_file", tokenFile)
 	}
@@ -186,6 +227,9 @@ func run(ctx context.Context, args []string) error {
 	if err := httpSrv.Shutdown(shutdown); err != nil {
 		log.Warn("API shutdown", "err", err)
 	}
+	if metricsSrv != nil {
+		_ = metricsSrv.Close()
+	}
 	if err := mgr.Close(shutdown); err != nil {
 		log.Warn("manager shutdown", "err", err)
 	}
@@ -196,6 +240,18 @@ func run(ctx context.Context, args []string) error {
 	}
 	log.Info("oneoffd stopped")
 	return runErr
+}
+
+// newHTTPServer is an http.Server for h with the daemon's bounds: headers
+// must come within api.DefaultReadHeaderTimeout, a keep-alive connection
+// idle for api.DefaultIdleTimeout is closed. There is no absolute read or
+// write timeout, which would cut log streams and uploads short: the API's
+// handler puts per-request deadlines on them (api.WithTimeouts). The
+// server's own complaints, such as a scanner's failed TLS handshakes, are
+// debug lines: they come at the rate of the peers.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{Handler: h, ReadHeaderTimeout: api.DefaultReadHeaderTimeout, IdleTimeout: api.DefaultIdleTimeout,
+		MaxHeaderBytes: 64 << 10, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 }
 
 // newDrains sets up the log drains: the daemon's for every app, and each

@@ -193,7 +193,7 @@ func TestFlood(t *testing.T) {
 func TestRawTTY_ClientsClose(t *testing.T) {
 	t.Parallel()
 	const clients = 50
-	d := startDaemon(t, "--stop-grace", "1s")
+	d := startDaemon(t, "--stop-grace", "1s", "--max-oneoffs-per-app", "64")
 	app := d.deploy(nil, "")
 	c := d.client()
 	ids := make([]string, clients)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -15,25 +14,8 @@ import (
 
 	"github.com/oneoffd/oneoffd/api"
 	"github.com/oneoffd/oneoffd/errdefs"
+	"github.com/oneoffd/oneoffd/internal/testenv"
 )
-
-func getWithToken(t *testing.T, url, token string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
 
 func TestServer_readyzLeaksNothing(t *testing.T) {
 	secret := "unix:///run/secret/docker.sock at /var/lib/oneoffd/oneoffd.db"
@@ -46,7 +28,7 @@ func TestServer_readyzLeaksNothing(t *testing.T) {
 	}})
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
-	status, body := getWithToken(t, ts.URL+"/readyz", "")
+	status, body := testenv.Get(t, ts.URL+"/readyz", "")
 	if status != http.StatusServiceUnavailable {
 		t.Errorf("got status %d, want 503", status)
 	}
@@ -67,7 +49,7 @@ func TestServer_metricsToken(t *testing.T) {
 		srv := api.NewServer(api.Config{Token: "token", MetricsPublic: public}, api.Deps{
 			Log: slog.New(slog.DiscardHandler), Metrics: prometheus.NewRegistry()})
 		ts := httptest.NewServer(srv.Handler())
-		status, _ := getWithToken(t, ts.URL+"/metrics", "")
+		status, _ := testenv.Get(t, ts.URL+"/metrics", "")
 		want := http.StatusUnauthorized
 		if public {
 			want = http.StatusOK
@@ -75,7 +57,7 @@ func TestServer_metricsToken(t *testing.T) {
 		if status != want {
 			t.Errorf("public %v, no token: got status %d, want %d", public, status, want)
 		}
-		if status, _ := getWithToken(t, ts.URL+"/metrics", "token"); status != http.StatusOK {
+		if status, _ := testenv.Get(t, ts.URL+"/metrics", "token"); status != http.StatusOK {
 			t.Errorf("public %v, with the token: got status %d, want 200", public, status)
 		}
 		ts.Close()

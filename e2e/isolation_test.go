@@ -8,14 +8,12 @@ import (
 	"net/http"
 	"os/exec"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
-	"github.com/moby/sys/capability"
 
 	"github.com/oneoffd/oneoffd/deploy"
 	"github.com/oneoffd/oneoffd/internal/testenv"
@@ -49,35 +47,13 @@ func (d *daemon) procStatus(t testing.TB, app string) map[string]string {
 	return fields
 }
 
-// capNames decodes a capability mask of /proc/self/status into sorted CAP_
-// names.
-func capNames(t testing.TB, hexMask string) []string {
-	t.Helper()
-	mask, err := strconv.ParseUint(hexMask, 16, 64)
-	if err != nil {
-		t.Fatalf("capability mask %q: %v", hexMask, err)
-	}
-	names := []string{}
-	for _, c := range capability.ListKnown() {
-		if mask&(1<<uint(c)) != 0 {
-			names = append(names, "CAP_"+strings.ToUpper(c.String()))
-			mask &^= 1 << uint(c)
-		}
-	}
-	if mask != 0 {
-		names = append(names, fmt.Sprintf("unknown bits %#x", mask))
-	}
-	slices.Sort(names)
-	return names
-}
-
 // checkCaps checks what a one-off of app holds against want.
 func (d *daemon) checkCaps(t testing.TB, app string, want []string, nnp string) {
 	t.Helper()
 	st := d.procStatus(t, app)
 	want = slices.Sorted(slices.Values(want))
 	for _, field := range []string{"CapEff", "CapPrm", "CapBnd"} {
-		if got := capNames(t, st[field]); !slices.Equal(got, want) {
+		if got := testenv.CapabilityNames(t, st[field]); !slices.Equal(got, want) {
 			t.Errorf("%s = %s = %v, want %v", field, st[field], got, want)
 		}
 	}

@@ -2,30 +2,12 @@ package e2e
 
 import (
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
-)
 
-// getWithToken answers a GET to url, with the token if it is not empty.
-func getWithToken(t *testing.T, url, token string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(body)
-}
+	"github.com/oneoffd/oneoffd/internal/testenv"
+)
 
 // TestUnauthenticated: what a peer without the token learns from the
 // routes that need none, and that /metrics is not one of them.
@@ -34,7 +16,7 @@ func TestUnauthenticated(t *testing.T) {
 	t.Run("readyz names the failed check, not the engine's address", func(t *testing.T) {
 		t.Parallel()
 		d := startDaemon(t, "--docker-host", "unix:///nonexistent/docker.sock")
-		status, body := getWithToken(t, d.api+"/readyz", "")
+		status, body := testenv.Get(t, d.api+"/readyz", "")
 		if status != http.StatusServiceUnavailable || !strings.Contains(body, `"engine"`) {
 			t.Errorf("readyz = %d %s, want 503 naming the engine", status, body)
 		}
@@ -48,17 +30,17 @@ func TestUnauthenticated(t *testing.T) {
 	t.Run("metrics need the token", func(t *testing.T) {
 		t.Parallel()
 		d := startDaemon(t)
-		if status, _ := getWithToken(t, d.api+"/metrics", ""); status != http.StatusUnauthorized {
+		if status, _ := testenv.Get(t, d.api+"/metrics", ""); status != http.StatusUnauthorized {
 			t.Errorf("/metrics without a token = %d, want 401", status)
 		}
-		if status, _ := getWithToken(t, d.api+"/metrics", d.token); status != http.StatusOK {
+		if status, _ := testenv.Get(t, d.api+"/metrics", d.token); status != http.StatusOK {
 			t.Errorf("/metrics with the token = %d, want 200", status)
 		}
 	})
 	t.Run("metrics public", func(t *testing.T) {
 		t.Parallel()
 		d := startDaemon(t, "--metrics-public")
-		if status, body := getWithToken(t, d.api+"/metrics", ""); status != http.StatusOK || !strings.Contains(body, "oneoffd_build_info") {
+		if status, body := testenv.Get(t, d.api+"/metrics", ""); status != http.StatusOK || !strings.Contains(body, "oneoffd_build_info") {
 			t.Errorf("/metrics without a token = %d, want 200 and the metrics", status)
 		}
 	})
@@ -75,10 +57,10 @@ func TestUnauthenticated(t *testing.T) {
 		if addr == "" {
 			t.Fatal("the ready line names no metrics_addr")
 		}
-		if status, body := getWithToken(t, "http://"+addr+"/metrics", ""); status != http.StatusOK || !strings.Contains(body, "oneoffd_attach_pending_connections") {
+		if status, body := testenv.Get(t, "http://"+addr+"/metrics", ""); status != http.StatusOK || !strings.Contains(body, "oneoffd_attach_pending_connections") {
 			t.Errorf("metrics listener = %d, want 200 and the metrics", status)
 		}
-		if status, _ := getWithToken(t, d.api+"/metrics", d.token); status != http.StatusNotFound {
+		if status, _ := testenv.Get(t, d.api+"/metrics", d.token); status != http.StatusNotFound {
 			t.Errorf("the API's /metrics = %d, want 404: they are served elsewhere", status)
 		}
 	})

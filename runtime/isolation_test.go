@@ -16,7 +16,6 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
-	"github.com/moby/sys/capability"
 
 	"github.com/oneoffd/oneoffd/internal/testenv"
 	"github.com/oneoffd/oneoffd/oneoff"
@@ -138,27 +137,6 @@ func procStatus(t *testing.T, d *runtime.Docker, s oneoff.Spec) map[string]strin
 	return fields
 }
 
-// capNames decodes a capability mask of /proc/self/status into CAP_ names.
-func capNames(t *testing.T, hexMask string) []string {
-	t.Helper()
-	mask, err := strconv.ParseUint(hexMask, 16, 64)
-	if err != nil {
-		t.Fatalf("capability mask %q: %v", hexMask, err)
-	}
-	names := []string{}
-	for _, c := range capability.ListKnown() {
-		if mask&(1<<uint(c)) != 0 {
-			names = append(names, "CAP_"+strings.ToUpper(c.String()))
-			mask &^= 1 << uint(c)
-		}
-	}
-	if mask != 0 {
-		names = append(names, fmt.Sprintf("unknown bits %#x", mask))
-	}
-	slices.Sort(names)
-	return names
-}
-
 func TestDocker_Capabilities(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -178,7 +156,7 @@ func TestDocker_Capabilities(t *testing.T) {
 			st := procStatus(t, d, appSpec(t, instance, "caps"))
 			want := slices.Sorted(slices.Values(tt.caps))
 			for _, field := range []string{"CapEff", "CapPrm", "CapBnd"} {
-				if got := capNames(t, st[field]); !slices.Equal(got, want) {
+				if got := testenv.CapabilityNames(t, st[field]); !slices.Equal(got, want) {
 					t.Errorf("%s = %s = %v, want %v", field, st[field], got, want)
 				}
 			}

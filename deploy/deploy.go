@@ -4,6 +4,7 @@ package deploy
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"sort"
@@ -29,7 +30,10 @@ type Release struct {
 	Env       map[string]string `json:"env,omitempty"`
 	Procfile  string            `json:"procfile,omitempty"`
 	Processes map[string]string `json:"processes,omitempty"`
-	CreatedAt time.Time         `json:"created_at"`
+	// Cron holds the release's scheduled jobs, in the explicit form
+	// {"jobs": [...]}; empty when it has none.
+	Cron      json.RawMessage `json:"cron,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
 }
 
 // Store persists apps and releases.
@@ -48,16 +52,38 @@ type Spec struct {
 	Image    string            `json:"image"`
 	Env      map[string]string `json:"env,omitempty"`
 	Procfile string            `json:"procfile,omitempty"`
+	// Cron is the release's cron document (Scalingo's cron.json, or the
+	// explicit form); see docs/cron.md.
+	Cron json.RawMessage `json:"cron,omitempty"`
+}
+
+// Cron checks the cron jobs that come with a release.
+type Cron interface {
+	// Check validates app's cron document and returns it as the release
+	// keeps it; an empty document means no jobs.
+	Check(app string, raw json.RawMessage) (json.RawMessage, error)
 }
 
 // Service registers releases and answers which release an app runs.
 type Service struct {
 	store Store
+	cron  Cron
 }
 
+// Option tunes a Service.
+type Option func(*Service)
+
+// WithCron has the Service accept cron jobs with a release, checked by c.
+// Without it, a release that brings cron jobs is refused.
+func WithCron(c Cron) Option { return func(s *Service) { s.cron = c } }
+
 // NewService returns a Service backed by store.
-func NewService(store Store) *Service {
-	return &Service{store: store}
+func NewService(store Store, opts ...Option) *Service {
+	s := &Service{store: store}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 var (
@@ -131,13 +157,28 @@ func (s *Service) Deploy(ctx context.Context, app string, spec Spec) (Release, e
 	if err != nil {
 		return Release{}, err
 	}
+	cron, err := s.checkCron(app, spec.Cron)
+	if err != nil {
+		return Release{}, err
+	}
 	r, err := s.store.CreateRelease(ctx, Release{
-		App: app, Image: spec.Image, Env: spec.Env, Procfile: spec.Procfile, Processes: procs,
+		App: app, Image: spec.Image, Env: spec.Env, Procfile: spec.Procfile, Processes: procs, Cron: cron,
 	})
 	if err != nil {
 		return Release{}, fmt.Errorf("deploy %q: %w", app, err)
 	}
 	return r, nil
+}
+
+// checkCron validates a release's cron document, if any.
+func (s *Service) checkCron(app string, raw json.RawMessage) (json.RawMessage, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	if s.cron == nil {
+		return nil, errdefs.Invalid("cron_unsupported", "this daemon does not run cron jobs: deploy without \"cron\"")
+	}
+	return s.cron.Check(app, raw)
 }
 
 // App returns an app and its current release.

@@ -1,0 +1,390 @@
+package cron
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/oneoffd/oneoffd/deploy"
+	"github.com/oneoffd/oneoffd/errdefs"
+	"github.com/oneoffd/oneoffd/oneoff"
+)
+
+// DefaultRescan is how often the scheduler reads the apps' releases again,
+// to pick up the jobs a new release brings.
+const DefaultRescan = 5 * time.Second
+
+// Config tunes a Scheduler. Zero values take the defaults.
+type Config struct {
+	// Rules check the definitions a release brings.
+	Rules Rules
+	// Rescan is how often the releases are read again; DefaultRescan when zero.
+	Rescan time.Duration
+	// Requester is who the one-offs say asked for them; "cron" when empty.
+	Requester string
+	// Clock tells the time; the real one when nil.
+	Clock clockwork.Clock
+	// Metrics is where the scheduler's metrics are registered; none are
+	// exposed when nil.
+	Metrics prometheus.Registerer
+}
+
+// Scheduler starts the apps' cron jobs when they come due.
+type Scheduler struct {
+	cfg      Config
+	starter  Starter
+	releases Releases
+	store    Store
+	log      *slog.Logger
+	met      *metrics
+
+	// mu serializes the runs and guards what follows.
+	mu     sync.Mutex
+	states map[key]*State
+	parsed map[string]parsedRelease // by app
+	gauged map[key]bool
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	loop   chan struct{}
+	wg     sync.WaitGroup // the watchers of started runs
+}
+
+type key struct{ app, job string }
+
+// parsedRelease caches the parsed jobs of an app's current release.
+type parsedRelease struct {
+	version int
+	since   time.Time // when the release was registered
+	jobs    []Job
+	err     error
+}
+
+// New returns a Scheduler that starts jobs through starter, reads them
+// from releases and keeps its state in store.
+func New(cfg Config, starter Starter, releases Releases, store Store, log *slog.Logger) *Scheduler {
+	if cfg.Rescan <= 0 {
+		cfg.Rescan = DefaultRescan
+	}
+	if cfg.Requester == "" {
+		cfg.Requester = "cron"
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clockwork.NewRealClock()
+	}
+	return &Scheduler{cfg: cfg, starter: starter, releases: releases, store: store, log: log,
+		met: newMetrics(cfg.Metrics), states: map[key]*State{}, parsed: map[string]parsedRelease{}, gauged: map[key]bool{}}
+}
+
+// Check validates a release's cron document and returns it in the explicit
+// form, for deploy.Service.
+func (s *Scheduler) Check(app string, raw json.RawMessage) (json.RawMessage, error) {
+	return s.cfg.Rules.Normalize(raw)
+}
+
+// Start loads the scheduler's state, follows the runs still going and
+// starts the loop. Call it after the Starter has started.
+func (s *Scheduler) Start(ctx context.Context) error {
+	states, err := s.store.CronStates(ctx)
+	if err != nil {
+		return fmt.Errorf("start cron scheduler: %w", err)
+	}
+	for _, st := range states {
+		s.states[key{st.App, st.Job}] = &st
+	}
+	runs, err := s.store.UnfinishedCronRuns(ctx)
+	if err != nil {
+		return fmt.Errorf("start cron scheduler: %w", err)
+	}
+	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	for _, r := range runs {
+		s.watch(r)
+	}
+	s.loop = make(chan struct{})
+	go s.run()
+	return nil
+}
+
+// Close stops the loop and the watchers; the runs under way go on and are
+// followed again at the next Start.
+func (s *Scheduler) Close(ctx context.Context) error {
+	if s.cancel == nil {
+		return nil
+	}
+	s.cancel()
+	done := make(chan struct{})
+	go func() { <-s.loop; s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("close cron scheduler: %w", ctx.Err())
+	}
+}
+
+// run is the loop: due jobs are run, then it sleeps until the next due
+// time or the next rescan.
+func (s *Scheduler) run() {
+	defer close(s.loop)
+	for {
+		wait := s.tick(s.ctx)
+		t := s.cfg.Clock.NewTimer(wait)
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		case <-t.Chan():
+		}
+	}
+}
+
+// tick runs the jobs that are due and returns how long to sleep.
+func (s *Scheduler) tick(ctx context.Context) time.Duration {
+	now := s.cfg.Clock.Now()
+	next := now.Add(s.cfg.Rescan)
+	apps, err := s.releases.Apps(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("cron: read the apps' releases", "err", err)
+		}
+		return s.cfg.Rescan
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defined := map[key]bool{}
+	for _, a := range apps {
+		pr := s.jobsOf(a.Name, a.Release)
+		for _, j := range pr.jobs {
+			k := key{a.Name, j.Name}
+			defined[k] = true
+			st := s.state(k)
+			due := j.Next(anchor(st, pr.since))
+			if !due.After(now) {
+				s.fire(ctx, a.Name, j, pr.since, now)
+				due = j.Next(anchor(st, pr.since))
+			}
+			if !due.IsZero() && due.Before(next) {
+				next = due
+			}
+		}
+	}
+	for k := range s.gauged {
+		if !defined[k] {
+			s.met.failures.DeleteLabelValues(k.app, k.job)
+			delete(s.gauged, k)
+		}
+	}
+	return max(next.Sub(s.cfg.Clock.Now()), 0)
+}
+
+// anchor is the time after which a job's next due time is looked for: its
+// last handled tick, but never before the release that defines it, so that
+// neither a new job nor a changed schedule catches up on the past.
+func anchor(st *State, since time.Time) time.Time {
+	if st.LastTick.After(since) {
+		return st.LastTick
+	}
+	return since
+}
+
+// jobsOf returns the parsed jobs of an app's release, from the cache.
+// Called with mu held.
+func (s *Scheduler) jobsOf(app string, rel *deploy.Release) parsedRelease {
+	if rel == nil || len(rel.Cron) == 0 {
+		delete(s.parsed, app)
+		return parsedRelease{}
+	}
+	if pr, ok := s.parsed[app]; ok && pr.version == rel.Version {
+		return pr
+	}
+	// Stored definitions were checked at deploy time; they are read back
+	// leniently so that a stricter daemon configuration does not drop them.
+	jobs, err := Rules{MinInterval: time.Second}.Parse(rel.Cron)
+	if err != nil {
+		s.log.Error("cron: an app's stored cron jobs do not parse; they do not run", "app", app, "release", rel.Version, "err", err)
+	}
+	pr := parsedRelease{version: rel.Version, since: rel.CreatedAt, jobs: jobs, err: err}
+	s.parsed[app] = pr
+	return pr
+}
+
+// state returns a job's state, creating it. Called with mu held.
+func (s *Scheduler) state(k key) *State {
+	st, ok := s.states[k]
+	if !ok {
+		st = &State{App: k.app, Job: k.job}
+		s.states[k] = st
+	}
+	return st
+}
+
+// fire handles a job that came due: the latest due time still within the
+// job's deadline runs once, however many passed; if none is within it,
+// one miss is recorded. Called with mu held.
+func (s *Scheduler) fire(ctx context.Context, app string, j Job, since, now time.Time) {
+	st := s.state(key{app, j.Name})
+	first := j.Next(anchor(st, since))
+	lower := anchor(st, since)
+	if w := now.Add(-j.Deadline() - time.Second); w.After(lower) {
+		lower = w
+	}
+	var latest time.Time
+	for t := j.Next(lower); !t.IsZero() && !t.After(now); t = j.Next(t) {
+		if now.Sub(t) <= j.Deadline() {
+			latest = t
+		}
+	}
+	if latest.IsZero() {
+		s.met.misses.Inc()
+		st.LastTick = now
+		run := Run{App: app, Job: j.Name, Trigger: Scheduled, Status: Missed, ScheduledAt: first, At: now,
+			Reason: fmt.Sprintf("the daemon was down from before %s; it came back after the job's %s starting deadline", first.UTC().Format(time.RFC3339), j.Deadline())}
+		s.log.Warn("cron: a job's due time passed while the daemon was down, too long ago to start it", "app", app, "job", j.Name, "due", first, "deadline", j.Deadline())
+		s.record(ctx, run, st)
+		return
+	}
+	trigger := Scheduled
+	if !latest.Equal(first) {
+		trigger = CatchUp
+		s.met.misses.Inc()
+		s.log.Info("cron: due times passed while the daemon was down; running the latest once", "app", app, "job", j.Name, "first", first, "latest", latest)
+	}
+	st.LastTick = latest
+	s.start(ctx, app, j, trigger, latest, now)
+}
+
+// start applies the job's overlap policy and starts a one-off for it.
+// Called with mu held.
+func (s *Scheduler) start(ctx context.Context, app string, j Job, trigger Trigger, due, now time.Time) Run {
+	st := s.state(key{app, j.Name})
+	run := Run{App: app, Job: j.Name, Trigger: trigger, ScheduledAt: due, At: now}
+	if trigger != Manual && st.LastOneOff != "" && j.overlap() != Allow {
+		prev, err := s.starter.Get(ctx, st.LastOneOff)
+		if err == nil && prev.State != oneoff.Finished {
+			if j.overlap() == Forbid {
+				s.met.skips.Inc()
+				run.Status = Skipped
+				run.Reason = fmt.Sprintf("the previous run %s still runs and the job forbids overlap", prev.Name)
+				s.log.Info("cron: skipping a run, the previous one still runs", "app", app, "job", j.Name, "previous", prev.Name)
+				return s.record(ctx, run, st)
+			}
+			// Replace: asked to stop, not waited for.
+			sctx, cancel := context.WithTimeout(ctx, time.Second)
+			_, err := s.starter.Stop(sctx, prev.ID, s.cfg.Requester)
+			cancel()
+			if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, errdefs.ErrConflict) {
+				s.log.Warn("cron: stop the previous run to replace it", "app", app, "job", j.Name, "previous", prev.Name, "err", err)
+			}
+			s.log.Info("cron: replacing the previous run", "app", app, "job", j.Name, "previous", prev.Name)
+		}
+	}
+	o, _, err := s.starter.Create(ctx, app, j.request(s.cfg.Requester))
+	if err != nil {
+		s.met.runs.WithLabelValues("start_failed").Inc()
+		st.Failures++
+		s.gauge(app, j.Name, st.Failures)
+		run.Status, run.Reason = StartFailed, message(err)
+		s.log.Error("cron: start a job's one-off", "app", app, "job", j.Name, "err", err)
+		return s.record(ctx, run, st)
+	}
+	if trigger != Manual {
+		s.met.delay.Observe(s.cfg.Clock.Now().Sub(due).Seconds())
+	}
+	st.LastOneOff = o.ID
+	run.Status, run.OneOffID, run.OneOffName, run.State = Started, o.ID, o.Name, o.State
+	s.log.Info("cron: job started", "app", app, "job", j.Name, "oneoff", o.ID, "name", o.Name, "trigger", trigger, "due", due)
+	run = s.record(ctx, run, st)
+	if run.Seq != 0 {
+		s.watch(run)
+	}
+	return run
+}
+
+// record writes a run with the job's state; a failure is logged, the
+// state kept in memory. Called with mu held.
+func (s *Scheduler) record(ctx context.Context, run Run, st *State) Run {
+	saved, err := s.store.AddCronRun(ctx, run, *st)
+	if err != nil {
+		s.log.Error("cron: record a run", "app", run.App, "job", run.Job, "status", run.Status, "err", err)
+		return run
+	}
+	return saved
+}
+
+// gauge sets a job's consecutive failures. Called with mu held.
+func (s *Scheduler) gauge(app, job string, n int) {
+	s.met.failures.WithLabelValues(app, job).Set(float64(n))
+	s.gauged[key{app, job}] = true
+}
+
+// watch follows a started run to its end, then records how it ended.
+func (s *Scheduler) watch(run Run) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			select {
+			case <-s.starter.Done(run.OneOffID):
+			case <-s.ctx.Done():
+				return
+			}
+			o, err := s.starter.Get(s.ctx, run.OneOffID)
+			switch {
+			case err == nil && o.State == oneoff.Finished:
+				s.finish(run, o)
+				return
+			case errors.Is(err, errdefs.ErrNotFound):
+				s.finish(run, oneoff.OneOff{State: oneoff.Finished, Outcome: oneoff.Lost, FinishedAt: ptr(s.cfg.Clock.Now())})
+				return
+			}
+			// Not followed yet (the manager is resuming it) or unreadable:
+			// look again later.
+			select {
+			case <-s.cfg.Clock.After(s.cfg.Rescan):
+			case <-s.ctx.Done():
+				return
+			}
+		}
+	}()
+}
+
+// finish records how a run ended and counts it.
+func (s *Scheduler) finish(run Run, o oneoff.OneOff) {
+	run.State, run.Outcome, run.ExitCode, run.FinishedAt = o.State, o.Outcome, o.ExitCode, o.FinishedAt
+	if run.FinishedAt == nil {
+		run.FinishedAt = ptr(s.cfg.Clock.Now())
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.state(key{run.App, run.Job})
+	outcome := "failed"
+	if run.Succeeded() {
+		outcome = "succeeded"
+		st.Failures = 0
+	} else {
+		st.Failures++
+	}
+	s.met.runs.WithLabelValues(outcome).Inc()
+	s.gauge(run.App, run.Job, st.Failures)
+	if err := s.store.FinishCronRun(s.ctx, run, *st); err != nil {
+		s.log.Error("cron: record the end of a run", "app", run.App, "job", run.Job, "oneoff", run.OneOffID, "err", err)
+	}
+	s.log.Info("cron: job finished", "app", run.App, "job", run.Job, "oneoff", run.OneOffID, "outcome", o.Outcome, "exit_code", o.ExitCode)
+}
+
+// message is what a run's history says of err.
+func message(err error) string {
+	if e, ok := errdefs.As(err); ok {
+		return e.Message
+	}
+	return err.Error()
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -83,8 +83,30 @@ type Definitions struct {
 	Jobs []Job `json:"jobs"`
 }
 
-// Next returns the job's first due time after t.
-func (j Job) Next(t time.Time) time.Time { return j.sched.Next(t) }
+// Next returns the job's first due time after t. A wall-clock time that
+// comes twice, when clocks go back, is due once (the first), unless the
+// schedule's hour is "*".
+func (j Job) Next(t time.Time) time.Time {
+	n := j.sched.Next(t)
+	spec, ok := j.sched.(*robfig.SpecSchedule)
+	if !ok || n.IsZero() || spec.Hour&starBit != 0 {
+		return n
+	}
+	for _, back := range []time.Duration{time.Hour, 30 * time.Minute} {
+		m := n.Add(-back)
+		if sameWallClock(m.In(spec.Location), n.In(spec.Location)) && j.sched.Next(m.Add(-time.Second)).Equal(m) {
+			return j.Next(n)
+		}
+	}
+	return n
+}
+
+// starBit marks a field given as "*" in robfig's SpecSchedule.
+const starBit = 1 << 63
+
+func sameWallClock(a, b time.Time) bool {
+	return a.Year() == b.Year() && a.YearDay() == b.YearDay() && a.Hour() == b.Hour() && a.Minute() == b.Minute()
+}
 
 // Interval is the shortest time between two of the job's runs.
 func (j Job) Interval() time.Duration { return j.interval }
@@ -215,7 +237,7 @@ func (r Rules) check(j *Job, i int) error {
 		return errdefs.Invalid("invalid_cron", "%s: schedule %q is invalid: %v; use five fields (minute hour day-of-month month day-of-week) or @hourly, @daily, @weekly, @monthly, @yearly, @every DURATION", label, j.Schedule, err)
 	}
 	j.sched, j.loc = sched, loc
-	j.interval = shortestInterval(sched)
+	j.interval = shortestInterval(*j)
 	if j.interval == 0 {
 		return errdefs.Invalid("invalid_cron", "%s: schedule %q never comes due", label, j.Schedule)
 	}
@@ -298,13 +320,16 @@ func nameFrom(command string) string {
 		default:
 			dash = true
 		}
-		if b.Len() >= 30 {
+		if b.Len() > 30 {
 			break
 		}
 	}
-	name := strings.Trim(b.String(), "-")
+	name := b.String()
 	if len(name) > 30 {
-		name = strings.Trim(name[:30], "-")
+		name = name[:30]
+		if i := strings.LastIndexByte(name, '-'); i > 0 {
+			name = name[:i] // at a word's end
+		}
 	}
 	if name == "" {
 		name = "job"
@@ -325,19 +350,19 @@ func uniqueName(name string, seen map[string]bool) string {
 }
 
 // shortestInterval measures the shortest gap between successive ticks of
-// sched, over its next intervalSamples ticks from a fixed start; zero if it
+// j, over its next intervalSamples ticks from a fixed start; zero if it
 // never ticks.
-func shortestInterval(sched robfig.Schedule) time.Duration {
-	if c, ok := sched.(robfig.ConstantDelaySchedule); ok {
+func shortestInterval(j Job) time.Duration {
+	if c, ok := j.sched.(robfig.ConstantDelaySchedule); ok {
 		return c.Delay
 	}
-	t := sched.Next(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	t := j.Next(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	if t.IsZero() {
 		return 0
 	}
 	shortest := time.Duration(0)
 	for range intervalSamples {
-		next := sched.Next(t)
+		next := j.Next(t)
 		if next.IsZero() {
 			break
 		}

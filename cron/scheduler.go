@@ -252,9 +252,12 @@ func (s *Scheduler) fire(ctx context.Context, app string, j Job, since, now time
 	}
 	trigger := Scheduled
 	if !latest.Equal(first) {
-		trigger = CatchUp
+		// Due times were given up: the latest alone runs.
 		s.met.misses.Inc()
 		s.log.Info("cron: due times passed while the daemon was down; running the latest once", "app", app, "job", j.Name, "first", first, "latest", latest)
+	}
+	if !latest.Equal(first) || now.Sub(latest) > s.cfg.Rescan {
+		trigger = CatchUp
 	}
 	st.LastTick = latest
 	s.start(ctx, app, j, trigger, latest, now)

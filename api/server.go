@@ -75,6 +75,8 @@ type Deps struct {
 	Metrics prometheus.Gatherer
 	// Ready names the checks /readyz runs.
 	Ready map[string]Checker
+	// Cron serves the apps' cron jobs; their routes answer 404 when nil.
+	Cron Cron
 }
 
 // Server is the HTTP API.
@@ -88,6 +90,7 @@ type Server struct {
 	log        *slog.Logger
 	gather     prometheus.Gatherer
 	ready      map[string]Checker
+	cron       Cron
 
 	streams     chan struct{} // closed to end long-lived log streams
 	closeStream sync.Once
@@ -96,7 +99,7 @@ type Server struct {
 // NewServer returns the API server.
 func NewServer(cfg Config, d Deps) *Server {
 	return &Server{cfg: cfg, oneoffs: d.OneOffs, deploys: d.Deploys, logs: d.Logs, drains: d.Drains,
-		drainStore: d.DrainStore, log: d.Log, gather: d.Metrics, ready: d.Ready, streams: make(chan struct{})}
+		drainStore: d.DrainStore, log: d.Log, gather: d.Metrics, ready: d.Ready, cron: d.Cron, streams: make(chan struct{})}
 }
 
 // CloseStreams ends the log streams under way, so that a graceful shutdown
@@ -136,6 +139,7 @@ func (s *Server) Handler() http.Handler {
 		r.Get("/oneoffs/{id}/logs", s.oneOffLogs)
 		r.Post("/oneoffs/{id}/stop", s.stopOneOff)
 		r.Get("/audit", s.audit)
+		s.mountCron(r)
 	})
 	return r
 }

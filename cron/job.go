@@ -20,6 +20,7 @@ import (
 
 	robfig "github.com/robfig/cron/v3"
 
+	"github.com/oneoffd/oneoffd/deploy"
 	"github.com/oneoffd/oneoffd/errdefs"
 	"github.com/oneoffd/oneoffd/oneoff"
 )
@@ -192,6 +193,12 @@ func (r Rules) Normalize(raw []byte) ([]byte, error) {
 		return nil, err
 	}
 	return json.Marshal(Definitions{Jobs: jobs})
+}
+
+// Check validates app's cron document and returns it in the explicit
+// form, as a release keeps it; Rules is a deploy.Cron.
+func (r Rules) Check(app string, raw json.RawMessage) (json.RawMessage, error) {
+	return r.Normalize(raw)
 }
 
 // check fills in and validates job i of a document.
@@ -376,3 +383,5 @@ func shortestInterval(j Job) time.Duration {
 	}
 	return shortest
 }
+
+var _ deploy.Cron = Rules{}

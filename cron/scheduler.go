@@ -2,7 +2,6 @@ package cron
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -81,12 +80,6 @@ func New(cfg Config, starter Starter, releases Releases, store Store, log *slog.
 	}
 	return &Scheduler{cfg: cfg, starter: starter, releases: releases, store: store, log: log,
 		met: newMetrics(cfg.Metrics), states: map[key]*State{}, parsed: map[string]parsedRelease{}, gauged: map[key]bool{}}
-}
-
-// Check validates a release's cron document and returns it in the explicit
-// form, for deploy.Service.
-func (s *Scheduler) Check(app string, raw json.RawMessage) (json.RawMessage, error) {
-	return s.cfg.Rules.Normalize(raw)
 }
 
 // Start loads the scheduler's state, follows the runs still going and

@@ -50,7 +50,7 @@ func (h *harness) newScheduler() *Scheduler {
 func (h *harness) deploy(doc string) {
 	h.t.Helper()
 	h.version++
-	norm, err := h.s.Check("web", []byte(doc))
+	norm, err := h.s.cfg.Rules.Check("web", []byte(doc))
 	if err != nil {
 		h.t.Fatalf("Check: %v", err)
 	}

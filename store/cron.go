@@ -175,4 +175,3 @@ func nullInt(p *int) any {
 	}
 	return *p
 }
-

@@ -13,6 +13,7 @@ import (
 	"github.com/dustin/go-humanize"
 
 	"github.com/oneoffd/oneoffd/client"
+	"github.com/oneoffd/oneoffd/cron"
 	"github.com/oneoffd/oneoffd/oneoff"
 )
 
@@ -40,6 +41,7 @@ type config struct {
 	RegistryConfig    string
 	PullTimeout       time.Duration
 	ReconcileInterval time.Duration
+	CronMinInterval   time.Duration
 	LogDrains         []string
 	DrainCA           string
 	TLSCert           string
@@ -87,6 +89,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	str(&c.RegistryConfig, "registry-config", "ONEOFFD_REGISTRY_CONFIG", "", "a docker config.json whose \"auths\" give the credentials to pull images with")
 	dur(&c.PullTimeout, "pull-timeout", "ONEOFFD_PULL_TIMEOUT", oneoff.DefaultPullTimeout, "give up pulling an image after this long")
 	dur(&c.ReconcileInterval, "reconcile-interval", "ONEOFFD_RECONCILE_INTERVAL", oneoff.DefaultReconcileInterval, "how often the engine's containers and the records are compared, strays removed and unfollowed one-offs settled")
+	dur(&c.CronMinInterval, "cron-min-interval", "ONEOFFD_CRON_MIN_INTERVAL", cron.DefaultMinInterval, "the shortest time allowed between two runs of a cron job (at least 1s; seconds need @every)")
 	maxFile, maxRequest := "100MiB", "512MiB"
 	str(&maxFile, "upload-max-file", "ONEOFFD_UPLOAD_MAX_FILE", maxFile, "the largest file a one-off may be sent")
 	str(&maxRequest, "upload-max-request", "ONEOFFD_UPLOAD_MAX_REQUEST", maxRequest, "the most bytes of files one request may send")
@@ -142,10 +145,13 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	}
 	for name, d := range map[string]time.Duration{"idle-timeout": c.IdleTimeout, "attach-wait-timeout": c.AttachWaitTimeout,
 		"stop-grace": c.StopGrace, "max-lifetime": c.MaxLifetime, "pull-timeout": c.PullTimeout,
-		"reconcile-interval": c.ReconcileInterval} {
+		"reconcile-interval": c.ReconcileInterval, "cron-min-interval": c.CronMinInterval} {
 		if d <= 0 {
 			return c, fmt.Errorf("--%s must be positive, got %s", name, d)
 		}
+	}
+	if c.CronMinInterval < time.Second {
+		return c, fmt.Errorf("--cron-min-interval must be at least 1s, got %s", c.CronMinInterval)
 	}
 	c.LogLevel = strings.ToLower(c.LogLevel)
 	return c, nil

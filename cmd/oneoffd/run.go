@@ -23,6 +23,7 @@ import (
 
 	"github.com/oneoffd/oneoffd/api"
 	"github.com/oneoffd/oneoffd/client"
+	"github.com/oneoffd/oneoffd/cron"
 	"github.com/oneoffd/oneoffd/deploy"
 	"github.com/oneoffd/oneoffd/internal/version"
 	"github.com/oneoffd/oneoffd/logs"
@@ -113,7 +114,12 @@ func run(ctx context.Context, args []string) error {
 			ConstLabels: prometheus.Labels{"version": version.Version(), "commit": version.Commit()},
 		}, func() float64 { return 1 }))
 	docker.Instrument(reg)
-	deploys := deploy.NewService(db)
+	sizeNames := make([]string, len(cfg.Sizes))
+	for i, sz := range cfg.Sizes {
+		sizeNames[i] = sz.Name
+	}
+	cronRules := cron.Rules{MinInterval: cfg.CronMinInterval, Sizes: sizeNames, MaxTTL: cfg.MaxLifetime}
+	deploys := deploy.NewService(db, deploy.WithCron(cronRules))
 	mgr := oneoff.NewManager(oneoff.Config{
 		Instance: instance, IdleTimeout: cfg.IdleTimeout, AttachWait: cfg.AttachWaitTimeout, StopGrace: cfg.StopGrace,
 		MaxLifetime: cfg.MaxLifetime, Sizes: cfg.Sizes, DefaultSize: cfg.DefaultSize,
@@ -124,12 +130,16 @@ func run(ctx context.Context, args []string) error {
 	if err := mgr.Start(ctx); err != nil {
 		return err
 	}
+	sched := cron.New(cron.Config{Rules: cronRules, Metrics: reg}, mgr, deploys, db, log)
+	if err := sched.Start(ctx); err != nil {
+		return err
+	}
 	srv := api.NewServer(api.Config{
 		Token: token, AttachAddr: attachLn.Addr().String(), AttachHost: cfg.AttachHost, AttachTLS: tlsConfig != nil,
 		Version: version.Version(), Commit: version.Commit(),
 	}, api.Deps{
 		OneOffs: mgr, Deploys: deploys, Logs: logStore, Drains: drains, DrainStore: db, Log: log, Metrics: reg,
-		Ready: map[string]api.Checker{"engine": docker.Ping, "database": db.Ping},
+		Ready: map[string]api.Checker{"engine": docker.Ping, "database": db.Ping}, Cron: sched,
 	})
 	httpSrv := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, TLSConfig: tlsConfig}
 	httpSrv.RegisterOnShutdown(srv.CloseStreams)
@@ -174,6 +184,9 @@ func run(ctx context.Context, args []string) error {
 	attachSrv.Close()
 	if err := httpSrv.Shutdown(shutdown); err != nil {
 		log.Warn("API shutdown", "err", err)
+	}
+	if err := sched.Close(shutdown); err != nil {
+		log.Warn("cron scheduler shutdown", "err", err)
 	}
 	if err := mgr.Close(shutdown); err != nil {
 		log.Warn("manager shutdown", "err", err)

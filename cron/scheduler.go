@@ -53,6 +53,7 @@ type Scheduler struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	loop   chan struct{}
+	wake   chan struct{}
 	wg     sync.WaitGroup // the watchers of started runs
 }
 
@@ -79,7 +80,7 @@ func New(cfg Config, starter Starter, releases Releases, store Store, log *slog.
 		cfg.Clock = clockwork.NewRealClock()
 	}
 	return &Scheduler{cfg: cfg, starter: starter, releases: releases, store: store, log: log,
-		met: newMetrics(cfg.Metrics), states: map[key]*State{}, parsed: map[string]parsedRelease{}, gauged: map[key]bool{}}
+		met: newMetrics(cfg.Metrics), wake: make(chan struct{}, 1), states: map[key]*State{}, parsed: map[string]parsedRelease{}, gauged: map[key]bool{}}
 }
 
 // Start loads the scheduler's state, follows the runs still going and
@@ -134,7 +135,18 @@ func (s *Scheduler) run() {
 			t.Stop()
 			return
 		case <-t.Chan():
+		case <-s.wake:
+			t.Stop()
 		}
+	}
+}
+
+// Wake has the scheduler read the releases again now, as when one was
+// registered; it does not wait.
+func (s *Scheduler) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -247,7 +259,7 @@ func (s *Scheduler) fire(ctx context.Context, app string, j Job, since, now time
 	if !latest.Equal(first) {
 		// Due times were given up: the latest alone runs.
 		s.met.misses.Inc()
-		s.log.Info("cron: due times passed while the daemon was down; running the latest once", "app", app, "job", j.Name, "first", first, "latest", latest)
+		s.log.Info("cron: due times passed without a run (the daemon was down or late); running the latest once", "app", app, "job", j.Name, "first", first, "latest", latest)
 	}
 	if !latest.Equal(first) || now.Sub(latest) > s.cfg.Rescan {
 		trigger = CatchUp
@@ -267,7 +279,7 @@ func (s *Scheduler) start(ctx context.Context, app string, j Job, trigger Trigge
 			if j.overlap() == Forbid {
 				s.met.skips.Inc()
 				run.Status = Skipped
-				run.Reason = fmt.Sprintf("the previous run %s still runs and the job forbids overlap", prev.Name)
+				run.Reason = fmt.Sprintf("the previous run %s still runs (overlap: forbid)", prev.Name)
 				s.log.Info("cron: skipping a run, the previous one still runs", "app", app, "job", j.Name, "previous", prev.Name)
 				return s.record(ctx, run, st)
 			}

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/oneoffd/oneoffd/errdefs"
@@ -68,6 +69,10 @@ type Cron interface {
 type Service struct {
 	store Store
 	cron  Cron
+
+	mu      sync.Mutex
+	subs    map[int]func(Release)
+	nextSub int
 }
 
 // Option tunes a Service.
@@ -167,7 +172,30 @@ func (s *Service) Deploy(ctx context.Context, app string, spec Spec) (Release, e
 	if err != nil {
 		return Release{}, fmt.Errorf("deploy %q: %w", app, err)
 	}
+	s.mu.Lock()
+	for _, fn := range s.subs {
+		fn(r)
+	}
+	s.mu.Unlock()
 	return r, nil
+}
+
+// Subscribe has fn called with each release once it is registered, until
+// the returned function is called. fn must not block.
+func (s *Service) Subscribe(fn func(Release)) (cancel func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.subs == nil {
+		s.subs = map[int]func(Release){}
+	}
+	id := s.nextSub
+	s.nextSub++
+	s.subs[id] = fn
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.subs, id)
+	}
 }
 
 // checkCron validates a release's cron document, if any.

@@ -134,6 +134,7 @@ func run(ctx context.Context, args []string) error {
 	if err := sched.Start(ctx); err != nil {
 		return err
 	}
+	defer deploys.Subscribe(func(deploy.Release) { sched.Wake() })()
 	srv := api.NewServer(api.Config{
 		Token: token, AttachAddr: attachLn.Addr().String(), AttachHost: cfg.AttachHost, AttachTLS: tlsConfig != nil,
 		Version: version.Version(), Commit: version.Commit(),

@@ -3,6 +3,7 @@ package api_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -91,6 +92,19 @@ func TestServer_cron(t *testing.T) {
 	var hist api.CronRuns
 	if status != http.StatusOK || json.Unmarshal(body, &hist) != nil || len(hist.Runs) != 1 || hist.Runs[0].OneOffID != run.OneOffID {
 		t.Fatalf("history: got %d %s", status, body)
+	}
+
+	// The operators' page shows the job and its last run.
+	req, _ := http.NewRequest("GET", s.url+"/ui?app=web", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(page), `id="cron-web-rake-cleanup"`) || !strings.Contains(string(page), run.OneOffName) {
+		t.Errorf("/ui: got %s, want the cron job with its last run %s", page, run.OneOffName)
 	}
 
 	for _, tt := range []struct {

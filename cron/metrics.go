@@ -41,7 +41,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		failures: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "oneoffd_cron_job_consecutive_failures",
 			Help: "Runs of a cron job that failed in a row, up to its latest; 0 once one succeeds.",
-		}, []string{"app", "job"}),
+		}, []string{"app", "cron_job"}),
 	}
 	for _, o := range []string{"succeeded", "failed", "start_failed"} {
 		m.runs.WithLabelValues(o)

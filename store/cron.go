@@ -11,6 +11,10 @@ import (
 
 var _ cron.Store = (*DB)(nil)
 
+// cronRunsKept is how many history entries a cron job keeps; older ones
+// are deleted as new ones come.
+var cronRunsKept = cron.MaxHistory
+
 // CronStates returns the state of every cron job that has one.
 func (db *DB) CronStates(ctx context.Context) ([]cron.State, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT app, job, last_tick, last_oneoff, failures FROM cron_state ORDER BY app, job`)
@@ -54,6 +58,13 @@ func (db *DB) AddCronRun(ctx context.Context, run cron.Run, st cron.State) (cron
 			return err
 		}
 		if run.Seq, err = res.LastInsertId(); err != nil {
+			return err
+		}
+		// A job keeps its latest cronRunsKept entries.
+		if _, err := tx.ExecContext(ctx,
+			`DELETE FROM cron_runs WHERE app = ? AND job = ? AND seq <= (
+				SELECT seq FROM cron_runs WHERE app = ? AND job = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)`,
+			run.App, run.Job, run.App, run.Job, cronRunsKept); err != nil {
 			return err
 		}
 		return saveCronState(ctx, tx, st)

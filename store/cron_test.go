@@ -123,3 +123,29 @@ func TestDB_CronRuns(t *testing.T) {
 	}
 	var _ deploy.Store = db
 }
+
+func TestDB_AddCronRun_keepsTheLatest(t *testing.T) {
+	ctx := context.Background()
+	db := openTest(t)
+	defer func(n int) { cronRunsKept = n }(cronRunsKept)
+	cronRunsKept = 3
+	due := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	for i := range 5 {
+		for _, job := range []string{"a", "b"} {
+			at := due.Add(time.Duration(i) * time.Minute)
+			if _, err := db.AddCronRun(ctx, cron.Run{App: "web", Job: job, Trigger: cron.Scheduled, Status: cron.Skipped, ScheduledAt: at, At: at},
+				cron.State{App: "web", Job: job, LastTick: at}); err != nil {
+				t.Fatalf("AddCronRun: %v", err)
+			}
+		}
+	}
+	for _, job := range []string{"a", "b"} {
+		runs, err := db.CronRuns(ctx, "web", job, 10)
+		if err != nil {
+			t.Fatalf("CronRuns: %v", err)
+		}
+		if len(runs) != 3 || !runs[0].ScheduledAt.Equal(due.Add(4*time.Minute)) || !runs[2].ScheduledAt.Equal(due.Add(2*time.Minute)) {
+			t.Errorf("job %s: got %d runs %+v, want the latest 3", job, len(runs), runs)
+		}
+	}
+}

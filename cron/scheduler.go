@@ -49,6 +49,9 @@ type Scheduler struct {
 	states map[key]*State
 	parsed map[string]parsedRelease // by app
 	gauged map[key]bool
+	// settling holds the one-offs of runs that were under way when the
+	// daemon stopped, until their end is known again.
+	settling map[string]bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -80,29 +83,42 @@ func New(cfg Config, starter Starter, releases Releases, store Store, log *slog.
 		cfg.Clock = clockwork.NewRealClock()
 	}
 	return &Scheduler{cfg: cfg, starter: starter, releases: releases, store: store, log: log,
-		met: newMetrics(cfg.Metrics), wake: make(chan struct{}, 1), states: map[key]*State{}, parsed: map[string]parsedRelease{}, gauged: map[key]bool{}}
+		met: newMetrics(cfg.Metrics), wake: make(chan struct{}, 1), states: map[key]*State{}, parsed: map[string]parsedRelease{}, gauged: map[key]bool{}, settling: map[string]bool{}}
 }
 
 // Start loads the scheduler's state, follows the runs still going and
 // starts the loop. Call it after the Starter has started.
 func (s *Scheduler) Start(ctx context.Context) error {
-	states, err := s.store.CronStates(ctx)
-	if err != nil {
-		return fmt.Errorf("start cron scheduler: %w", err)
-	}
-	for _, st := range states {
-		s.states[key{st.App, st.Job}] = &st
-	}
-	runs, err := s.store.UnfinishedCronRuns(ctx)
-	if err != nil {
-		return fmt.Errorf("start cron scheduler: %w", err)
-	}
 	s.ctx, s.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	for _, r := range runs {
-		s.watch(r)
+	if err := s.load(ctx); err != nil {
+		s.cancel()
+		return fmt.Errorf("start cron scheduler: %w", err)
 	}
 	s.loop = make(chan struct{})
 	go s.run()
+	return nil
+}
+
+// load reads the jobs' states and follows the runs whose end is not
+// recorded.
+func (s *Scheduler) load(ctx context.Context) error {
+	states, err := s.store.CronStates(ctx)
+	if err != nil {
+		return err
+	}
+	runs, err := s.store.UnfinishedCronRuns(ctx)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range states {
+		s.states[key{st.App, st.Job}] = &st
+	}
+	for _, r := range runs {
+		s.settling[r.OneOffID] = true
+		s.watch(r)
+	}
 	return nil
 }
 
@@ -172,7 +188,9 @@ func (s *Scheduler) tick(ctx context.Context) time.Duration {
 			st := s.state(k)
 			due := j.Next(anchor(st, pr.since))
 			if !due.After(now) {
-				s.fire(ctx, a.Name, j, pr.since, now)
+				if !s.fire(ctx, a.Name, j, pr.since, now) {
+					continue // looked at again when woken
+				}
 				due = j.Next(anchor(st, pr.since))
 			}
 			if !due.IsZero() && due.Before(next) {
@@ -232,8 +250,11 @@ func (s *Scheduler) state(k key) *State {
 
 // fire handles a job that came due: the latest due time still within the
 // job's deadline runs once, however many passed; if none is within it,
-// one miss is recorded. Called with mu held.
-func (s *Scheduler) fire(ctx context.Context, app string, j Job, since, now time.Time) {
+// one miss is recorded. It reports false when it waits instead: a late run
+// that forbids overlap waits, within its deadline, to know whether the
+// run under way when the daemon stopped has ended since. Called with mu
+// held.
+func (s *Scheduler) fire(ctx context.Context, app string, j Job, since, now time.Time) bool {
 	st := s.state(key{app, j.Name})
 	first := j.Next(anchor(st, since))
 	lower := anchor(st, since)
@@ -253,7 +274,7 @@ func (s *Scheduler) fire(ctx context.Context, app string, j Job, since, now time
 			Reason: fmt.Sprintf("the daemon was down from before %s; it came back after the job's %s starting deadline", first.UTC().Format(time.RFC3339), j.Deadline())}
 		s.log.Warn("cron: a job's due time passed while the daemon was down, too long ago to start it", "app", app, "job", j.Name, "due", first, "deadline", j.Deadline())
 		s.record(ctx, run, st)
-		return
+		return true
 	}
 	trigger := Scheduled
 	if !latest.Equal(first) {
@@ -264,8 +285,13 @@ func (s *Scheduler) fire(ctx context.Context, app string, j Job, since, now time
 	if !latest.Equal(first) || now.Sub(latest) > s.cfg.Rescan {
 		trigger = CatchUp
 	}
+	if trigger == CatchUp && j.overlap() == Forbid && s.settling[st.LastOneOff] {
+		s.log.Debug("cron: a late run waits to know whether the previous one still runs", "app", app, "job", j.Name, "previous", st.LastOneOff)
+		return false
+	}
 	st.LastTick = latest
 	s.start(ctx, app, j, trigger, latest, now)
+	return true
 }
 
 // start applies the job's overlap policy and starts a one-off for it.
@@ -371,6 +397,8 @@ func (s *Scheduler) finish(run Run, o oneoff.OneOff) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	defer s.Wake() // a late run may wait for this end
+	delete(s.settling, run.OneOffID)
 	st := s.state(key{run.App, run.Job})
 	outcome := "failed"
 	if run.Succeeded() {

@@ -224,6 +224,38 @@ func TestScheduler_MissedRuns(t *testing.T) {
 	})
 }
 
+func TestScheduler_RestartWithARunUnderWay(t *testing.T) {
+	h := newHarness(t)
+	h.deploy(every10)
+	h.at(at(12, 10))
+	prev := h.runs()[0]
+	// The daemon stops at 12:11 with the run under way and is back at
+	// 15:05; the run ended meanwhile, which the manager learns shortly
+	// after its start.
+	h.s.cancel()
+	h.s.wg.Wait()
+	h.s = h.newScheduler()
+	h.s.ctx, h.s.cancel = context.WithCancel(context.Background())
+	if err := h.s.load(context.Background()); err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	h.at(at(15, 5))
+	h.wantRuns(Started) // the late run waits to know
+	h.starter.finish(prev.OneOffID, 0)
+	deadline := time.Now().Add(10 * time.Second)
+	for h.runs()[0].FinishedAt == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the end of the run under way was not recorded")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	h.at(at(15, 6))
+	runs := h.wantRuns(Started, Started)
+	if r := runs[1]; r.Trigger != CatchUp || !r.ScheduledAt.Equal(at(15, 0)) {
+		t.Errorf("late run: got %+v, want one catch-up for 15:00", r)
+	}
+}
+
 func TestScheduler_Releases(t *testing.T) {
 	ctx := context.Background()
 	h := newHarness(t)

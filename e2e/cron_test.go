@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/oneoffd/oneoffd/cron"
+	"github.com/oneoffd/oneoffd/deploy"
 	"github.com/oneoffd/oneoffd/internal/testenv"
 	"github.com/oneoffd/oneoffd/oneoff"
 )
@@ -137,5 +138,60 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("no %s after a minute", what)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestCron_Restart stops the daemon for a few due times of a job: back up,
+// it runs the job once for them, late, then on schedule again.
+func TestCron_Restart(t *testing.T) {
+	t.Parallel()
+	d := startDaemon(t, "--cron-min-interval", "1s")
+	const app = "cron-e2e-restart"
+	ctx := context.Background()
+	image := testenv.Image(t)
+	if _, err := d.client().Deploy(ctx, app, deploy.Spec{Image: image,
+		Cron: []byte(`{"jobs": [{"name": "tick", "schedule": "@every 2s", "command": "echo tick"}]}`)}); err != nil {
+		t.Fatalf("deploy: %v", err)
+	}
+	defer func() {
+		if _, err := d.client().Deploy(ctx, app, deploy.Spec{Image: image}); err != nil {
+			t.Errorf("deploy without cron: %v", err)
+		}
+		time.Sleep(time.Second)
+		d.waitNoContainers()
+	}()
+	history := func() []cron.Run {
+		runs, err := d.client().CronHistory(ctx, app, "tick", 100)
+		if err != nil {
+			t.Fatalf("history: %v", err)
+		}
+		return runs
+	}
+	waitFor(t, "a run of tick", func() bool { return len(history()) > 0 })
+
+	d.stop()
+	time.Sleep(5 * time.Second) // two due times or more pass
+	d.restart()
+	before := history()
+	last := before[0].ScheduledAt
+	var after []cron.Run // oldest first
+	waitFor(t, "two runs after the restart", func() bool {
+		after = nil
+		for _, r := range history() {
+			if r.ScheduledAt.After(last) {
+				after = append([]cron.Run{r}, after...)
+			}
+		}
+		return len(after) >= 2
+	})
+	catchUp, next := after[0], after[1]
+	if catchUp.Trigger != cron.CatchUp || catchUp.Status != cron.Started {
+		t.Errorf("first run after the restart: got %+v, want a started catch-up", catchUp)
+	}
+	if gap := catchUp.ScheduledAt.Sub(last); gap < 4*time.Second {
+		t.Errorf("the catch-up is for %s, %s after the last run before the stop: want the due times between given up", catchUp.ScheduledAt, gap)
+	}
+	if next.Trigger != cron.Scheduled || !next.ScheduledAt.Equal(catchUp.ScheduledAt.Add(2*time.Second)) {
+		t.Errorf("second run after the restart: got %+v, want the next due time on schedule, not another missed one", next)
 	}
 }

@@ -177,24 +177,23 @@ func (s *Scheduler) tick(ctx context.Context) time.Duration {
 		}
 		return s.cfg.Rescan
 	}
+	type dueJob struct {
+		app   string
+		job   Job
+		since time.Time
+	}
+	var due []dueJob
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	defined := map[key]bool{}
 	for _, a := range apps {
 		pr := s.jobsOf(a.Name, a.Release)
 		for _, j := range pr.jobs {
 			k := key{a.Name, j.Name}
 			defined[k] = true
-			st := s.state(k)
-			due := j.Next(anchor(st, pr.since))
-			if !due.After(now) {
-				if !s.fire(ctx, a.Name, j, pr.since, now) {
-					continue // looked at again when woken
-				}
-				due = j.Next(anchor(st, pr.since))
-			}
-			if !due.IsZero() && due.Before(next) {
-				next = due
+			if t := j.Next(anchor(s.state(k), pr.since)); t.After(now) {
+				next = earlier(next, t)
+			} else {
+				due = append(due, dueJob{a.Name, j, pr.since})
 			}
 		}
 	}
@@ -204,7 +203,41 @@ func (s *Scheduler) tick(ctx context.Context) time.Duration {
 			delete(s.gauged, k)
 		}
 	}
+	s.mu.Unlock()
+
+	// The due jobs start side by side, a few at a time.
+	fired := make([]bool, len(due))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, startConcurrency)
+	for i, d := range due {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			fired[i] = s.fire(ctx, d.app, d.job, d.since, now)
+		}()
+	}
+	wg.Wait()
+	s.mu.Lock()
+	for i, d := range due {
+		if fired[i] { // one that waits is looked at again when woken
+			next = earlier(next, d.job.Next(anchor(s.state(key{d.app, d.job.Name}), d.since)))
+		}
+	}
+	s.mu.Unlock()
 	return max(next.Sub(s.cfg.Clock.Now()), 0)
+}
+
+// startConcurrency bounds the one-offs a tick starts at once.
+const startConcurrency = 8
+
+// earlier returns the earlier of a and b, ignoring a zero b.
+func earlier(a, b time.Time) time.Time {
+	if !b.IsZero() && b.Before(a) {
+		return b
+	}
+	return a
 }
 
 // anchor is the time after which a job's next due time is looked for: its
@@ -252,9 +285,10 @@ func (s *Scheduler) state(k key) *State {
 // job's deadline runs once, however many passed; if none is within it,
 // one miss is recorded. It reports false when it waits instead: a late run
 // that forbids overlap waits, within its deadline, to know whether the
-// run under way when the daemon stopped has ended since. Called with mu
-// held.
+// run under way when the daemon stopped has ended since.
 func (s *Scheduler) fire(ctx context.Context, app string, j Job, since, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	st := s.state(key{app, j.Name})
 	first := j.Next(anchor(st, since))
 	lower := anchor(st, since)
@@ -295,7 +329,7 @@ func (s *Scheduler) fire(ctx context.Context, app string, j Job, since, now time
 }
 
 // start applies the job's overlap policy and starts a one-off for it.
-// Called with mu held.
+// Called with mu held, which it lets go while the engine is called.
 func (s *Scheduler) start(ctx context.Context, app string, j Job, trigger Trigger, due, now time.Time) Run {
 	st := s.state(key{app, j.Name})
 	run := Run{App: app, Job: j.Name, Trigger: trigger, ScheduledAt: due, At: now}
@@ -311,7 +345,9 @@ func (s *Scheduler) start(ctx context.Context, app string, j Job, trigger Trigge
 			}
 			// Replace: asked to stop, not waited for.
 			sctx, cancel := context.WithTimeout(ctx, time.Second)
+			s.mu.Unlock()
 			_, err := s.starter.Stop(sctx, prev.ID, s.cfg.Requester)
+			s.mu.Lock()
 			cancel()
 			if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, errdefs.ErrConflict) {
 				s.log.Warn("cron: stop the previous run to replace it", "app", app, "job", j.Name, "previous", prev.Name, "err", err)
@@ -319,7 +355,9 @@ func (s *Scheduler) start(ctx context.Context, app string, j Job, trigger Trigge
 			s.log.Info("cron: replacing the previous run", "app", app, "job", j.Name, "previous", prev.Name)
 		}
 	}
+	s.mu.Unlock()
 	o, _, err := s.starter.Create(ctx, app, j.request(s.cfg.Requester))
+	s.mu.Lock()
 	if err != nil {
 		s.met.runs.WithLabelValues("start_failed").Inc()
 		st.Failures++

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,7 +16,6 @@ import (
 
 	"github.com/oneoffd/oneoffd/deploy"
 	"github.com/oneoffd/oneoffd/errdefs"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 // DefaultRescan is how often the scheduler reads the apps' releases again,
@@ -49,8 +51,10 @@ type Scheduler struct {
 	states map[key]*State
 	parsed map[string]parsedRelease // by app
 	gauged map[key]bool
-	// settling holds the one-offs of runs that were under way when the
-	// daemon stopped, until their end is known again.
+	// running holds each job's runs under way, one-off ID to name;
+	// settling those that were under way when the daemon stopped, until
+	// their end is known again.
+	running  map[key]map[string]string
 	settling map[string]bool
 
 	ctx    context.Context
@@ -83,7 +87,7 @@ func New(cfg Config, starter Starter, releases Releases, store Store, log *slog.
 		cfg.Clock = clockwork.NewRealClock()
 	}
 	return &Scheduler{cfg: cfg, starter: starter, releases: releases, store: store, log: log,
-		met: newMetrics(cfg.Metrics), wake: make(chan struct{}, 1), states: map[key]*State{}, parsed: map[string]parsedRelease{}, gauged: map[key]bool{}, settling: map[string]bool{}}
+		met: newMetrics(cfg.Metrics), wake: make(chan struct{}, 1), states: map[key]*State{}, parsed: map[string]parsedRelease{}, gauged: map[key]bool{}, running: map[key]map[string]string{}, settling: map[string]bool{}}
 }
 
 // Start loads the scheduler's state, follows the runs still going and
@@ -117,7 +121,7 @@ func (s *Scheduler) load(ctx context.Context) error {
 	}
 	for _, r := range runs {
 		s.settling[r.OneOffID] = true
-		s.watch(r)
+		s.follow(r)
 	}
 	return nil
 }
@@ -319,9 +323,13 @@ func (s *Scheduler) fire(ctx context.Context, app string, j Job, since, now time
 	if !latest.Equal(first) || now.Sub(latest) > s.cfg.Rescan {
 		trigger = CatchUp
 	}
-	if trigger == CatchUp && j.overlap() == Forbid && s.settling[st.LastOneOff] {
-		s.log.Debug("cron: a late run waits to know whether the previous one still runs", "app", app, "job", j.Name, "previous", st.LastOneOff)
-		return false
+	if trigger == CatchUp && j.overlap() == Forbid {
+		for id := range s.running[key{app, j.Name}] {
+			if s.settling[id] {
+				s.log.Debug("cron: a late run waits to know whether the previous one still runs", "app", app, "job", j.Name, "previous", id)
+				return false
+			}
+		}
 	}
 	st.LastTick = latest
 	s.start(ctx, app, j, trigger, latest, now)
@@ -333,27 +341,31 @@ func (s *Scheduler) fire(ctx context.Context, app string, j Job, since, now time
 func (s *Scheduler) start(ctx context.Context, app string, j Job, trigger Trigger, due, now time.Time) Run {
 	st := s.state(key{app, j.Name})
 	run := Run{App: app, Job: j.Name, Trigger: trigger, ScheduledAt: due, At: now}
-	if trigger != Manual && st.LastOneOff != "" && j.overlap() != Allow {
-		prev, err := s.starter.Get(ctx, st.LastOneOff)
-		if err == nil && prev.State != oneoff.Finished {
-			if j.overlap() == Forbid {
-				s.met.skips.Inc()
-				run.Status = Skipped
-				run.Reason = fmt.Sprintf("the previous run %s still runs (overlap: forbid)", prev.Name)
-				s.log.Info("cron: skipping a run, the previous one still runs", "app", app, "job", j.Name, "previous", prev.Name)
-				return s.record(ctx, run, st)
-			}
-			// Replace: asked to stop, not waited for.
+	if prev := s.running[key{app, j.Name}]; trigger != Manual && j.overlap() != Allow && len(prev) > 0 {
+		ids := slices.Sorted(maps.Keys(prev))
+		names := make([]string, len(ids))
+		for i, id := range ids {
+			names[i] = prev[id]
+		}
+		if j.overlap() == Forbid {
+			s.met.skips.Inc()
+			run.Status = Skipped
+			run.Reason = fmt.Sprintf("the previous run %s still runs (overlap: forbid)", strings.Join(names, ", "))
+			s.log.Info("cron: skipping a run, the previous one still runs", "app", app, "job", j.Name, "previous", names)
+			return s.record(ctx, run, st)
+		}
+		// Replace: asked to stop, not waited for.
+		s.log.Info("cron: replacing the previous run", "app", app, "job", j.Name, "previous", names)
+		s.mu.Unlock()
+		for i, id := range ids {
 			sctx, cancel := context.WithTimeout(ctx, time.Second)
-			s.mu.Unlock()
-			_, err := s.starter.Stop(sctx, prev.ID, s.cfg.Requester)
-			s.mu.Lock()
+			_, err := s.starter.Stop(sctx, id, s.cfg.Requester)
 			cancel()
 			if err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, errdefs.ErrConflict) {
-				s.log.Warn("cron: stop the previous run to replace it", "app", app, "job", j.Name, "previous", prev.Name, "err", err)
+				s.log.Warn("cron: stop the previous run to replace it", "app", app, "job", j.Name, "previous", names[i], "err", err)
 			}
-			s.log.Info("cron: replacing the previous run", "app", app, "job", j.Name, "previous", prev.Name)
 		}
+		s.mu.Lock()
 	}
 	s.mu.Unlock()
 	o, _, err := s.starter.Create(ctx, app, j.request(s.cfg.Requester))
@@ -373,10 +385,19 @@ func (s *Scheduler) start(ctx context.Context, app string, j Job, trigger Trigge
 	run.Status, run.OneOffID, run.OneOffName, run.State = Started, o.ID, o.Name, o.State
 	s.log.Info("cron: job started", "app", app, "job", j.Name, "oneoff", o.ID, "name", o.Name, "trigger", trigger, "due", due)
 	run = s.record(ctx, run, st)
-	if run.Seq != 0 {
-		s.watch(run)
-	}
+	s.follow(run)
 	return run
+}
+
+// follow counts a started run as under way and watches it to its end.
+// Called with mu held.
+func (s *Scheduler) follow(run Run) {
+	k := key{run.App, run.Job}
+	if s.running[k] == nil {
+		s.running[k] = map[string]string{}
+	}
+	s.running[k][run.OneOffID] = run.OneOffName
+	s.watch(run)
 }
 
 // record writes a run with the job's state; a failure is logged, the

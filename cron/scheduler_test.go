@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -66,6 +67,30 @@ func (h *harness) at(t time.Time) {
 
 func (h *harness) runs() []Run { return h.store.all() }
 
+// finish ends one-off id with exit status code and waits until the
+// scheduler knows.
+func (h *harness) finish(id string, code int) {
+	h.t.Helper()
+	h.starter.finish(id, code)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		h.s.mu.Lock()
+		under := false
+		for _, ids := range h.s.running {
+			_, ok := ids[id]
+			under = under || ok
+		}
+		h.s.mu.Unlock()
+		if !under {
+			return
+		}
+		if time.Now().After(deadline) {
+			h.t.Fatalf("the scheduler did not learn of the end of %s", id)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func (h *harness) wantRuns(statuses ...Status) []Run {
 	h.t.Helper()
 	runs := h.runs()
@@ -126,7 +151,7 @@ func TestScheduler_Overlap(t *testing.T) {
 		if got := testutil.ToFloat64(h.s.met.skips); got != 1 {
 			t.Errorf("skips: got %v, want 1", got)
 		}
-		h.starter.finish(runs[0].OneOffID, 0)
+		h.finish(runs[0].OneOffID, 0)
 		h.at(at(12, 30))
 		h.wantRuns(Started, Skipped, Started)
 	})
@@ -145,6 +170,34 @@ func TestScheduler_Overlap(t *testing.T) {
 		runs := h.wantRuns(Started, Started)
 		if len(h.starter.stops) != 1 || h.starter.stops[0] != runs[0].OneOffID {
 			t.Errorf("stops: got %v, want %s", h.starter.stops, runs[0].OneOffID)
+		}
+	})
+	t.Run("a manual run under way counts as the previous run", func(t *testing.T) {
+		h := newHarness(t)
+		h.deploy(doc("forbid"))
+		h.at(at(12, 10))
+		h.finish(h.runs()[0].OneOffID, 0)
+		manual, err := h.s.RunNow(context.Background(), "web", "cleanup", "alice")
+		if err != nil {
+			t.Fatalf("RunNow: %v", err)
+		}
+		h.at(at(12, 20))
+		runs := h.wantRuns(Started, Started, Skipped)
+		if !strings.Contains(runs[2].Reason, manual.OneOffName) {
+			t.Errorf("skip reason: got %q, want it to name %s", runs[2].Reason, manual.OneOffName)
+		}
+	})
+	t.Run("replace stops every run under way", func(t *testing.T) {
+		h := newHarness(t)
+		h.deploy(doc("replace"))
+		h.at(at(12, 10))
+		if _, err := h.s.RunNow(context.Background(), "web", "cleanup", "alice"); err != nil {
+			t.Fatalf("RunNow: %v", err)
+		}
+		h.at(at(12, 20))
+		h.wantRuns(Started, Started, Started)
+		if len(h.starter.stops) != 2 {
+			t.Errorf("stops: got %v, want both runs under way", h.starter.stops)
 		}
 	})
 	t.Run("a manual run ignores the policy", func(t *testing.T) {
@@ -169,7 +222,7 @@ func TestScheduler_MissedRuns(t *testing.T) {
 		h := newHarness(t)
 		h.deploy(every10)
 		h.at(at(12, 10))
-		h.starter.finish(h.runs()[0].OneOffID, 0)
+		h.finish(h.runs()[0].OneOffID, 0)
 		// Down from 12:11 to 15:05: 17 due times passed.
 		h.at(at(15, 5))
 		runs := h.wantRuns(Started, Started)
@@ -200,7 +253,7 @@ func TestScheduler_MissedRuns(t *testing.T) {
 		h := newHarness(t)
 		h.deploy(every10)
 		h.at(at(12, 10))
-		h.starter.finish(h.runs()[0].OneOffID, 0)
+		h.finish(h.runs()[0].OneOffID, 0)
 		// A new scheduler on the same store, at 12:15: nothing is due again.
 		h.s.cancel()
 		h.s.wg.Wait()
@@ -241,7 +294,7 @@ func TestScheduler_RestartWithARunUnderWay(t *testing.T) {
 	}
 	h.at(at(15, 5))
 	h.wantRuns(Started) // the late run waits to know
-	h.starter.finish(prev.OneOffID, 0)
+	h.finish(prev.OneOffID, 0)
 	deadline := time.Now().Add(10 * time.Second)
 	for h.runs()[0].FinishedAt == nil {
 		if time.Now().After(deadline) {
@@ -311,12 +364,12 @@ func TestScheduler_Outcomes(t *testing.T) {
 		return testutil.ToFloat64(h.s.met.failures.WithLabelValues("web", "cleanup"))
 	}
 	h.at(at(12, 10))
-	h.starter.finish(h.runs()[0].OneOffID, 2)
+	h.finish(h.runs()[0].OneOffID, 2)
 	if r := waitFinished(1); r.Outcome != oneoff.Exited || *r.ExitCode != 2 || r.Succeeded() {
 		t.Errorf("run: got %+v, want exited 2", r)
 	}
 	h.at(at(12, 20))
-	h.starter.finish(h.runs()[1].OneOffID, 1)
+	h.finish(h.runs()[1].OneOffID, 1)
 	waitFinished(2)
 	if got := failures(); got != 2 {
 		t.Errorf("consecutive failures: got %v, want 2", got)
@@ -331,7 +384,7 @@ func TestScheduler_Outcomes(t *testing.T) {
 	}
 	h.starter.fail = nil
 	h.at(at(12, 40))
-	h.starter.finish(h.runs()[3].OneOffID, 0)
+	h.finish(h.runs()[3].OneOffID, 0)
 	waitFinished(4)
 	if got := failures(); got != 0 {
 		t.Errorf("consecutive failures after a success: got %v, want 0", got)

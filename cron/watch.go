@@ -48,6 +48,11 @@ func (s *Scheduler) finish(run Run, o oneoff.OneOff) {
 	defer s.mu.Unlock()
 	defer s.Wake() // a late run may wait for this end
 	delete(s.settling, run.OneOffID)
+	k := key{run.App, run.Job}
+	delete(s.running[k], run.OneOffID)
+	if len(s.running[k]) == 0 {
+		delete(s.running, k)
+	}
 	st := s.state(key{run.App, run.Job})
 	outcome := "failed"
 	if run.Succeeded() {

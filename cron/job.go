@@ -296,7 +296,21 @@ func splitCommand(line string) (schedule, command string, err error) {
 	if len(words) <= n {
 		return "", "", fmt.Errorf("%q holds no schedule and command: write the schedule first, as in \"*/10 * * * * rake cleanup\", or give a \"schedule\" field", line)
 	}
-	return strings.Join(words[:n], " "), strings.Join(words[n:], " "), nil
+	return strings.Join(words[:n], " "), afterFields(line, n), nil
+}
+
+// afterFields returns s past its first n whitespace-separated fields, the
+// rest kept byte for byte.
+func afterFields(s string, n int) string {
+	for range n {
+		s = strings.TrimLeft(s, " \t\n\r\v\f")
+		if i := strings.IndexAny(s, " \t\n\r\v\f"); i >= 0 {
+			s = s[i:]
+		} else {
+			s = ""
+		}
+	}
+	return strings.TrimLeft(s, " \t\n\r\v\f")
 }
 
 // cutTZ takes a CRON_TZ= or TZ= prefix off a schedule.

@@ -31,6 +31,8 @@ func TestRules_Parse_Forms(t *testing.T) {
 	}{
 		{"scalingo", `{"jobs": [{"command": "*/10 * * * * rake cleanup", "size": "M"}]}`,
 			"rake-cleanup", "*/10 * * * *", "", "rake cleanup", time.Date(2026, 1, 15, 10, 10, 0, 0, time.UTC)},
+		{"scalingo, the command kept as written", `{"jobs": [{"command": "0 3 * * *\techo 'a  b'  >> /tmp/x"}]}`,
+			"echo-a-b-tmp-x", "0 3 * * *", "", "echo 'a  b'  >> /tmp/x", time.Date(2026, 1, 16, 3, 0, 0, 0, time.UTC)},
 		{"explicit", `{"jobs": [{"name": "cleanup", "schedule": "*/10 * * * *", "command": "rake cleanup", "size": "M", "ttl": "1h"}]}`,
 			"cleanup", "*/10 * * * *", "", "rake cleanup", time.Date(2026, 1, 15, 10, 10, 0, 0, time.UTC)},
 		{"hourly", `{"jobs": [{"command": "@hourly ./report"}]}`,

@@ -43,7 +43,8 @@ func (s *Scheduler) Jobs(ctx context.Context, app string) ([]JobStatus, error) {
 }
 
 // RunNow starts one of app's jobs at once, whatever its schedule and its
-// overlap policy; requester is who asked, for the log.
+// overlap policy; requester, who asked, is the one-off's requester (the
+// scheduler's when empty).
 func (s *Scheduler) RunNow(ctx context.Context, app, job, requester string) (Run, error) {
 	a, err := s.releases.App(ctx, app)
 	if err != nil {
@@ -56,7 +57,10 @@ func (s *Scheduler) RunNow(ctx context.Context, app, job, requester string) (Run
 		if j.Name == job {
 			s.log.Info("cron: run asked for", "app", app, "job", job, "requester", requester)
 			now := s.cfg.Clock.Now()
-			run := s.start(ctx, app, j, Manual, now, now)
+			if requester == "" {
+				requester = s.cfg.Requester
+			}
+			run := s.start(ctx, app, j, Manual, now, now, requester)
 			if run.Status == StartFailed {
 				return run, errdefs.Conflict("cron_start_failed", "cron job %q of app %q could not start: %s", job, app, run.Reason)
 			}

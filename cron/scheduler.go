@@ -332,13 +332,14 @@ func (s *Scheduler) fire(ctx context.Context, app string, j Job, since, now time
 		}
 	}
 	st.LastTick = latest
-	s.start(ctx, app, j, trigger, latest, now)
+	s.start(ctx, app, j, trigger, latest, now, s.cfg.Requester)
 	return true
 }
 
-// start applies the job's overlap policy and starts a one-off for it.
-// Called with mu held, which it lets go while the engine is called.
-func (s *Scheduler) start(ctx context.Context, app string, j Job, trigger Trigger, due, now time.Time) Run {
+// start applies the job's overlap policy and starts a one-off for it, asked
+// for by requester. Called with mu held, which it lets go while the engine
+// is called.
+func (s *Scheduler) start(ctx context.Context, app string, j Job, trigger Trigger, due, now time.Time, requester string) Run {
 	st := s.state(key{app, j.Name})
 	run := Run{App: app, Job: j.Name, Trigger: trigger, ScheduledAt: due, At: now}
 	if prev := s.running[key{app, j.Name}]; trigger != Manual && j.overlap() != Allow && len(prev) > 0 {
@@ -368,7 +369,7 @@ func (s *Scheduler) start(ctx context.Context, app string, j Job, trigger Trigge
 		s.mu.Lock()
 	}
 	s.mu.Unlock()
-	o, _, err := s.starter.Create(ctx, app, j.request(s.cfg.Requester))
+	o, _, err := s.starter.Create(ctx, app, j.request(requester))
 	s.mu.Lock()
 	if err != nil {
 		s.met.runs.WithLabelValues("start_failed").Inc()

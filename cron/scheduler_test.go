@@ -211,6 +211,9 @@ func TestScheduler_Overlap(t *testing.T) {
 		if run.Trigger != Manual || run.Status != Started {
 			t.Errorf("RunNow: got %+v", run)
 		}
+		if reqs := h.starter.requests(); reqs[len(reqs)-1].Requester != "alice" {
+			t.Errorf("manual run's requester: got %q, want alice", reqs[len(reqs)-1].Requester)
+		}
 		if _, err := h.s.RunNow(context.Background(), "web", "nope", "alice"); !errors.Is(err, errdefs.ErrNotFound) {
 			t.Errorf("RunNow of an unknown job: got %v, want not found", err)
 		}

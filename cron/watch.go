@@ -66,7 +66,11 @@ func (s *Scheduler) finish(run Run, o oneoff.OneOff) {
 	if err := s.store.FinishCronRun(s.ctx, run, *st); err != nil {
 		s.log.Error("cron: record the end of a run", "app", run.App, "job", run.Job, "oneoff", run.OneOffID, "err", err)
 	}
-	s.log.Info("cron: job finished", "app", run.App, "job", run.Job, "oneoff", run.OneOffID, "outcome", o.Outcome, "exit_code", o.ExitCode)
+	attrs := []any{"app", run.App, "job", run.Job, "oneoff", run.OneOffID, "outcome", o.Outcome}
+	if o.ExitCode != nil {
+		attrs = append(attrs, "exit_code", *o.ExitCode)
+	}
+	s.log.Info("cron: job finished", attrs...)
 }
 
 // message is what a run's history says of err.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -137,11 +138,17 @@ func runResult(r cron.Run) string {
 	return string(r.Outcome)
 }
 
-// until says when t comes, from now.
+// until says when t comes, from now: to the second within a minute, to
+// the minute within a day, to the hour beyond.
 func until(t time.Time) string {
 	d := time.Until(t).Round(time.Second)
-	if d <= 0 {
+	switch {
+	case d <= 0:
 		return "now"
+	case d < time.Minute:
+		return "in " + d.String()
+	case d < 24*time.Hour:
+		return "in " + strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
 	}
-	return "in " + d.String()
+	return "in " + strings.TrimSuffix(d.Round(time.Hour).String(), "0m0s")
 }

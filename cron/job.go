@@ -93,9 +93,14 @@ func (j Job) Next(t time.Time) time.Time {
 	if !ok || n.IsZero() || spec.Hour&starBit != 0 {
 		return n
 	}
+	n = n.In(spec.Location)
+	_, offset := n.Zone()
 	for _, back := range []time.Duration{time.Hour, 30 * time.Minute} {
 		m := n.Add(-back)
-		if sameWallClock(m.In(spec.Location), n.In(spec.Location)) && j.sched.Next(m.Add(-time.Second)).Equal(m) {
+		if _, o := m.Zone(); o == offset {
+			continue // no change of offset: no time comes twice
+		}
+		if sameWallClock(m, n) && j.sched.Next(m.Add(-time.Second)).Equal(m) {
 			return j.Next(n)
 		}
 	}

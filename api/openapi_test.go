@@ -17,6 +17,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/cron"
 	"github.com/oneoffd/oneoffd/deploy"
 	"github.com/oneoffd/oneoffd/logs"
 	"github.com/oneoffd/oneoffd/oneoff"
@@ -131,6 +132,10 @@ func TestOpenAPI_matchesRouter(t *testing.T) {
 			"App":           deploy.App{},
 			"Release":       deploy.Release{},
 			"Spec":          deploy.Spec{},
+			"CronJob":       cron.JobStatus{},
+			"CronJobs":      api.CronJobs{},
+			"CronRun":       cron.Run{},
+			"CronRuns":      api.CronRuns{},
 		}
 		for _, name := range sortedKeys(types) {
 			got := schemaProperties(t, doc, "#/components/schemas/"+name)

@@ -80,6 +80,8 @@ type Deps struct {
 	// ReadyDetails, when set, gives notes /readyz shows without failing,
 	// such as a protection the engine cannot provide.
 	ReadyDetails func() []string
+	// Cron serves the apps' cron jobs; their routes answer 404 when nil.
+	Cron Cron
 }
 
 // Server is the HTTP API.
@@ -94,6 +96,7 @@ type Server struct {
 	gather     prometheus.Gatherer
 	ready      map[string]Checker
 	details    func() []string
+	cron       Cron
 
 	streams     chan struct{} // closed to end long-lived log streams
 	closeStream sync.Once
@@ -102,7 +105,7 @@ type Server struct {
 // NewServer returns the API server.
 func NewServer(cfg Config, d Deps) *Server {
 	return &Server{cfg: cfg, oneoffs: d.OneOffs, deploys: d.Deploys, logs: d.Logs, drains: d.Drains,
-		drainStore: d.DrainStore, log: d.Log, gather: d.Metrics, ready: d.Ready, details: d.ReadyDetails, streams: make(chan struct{})}
+		drainStore: d.DrainStore, log: d.Log, gather: d.Metrics, ready: d.Ready, details: d.ReadyDetails, cron: d.Cron, streams: make(chan struct{})}
 }
 
 // CloseStreams ends the log streams under way, so that a graceful shutdown
@@ -147,6 +150,7 @@ func (s *Server) Handler() http.Handler {
 		r.Get("/oneoffs/{id}/logs", s.oneOffLogs)
 		r.Post("/oneoffs/{id}/stop", s.stopOneOff)
 		r.Get("/audit", s.audit)
+		s.mountCron(r)
 	})
 	return r
 }

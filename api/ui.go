@@ -164,6 +164,7 @@ type uiData struct {
 	Error      string
 	Active     []uiRow
 	Finished   []uiRow
+	Cron       []uiCronRow
 	Running    int
 	Pending    int
 	Limit      int
@@ -246,6 +247,11 @@ func (s *Server) uiPage(w http.ResponseWriter, r *http.Request) {
 		d.Apps = append(d.Apps, f.App)
 	}
 	slices.Sort(d.Apps)
+	if f.App != "" {
+		d.Cron = s.uiCron(ctx, []string{f.App}, now)
+	} else {
+		d.Cron = s.uiCron(ctx, d.Apps, now)
+	}
 
 	if id := r.URL.Query().Get("stopped"); id != "" {
 		if o, err := s.oneoffs.Get(ctx, id); err == nil {

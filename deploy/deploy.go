@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/oneoffd/oneoffd/errdefs"
@@ -37,7 +38,10 @@ type Release struct {
 	EnvNames  []string          `json:"env_names,omitempty"`
 	Procfile  string            `json:"procfile,omitempty"`
 	Processes map[string]string `json:"processes,omitempty"`
-	CreatedAt time.Time         `json:"created_at"`
+	// Cron holds the release's scheduled jobs, in the explicit form
+	// {"jobs": [...]}; empty when it has none.
+	Cron      json.RawMessage `json:"cron,omitempty"`
+	CreatedAt time.Time       `json:"created_at"`
 }
 
 // MarshalJSON encodes the release with its env's names, never its values.
@@ -66,16 +70,42 @@ type Spec struct {
 	Image    string            `json:"image"`
 	Env      map[string]string `json:"env,omitempty"`
 	Procfile string            `json:"procfile,omitempty"`
+	// Cron is the release's cron document (Scalingo's cron.json, or the
+	// explicit form); see docs/cron.md.
+	Cron json.RawMessage `json:"cron,omitempty"`
+}
+
+// Cron checks the cron jobs that come with a release.
+type Cron interface {
+	// Check validates app's cron document and returns it as the release
+	// keeps it; an empty document means no jobs.
+	Check(app string, raw json.RawMessage) (json.RawMessage, error)
 }
 
 // Service registers releases and answers which release an app runs.
 type Service struct {
 	store Store
+	cron  Cron
+
+	mu      sync.Mutex
+	subs    map[int]func(Release)
+	nextSub int
 }
 
+// Option tunes a Service.
+type Option func(*Service)
+
+// WithCron has the Service accept cron jobs with a release, checked by c.
+// Without it, a release that brings cron jobs is refused.
+func WithCron(c Cron) Option { return func(s *Service) { s.cron = c } }
+
 // NewService returns a Service backed by store.
-func NewService(store Store) *Service {
-	return &Service{store: store}
+func NewService(store Store, opts ...Option) *Service {
+	s := &Service{store: store}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 var (
@@ -149,13 +179,51 @@ func (s *Service) Deploy(ctx context.Context, app string, spec Spec) (Release, e
 	if err != nil {
 		return Release{}, err
 	}
+	cron, err := s.checkCron(app, spec.Cron)
+	if err != nil {
+		return Release{}, err
+	}
 	r, err := s.store.CreateRelease(ctx, Release{
-		App: app, Image: spec.Image, Env: spec.Env, Procfile: spec.Procfile, Processes: procs,
+		App: app, Image: spec.Image, Env: spec.Env, Procfile: spec.Procfile, Processes: procs, Cron: cron,
 	})
 	if err != nil {
 		return Release{}, fmt.Errorf("deploy %q: %w", app, err)
 	}
+	s.mu.Lock()
+	for _, fn := range s.subs {
+		fn(r)
+	}
+	s.mu.Unlock()
 	return r, nil
+}
+
+// Subscribe has fn called with each release once it is registered, until
+// the returned function is called. fn must not block.
+func (s *Service) Subscribe(fn func(Release)) (cancel func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.subs == nil {
+		s.subs = map[int]func(Release){}
+	}
+	id := s.nextSub
+	s.nextSub++
+	s.subs[id] = fn
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		delete(s.subs, id)
+	}
+}
+
+// checkCron validates a release's cron document, if any.
+func (s *Service) checkCron(app string, raw json.RawMessage) (json.RawMessage, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil
+	}
+	if s.cron == nil {
+		return nil, errdefs.Invalid("cron_unsupported", "this daemon does not run cron jobs: deploy without \"cron\"")
+	}
+	return s.cron.Check(app, raw)
 }
 
 // App returns an app and its current release.

@@ -138,12 +138,24 @@ func scrapeAfterOneOff(t *testing.T) []byte {
 	if out, err := d.cli("--app", app, "run", "--no-tty", "echo metered").CombinedOutput(); err != nil {
 		t.Fatalf("oneoff run: %v: %s", err, out)
 	}
+	// A failed cron run, so that the per-job series exist.
+	cronJobs := filepath.Join(t.TempDir(), "cron.json")
+	if err := os.WriteFile(cronJobs, []byte(`{"jobs": [{"name": "metered", "schedule": "@daily", "command": "exit 1"}]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := d.cli("--app", app, "deploy", "--image", testenv.Image(t), "--cron", cronJobs).CombinedOutput(); err != nil {
+		t.Fatalf("oneoff deploy --cron: %v: %s", err, out)
+	}
+	if out, err := d.cli("--app", app, "cron", "run", "metered").CombinedOutput(); err != nil {
+		t.Fatalf("oneoff cron run: %v: %s", err, out)
+	}
 	// The CLI may have its exit code a moment before the daemon counts it.
 	ended := []byte(`oneoffd_oneoffs_finished_total{mode="attached",outcome="exited"} 1` + "\n")
+	cronEnded := []byte(`oneoffd_cron_runs_total{outcome="failed"} 1` + "\n")
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		scrape := scrapeMetrics(t, d)
-		if bytes.Contains(scrape, ended) || time.Now().After(deadline) {
+		if bytes.Contains(scrape, ended) && bytes.Contains(scrape, cronEnded) || time.Now().After(deadline) {
 			return scrape
 		}
 		time.Sleep(50 * time.Millisecond)

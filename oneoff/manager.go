@@ -371,6 +371,7 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 		ID: newID(), App: app, Release: rel.Version, Image: rel.Image, Command: argv,
 		EnvNames: req.envNames(), Mode: Attached, TTY: req.TTY, Requester: req.Requester,
 		Size: size.Name, State: Pending, Step: StepCreate, CreatedAt: now,
+		Name: req.NamePrefix, // insert draws the name, after this prefix
 	}
 	if len(uploads) > 0 {
 		rec.Step = StepUpload // a container without all its files is of no use
@@ -572,11 +573,16 @@ func (m *Manager) Done(id string) <-chan struct{} {
 	return done
 }
 
-// insert stores rec under a fresh name, drawing again on a clash.
+// insert stores rec under a fresh name, drawing again on a clash; the name
+// starts with rec.Name when set, with "one-off" otherwise.
 func (m *Manager) insert(ctx context.Context, rec *OneOff) error {
+	prefix := rec.Name
+	if prefix == "" {
+		prefix = "one-off"
+	}
 	for attempt := 0; ; attempt++ {
 		digits := 4 + attempt/4 // widen when the app's names get crowded
-		rec.Name = fmt.Sprintf("one-off-%d", randomNumber(digits))
+		rec.Name = fmt.Sprintf("%s-%d", prefix, randomNumber(digits))
 		err := m.store.CreateOneOff(ctx, *rec)
 		if err == nil {
 			return nil

@@ -57,6 +57,9 @@ type Request struct {
 	Term string
 	// Requester is who asked, as the platform identifies its user.
 	Requester string
+	// NamePrefix, when set, starts the one-off's name instead of
+	// "one-off" (e.g. "cron-cleanup" for cron-cleanup-4821).
+	NamePrefix string
 	// Detached starts the one-off at once, its output going to the app's
 	// log instead of a terminal.
 	Detached bool

@@ -42,9 +42,9 @@ func (db *DB) CreateRelease(ctx context.Context, r deploy.Release) (deploy.Relea
 			return err
 		}
 		_, err := tx.ExecContext(ctx,
-			`INSERT INTO releases (app, version, image, env, procfile, processes, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			r.App, r.Version, r.Image, env, r.Procfile, procs, at)
+			`INSERT INTO releases (app, version, image, env, procfile, processes, created_at, cron)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.App, r.Version, r.Image, env, r.Procfile, procs, at, string(r.Cron))
 		if err != nil {
 			return err
 		}
@@ -59,7 +59,7 @@ func (db *DB) CreateRelease(ctx context.Context, r deploy.Release) (deploy.Relea
 // appQuery selects apps with their newest release, if any.
 const appQuery = `
 SELECT a.name, a.created_at,
-	r.version, r.image, r.env, r.procfile, r.processes, r.created_at
+	r.version, r.image, r.env, r.procfile, r.processes, r.created_at, r.cron
 FROM apps a
 LEFT JOIN releases r
 	ON r.app = a.name
@@ -112,8 +112,9 @@ func scanApp(s scanner) (deploy.App, error) {
 		appCreated                         string
 		version                            sql.NullInt64
 		image, env, procfile, procs, relAt sql.NullString
+		cron                               sql.NullString
 	)
-	if err := s.Scan(&a.Name, &appCreated, &version, &image, &env, &procfile, &procs, &relAt); err != nil {
+	if err := s.Scan(&a.Name, &appCreated, &version, &image, &env, &procfile, &procs, &relAt, &cron); err != nil {
 		return deploy.App{}, err
 	}
 	var err error
@@ -137,6 +138,9 @@ func scanApp(s scanner) (deploy.App, error) {
 	}
 	if r.Processes == nil {
 		r.Processes = map[string]string{}
+	}
+	if cron.String != "" {
+		r.Cron = json.RawMessage(cron.String)
 	}
 	if r.CreatedAt, err = parseTime(relAt.String); err != nil {
 		return deploy.App{}, err

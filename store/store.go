@@ -290,6 +290,38 @@ ALTER TABLE oneoffs ADD COLUMN step TEXT NOT NULL DEFAULT '';
 CREATE INDEX oneoffs_by_finish ON oneoffs (state, finished_at);
 CREATE INDEX audit_by_time ON audit (time);
 `,
+	// 7: a release's scheduled jobs, each job's state and its history.
+	`
+ALTER TABLE releases ADD COLUMN cron TEXT NOT NULL DEFAULT ''; -- JSON object, or empty
+
+CREATE TABLE cron_state (
+	app         TEXT    NOT NULL,
+	job         TEXT    NOT NULL,
+	last_tick   TEXT,
+	last_oneoff TEXT    NOT NULL,
+	failures    INTEGER NOT NULL,
+	PRIMARY KEY (app, job)
+) STRICT;
+
+CREATE TABLE cron_runs (
+	seq          INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT,
+	app          TEXT    NOT NULL,
+	job          TEXT    NOT NULL,
+	run_trigger  TEXT    NOT NULL,
+	status       TEXT    NOT NULL,
+	scheduled_at TEXT    NOT NULL,
+	acted_at     TEXT    NOT NULL,
+	oneoff_id    TEXT    NOT NULL,
+	oneoff_name  TEXT    NOT NULL,
+	reason       TEXT    NOT NULL,
+	outcome      TEXT    NOT NULL,
+	exit_code    INTEGER,
+	finished_at  TEXT
+) STRICT;
+
+CREATE INDEX cron_runs_by_job ON cron_runs (app, job, seq);
+CREATE INDEX cron_runs_unfinished ON cron_runs (status, finished_at);
+`,
 }
 
 // migrate applies the migrations the database lacks, each in its own

@@ -169,9 +169,10 @@ func deployCommand(g *globals) *cobra.Command {
 		image    string
 		envs     []string
 		procfile string
+		cronFile string
 	)
 	cmd := &cobra.Command{
-		Use:   "deploy --image IMAGE [-e K=V]... [--procfile FILE]",
+		Use:   "deploy --image IMAGE [-e K=V]... [--procfile FILE] [--cron FILE]",
 		Short: "Register a release of an app: the image, env and process types its one-offs run",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -190,6 +191,16 @@ func deployCommand(g *globals) *cobra.Command {
 					return fmt.Errorf("read Procfile: %w", err)
 				}
 				spec.Procfile = string(b)
+			}
+			if cronFile != "" {
+				b, err := os.ReadFile(cronFile)
+				if err != nil {
+					return fmt.Errorf("read cron jobs: %w", err)
+				}
+				if !json.Valid(b) {
+					return fmt.Errorf("%s is not JSON: write the cron jobs as in docs/cron.md", cronFile)
+				}
+				spec.Cron = b
 			}
 			c, err := g.client()
 			if err != nil {
@@ -212,12 +223,16 @@ func deployCommand(g *globals) *cobra.Command {
 				sort.Strings(names)
 				fmt.Fprintf(g.out, "process types: %s\n", strings.Join(names, ", "))
 			}
+			if len(rel.Cron) > 0 {
+				fmt.Fprintf(g.out, "cron jobs: see oneoff --app %s cron\n", rel.App)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&image, "image", "", "image the app's one-offs run (required)")
 	cmd.Flags().StringArrayVarP(&envs, "env", "e", nil, "environment variable K=V (repeatable)")
 	cmd.Flags().StringVar(&procfile, "procfile", "", "Procfile to read the process types from")
+	cmd.Flags().StringVar(&cronFile, "cron", "", "cron.json to read the app's scheduled jobs from (see docs/cron.md)")
 	_ = cmd.MarkFlagRequired("image")
 	return cmd
 }

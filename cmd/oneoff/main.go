@@ -147,7 +147,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	pf.StringVar(&g.caCert, "ca-cert", os.Getenv("ONEOFF_CA_CERT"), "CA certificate to trust for a TLS daemon (env ONEOFF_CA_CERT)")
 	pf.StringVarP(&g.app, "app", "a", os.Getenv("ONEOFF_APP"), "app name (env ONEOFF_APP)")
 	root.AddCommand(runCommand(g), logsCommand(g), psCommand(g), inspectCommand(g), stopCommand(g),
-		deployCommand(g), appsCommand(g), drainsCommand(g), auditCommand(g), versionCommand(g), healthCommand(g))
+		deployCommand(g), appsCommand(g), drainsCommand(g), auditCommand(g), versionCommand(g), healthCommand(g),
+		cronCommand(g))
 	err := root.ExecuteContext(ctx)
 	if err != nil && strings.HasPrefix(err.Error(), "unknown ") {
 		return fmt.Errorf("%w (see oneoff --help)", err)

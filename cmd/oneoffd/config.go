@@ -15,6 +15,7 @@ import (
 
 	"github.com/oneoffd/oneoffd/api"
 	"github.com/oneoffd/oneoffd/client"
+	"github.com/oneoffd/oneoffd/cron"
 	"github.com/oneoffd/oneoffd/logs"
 	"github.com/oneoffd/oneoffd/oneoff"
 	"github.com/oneoffd/oneoffd/runtime"
@@ -45,6 +46,7 @@ type config struct {
 	RegistryConfig    string
 	PullTimeout       time.Duration
 	ReconcileInterval time.Duration
+	CronMinInterval   time.Duration
 	LogDrains         []string
 	DrainCA           string
 	DrainAllow        logs.DrainAllow
@@ -110,6 +112,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	str(&c.RegistryConfig, "registry-config", "ONEOFFD_REGISTRY_CONFIG", "", "a docker config.json whose \"auths\" give the credentials to pull images with")
 	dur(&c.PullTimeout, "pull-timeout", "ONEOFFD_PULL_TIMEOUT", oneoff.DefaultPullTimeout, "give up pulling an image after this long")
 	dur(&c.ReconcileInterval, "reconcile-interval", "ONEOFFD_RECONCILE_INTERVAL", oneoff.DefaultReconcileInterval, "how often the engine's containers and the records are compared, strays removed and unfollowed one-offs settled")
+	dur(&c.CronMinInterval, "cron-min-interval", "ONEOFFD_CRON_MIN_INTERVAL", cron.DefaultMinInterval, "the shortest time allowed between two runs of a cron job (at least 1s; seconds need @every)")
 	maxFile, maxRequest := "100MiB", "512MiB"
 	str(&maxFile, "upload-max-file", "ONEOFFD_UPLOAD_MAX_FILE", maxFile, "the largest file a one-off may be sent")
 	str(&maxRequest, "upload-max-request", "ONEOFFD_UPLOAD_MAX_REQUEST", maxRequest, "the most bytes of files one request may send")
@@ -227,7 +230,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	}
 	for name, d := range map[string]time.Duration{"idle-timeout": c.IdleTimeout, "attach-wait-timeout": c.AttachWaitTimeout,
 		"stop-grace": c.StopGrace, "max-lifetime": c.MaxLifetime, "pull-timeout": c.PullTimeout,
-		"reconcile-interval": c.ReconcileInterval} {
+		"reconcile-interval": c.ReconcileInterval, "cron-min-interval": c.CronMinInterval} {
 		if d <= 0 {
 			return c, fmt.Errorf("--%s must be positive, got %s", name, d)
 		}
@@ -239,6 +242,9 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.RecordRetention, err = parseRetention(recordRetention); err != nil {
 		return c, fmt.Errorf("--record-retention %q: %w", recordRetention, err)
+	}
+	if c.CronMinInterval < time.Second {
+		return c, fmt.Errorf("--cron-min-interval must be at least 1s, got %s", c.CronMinInterval)
 	}
 	c.LogLevel = strings.ToLower(c.LogLevel)
 	return c, nil

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/cron"
 	"github.com/oneoffd/oneoffd/deploy"
 	"github.com/oneoffd/oneoffd/internal/version"
 	"github.com/oneoffd/oneoffd/logs"
@@ -131,7 +132,12 @@ func run(ctx context.Context, args []string) error {
 			ConstLabels: prometheus.Labels{"version": version.Version(), "commit": version.Commit()},
 		}, func() float64 { return 1 }))
 	docker.Instrument(reg)
-	deploys := deploy.NewService(db)
+	sizeNames := make([]string, len(cfg.Sizes))
+	for i, sz := range cfg.Sizes {
+		sizeNames[i] = sz.Name
+	}
+	cronRules := cron.Rules{MinInterval: cfg.CronMinInterval, Sizes: sizeNames, MaxTTL: cfg.MaxLifetime}
+	deploys := deploy.NewService(db, deploy.WithCron(cronRules))
 	mgr := oneoff.NewManager(oneoff.Config{
 		Instance: instance, IdleTimeout: cfg.IdleTimeout, AttachWait: cfg.AttachWaitTimeout, StopGrace: cfg.StopGrace,
 		MaxLifetime: cfg.MaxLifetime, Sizes: cfg.Sizes, DefaultSize: cfg.DefaultSize,
@@ -153,6 +159,11 @@ func run(ctx context.Context, args []string) error {
 	if metricsLn != nil {
 		apiMetrics = nil // on a listener of its own
 	}
+	sched := cron.New(cron.Config{Rules: cronRules, Metrics: reg}, mgr, deploys, db, log)
+	if err := sched.Start(ctx); err != nil {
+		return err
+	}
+	defer deploys.Subscribe(func(deploy.Release) { sched.Wake() })()
 	srv := api.NewServer(api.Config{
 		Token: token, AttachAddr: attachLn.Addr().String(), AttachHost: cfg.AttachHost, AttachTLS: tlsConfig != nil,
 		Version: version.Version(), Commit: version.Commit(), MetricsPublic: cfg.MetricsPublic,
@@ -160,6 +171,7 @@ func run(ctx context.Context, args []string) error {
 		OneOffs: mgr, Deploys: deploys, Logs: logStore, Drains: drains, DrainStore: db, Log: log, Metrics: apiMetrics,
 		Ready:        map[string]api.Checker{"engine": docker.Ping, "database": db.Ping},
 		ReadyDetails: func() []string { return docker.Isolation().Details() },
+		Cron:         sched,
 	})
 	apiConns := api.NewConnLimit(apiLn, cfg.APIMaxConns, log, reg)
 	httpSrv := newHTTPServer(api.WithTimeouts(srv.Handler(), api.Timeouts{}), log)
@@ -226,6 +238,9 @@ func run(ctx context.Context, args []string) error {
 	attachSrv.Close()
 	if err := httpSrv.Shutdown(shutdown); err != nil {
 		log.Warn("API shutdown", "err", err)
+	}
+	if err := sched.Close(shutdown); err != nil {
+		log.Warn("cron scheduler shutdown", "err", err)
 	}
 	if metricsSrv != nil {
 		_ = metricsSrv.Close()

@@ -94,6 +94,7 @@ type Server struct {
 	gather     prometheus.Gatherer
 	ready      map[string]Checker
 	details    func() []string
+	attach     *AttachServer // set by ServeAttach
 
 	streams     chan struct{} // closed to end long-lived log streams
 	closeStream sync.Once
@@ -146,6 +147,7 @@ func (s *Server) Handler() http.Handler {
 		r.Get("/oneoffs/{id}", s.getOneOff)
 		r.Get("/oneoffs/{id}/logs", s.oneOffLogs)
 		r.Post("/oneoffs/{id}/stop", s.stopOneOff)
+		s.mountTerminal(r)
 		r.Get("/audit", s.audit)
 	})
 	return r

@@ -38,6 +38,9 @@ const (
 	InputCloseStdin
 	// InputSignal is a signal for the container's process.
 	InputSignal
+	// InputAck says how much output the user has received (Offset), so
+	// that a resumable session can forget it.
+	InputAck
 )
 
 // Input is one thing the user sent.
@@ -46,6 +49,7 @@ type Input struct {
 	Data   []byte
 	Size   TermSize
 	Signal string
+	Offset int64
 }
 
 // Result is how a session ended, as the user is told.

@@ -68,8 +68,11 @@ type config struct {
 	AttachMaxPendingPerIP int
 	AttachKeepAlive       time.Duration
 	APIMaxConns           int
-	MetricsAddr           string
-	MetricsPublic         bool
+	// ReconnectGrace is how long an attached session waits for its
+	// terminal to reconnect.
+	ReconnectGrace time.Duration
+	MetricsAddr    string
+	MetricsPublic  bool
 }
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {
@@ -160,6 +163,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	integer(&c.AttachMaxPending, "attach-max-pending", "ONEOFFD_ATTACH_MAX_PENDING", api.DefaultAttachMaxPending, "attach connections that may be in their handshake at once; more are refused")
 	integer(&c.AttachMaxPendingPerIP, "attach-max-pending-per-ip", "ONEOFFD_ATTACH_MAX_PENDING_PER_IP", api.DefaultAttachMaxPendingPerClient, "the same, from one client address")
 	dur(&c.AttachKeepAlive, "attach-keepalive", "ONEOFFD_ATTACH_KEEPALIVE", api.DefaultAttachKeepAlive, "TCP keepalive idle and interval on attach connections: a vanished peer is noticed after 4 times this (0 turns it off)")
+	dur(&c.ReconnectGrace, "reconnect-grace", "ONEOFFD_RECONNECT_GRACE", 2*time.Minute, "how long an attached one-off whose terminal dropped goes on, its output kept, waiting for the CLI to reconnect (0: stop it at once)")
 	integer(&c.APIMaxConns, "api-max-conns", "ONEOFFD_API_MAX_CONNS", api.DefaultMaxConns, "API connections open at once; at the cap the idlest keep-alive connection is closed for a new one")
 	str(&c.MetricsAddr, "metrics-addr", "ONEOFFD_METRICS_ADDR", "", "serve /metrics on this address of its own, without a token, instead of on the API")
 	boolean(&c.MetricsPublic, "metrics-public", "ONEOFFD_METRICS_PUBLIC", false, "serve the API's /metrics without the token")
@@ -221,6 +225,9 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		if n <= 0 {
 			return c, fmt.Errorf("--%s must be positive, got %d", name, n)
 		}
+	}
+	if c.ReconnectGrace < 0 {
+		return c, fmt.Errorf("--reconnect-grace must be positive, or 0 to stop at once; got %s", c.ReconnectGrace)
 	}
 	if c.AttachKeepAlive < 0 {
 		return c, fmt.Errorf("--attach-keepalive must be positive, or 0 for none; got %s", c.AttachKeepAlive)

@@ -136,9 +136,9 @@ func run(ctx context.Context, args []string) error {
 		Instance: instance, IdleTimeout: cfg.IdleTimeout, AttachWait: cfg.AttachWaitTimeout, StopGrace: cfg.StopGrace,
 		MaxLifetime: cfg.MaxLifetime, Sizes: cfg.Sizes, DefaultSize: cfg.DefaultSize,
 		MaxUploadFile: cfg.MaxUploadFile, MaxUploadTotal: cfg.MaxUploadRequest, PullTimeout: cfg.PullTimeout,
-		ReconcileInterval: cfg.ReconcileInterval,
-		Metrics:           reg,
-		MaxPerApp:         cfg.MaxOneOffsPerApp, MaxTotal: cfg.MaxOneOffs, RecordRetention: cfg.RecordRetention,
+		ReconcileInterval: cfg.ReconcileInterval, ReconnectGrace: cfg.ReconnectGrace,
+		Metrics:   reg,
+		MaxPerApp: cfg.MaxOneOffsPerApp, MaxTotal: cfg.MaxOneOffs, RecordRetention: cfg.RecordRetention,
 	}, docker, db, deploys, logStore, log)
 	probeCtx, cancelProbe := context.WithTimeout(ctx, 30*time.Second)
 	err = docker.Probe(probeCtx)
@@ -171,6 +171,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	attachSrv := api.NewAttachServer(mgr, log, api.AttachConfig{TLS: tlsConfig, Metrics: reg,
 		MaxPending: cfg.AttachMaxPending, MaxPendingPerClient: cfg.AttachMaxPendingPerIP, KeepAlive: attachKeepAlive})
+	srv.ServeAttach(attachSrv)
 	var metricsSrv *http.Server
 	if metricsLn != nil {
 		metricsSrv = newHTTPServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), log)

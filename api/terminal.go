@@ -33,6 +33,30 @@ func (s *Server) ServeAttach(a *AttachServer) { s.attach = a }
 func (s *Server) mountTerminal(r chi.Router) {
 	r.Post("/oneoffs/{id}/terminal", s.rejoin)
 	r.Get("/oneoffs/{id}/attach", s.attachWebSocket)
+	r.Get("/oneoffs/{id}/recording", s.recording)
+}
+
+// recording serves a session's asciicast v2 recording.
+func (s *Server) recording(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "id")
+	if _, err := s.oneoffs.Get(r.Context(), id); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	f, err := s.oneoffs.Recording(id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-asciicast")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+id+`.cast"`)
+	http.ServeContent(w, r, "", info.ModTime(), f)
 }
 
 func (s *Server) rejoin(w http.ResponseWriter, r *http.Request) {

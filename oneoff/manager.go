@@ -74,6 +74,11 @@ type Config struct {
 	// ReplayBuffer bounds the output a resumable session keeps until its
 	// terminal acknowledges it; DefaultReplayBuffer when zero.
 	ReplayBuffer int
+	// RecordDir, when set, is where attached sessions are recorded
+	// (asciicast v2), each recording capped at RecordingMaxSize
+	// (DefaultRecordingMaxSize when zero) and kept for RecordRetention.
+	RecordDir        string
+	RecordingMaxSize int64
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }

@@ -116,6 +116,8 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 	}
 	log.Info("one-off started", "client", rec.Client)
 	m.started(l)
+	conn, endRecording := s.record(conn, size)
+	defer endRecording()
 	m.met.sessions.Inc()
 	defer m.met.sessions.Dec()
 

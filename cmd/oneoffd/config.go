@@ -71,6 +71,10 @@ type config struct {
 	// ReconnectGrace is how long an attached session waits for its
 	// terminal to reconnect.
 	ReconnectGrace time.Duration
+	// RecordSessions records attached sessions in the data dir, each
+	// recording capped at RecordingMaxSize.
+	RecordSessions   bool
+	RecordingMaxSize int64
 	MetricsAddr    string
 	MetricsPublic  bool
 }
@@ -113,6 +117,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	str(&c.RegistryConfig, "registry-config", "ONEOFFD_REGISTRY_CONFIG", "", "a docker config.json whose \"auths\" give the credentials to pull images with")
 	dur(&c.PullTimeout, "pull-timeout", "ONEOFFD_PULL_TIMEOUT", oneoff.DefaultPullTimeout, "give up pulling an image after this long")
 	dur(&c.ReconcileInterval, "reconcile-interval", "ONEOFFD_RECONCILE_INTERVAL", oneoff.DefaultReconcileInterval, "how often the engine's containers and the records are compared, strays removed and unfollowed one-offs settled")
+	recordingMax := "64MiB"
+	str(&recordingMax, "recording-max-size", "ONEOFFD_RECORDING_MAX_SIZE", recordingMax, "with --record-sessions: the largest a session's recording grows; past it the rest is not recorded")
 	maxFile, maxRequest := "100MiB", "512MiB"
 	str(&maxFile, "upload-max-file", "ONEOFFD_UPLOAD_MAX_FILE", maxFile, "the largest file a one-off may be sent")
 	str(&maxRequest, "upload-max-request", "ONEOFFD_UPLOAD_MAX_REQUEST", maxRequest, "the most bytes of files one request may send")
@@ -166,6 +172,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	dur(&c.ReconnectGrace, "reconnect-grace", "ONEOFFD_RECONNECT_GRACE", 2*time.Minute, "how long an attached one-off whose terminal dropped goes on, its output kept, waiting for the CLI to reconnect (0: stop it at once)")
 	integer(&c.APIMaxConns, "api-max-conns", "ONEOFFD_API_MAX_CONNS", api.DefaultMaxConns, "API connections open at once; at the cap the idlest keep-alive connection is closed for a new one")
 	str(&c.MetricsAddr, "metrics-addr", "ONEOFFD_METRICS_ADDR", "", "serve /metrics on this address of its own, without a token, instead of on the API")
+	boolean(&c.RecordSessions, "record-sessions", "ONEOFFD_RECORD_SESSIONS", false, "record each attached session's output and input (asciicast v2) in the data dir, kept as long as the one-off's record; off for the users' privacy")
 	boolean(&c.MetricsPublic, "metrics-public", "ONEOFFD_METRICS_PUBLIC", false, "serve the API's /metrics without the token")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -188,7 +195,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	for _, b := range []struct {
 		flag, value string
 		to          *int64
-	}{{"upload-max-file", maxFile, &c.MaxUploadFile}, {"upload-max-request", maxRequest, &c.MaxUploadRequest}} {
+	}{{"upload-max-file", maxFile, &c.MaxUploadFile}, {"upload-max-request", maxRequest, &c.MaxUploadRequest},
+		{"recording-max-size", recordingMax, &c.RecordingMaxSize}} {
 		n, err := humanize.ParseBytes(b.value)
 		if err != nil || n == 0 {
 			return c, fmt.Errorf("--%s %q: give a size, such as 100MiB", b.flag, b.value)

@@ -132,11 +132,16 @@ func run(ctx context.Context, args []string) error {
 		}, func() float64 { return 1 }))
 	docker.Instrument(reg)
 	deploys := deploy.NewService(db)
+	recordDir := ""
+	if cfg.RecordSessions {
+		recordDir = filepath.Join(cfg.DataDir, "recordings")
+	}
 	mgr := oneoff.NewManager(oneoff.Config{
 		Instance: instance, IdleTimeout: cfg.IdleTimeout, AttachWait: cfg.AttachWaitTimeout, StopGrace: cfg.StopGrace,
 		MaxLifetime: cfg.MaxLifetime, Sizes: cfg.Sizes, DefaultSize: cfg.DefaultSize,
 		MaxUploadFile: cfg.MaxUploadFile, MaxUploadTotal: cfg.MaxUploadRequest, PullTimeout: cfg.PullTimeout,
 		ReconcileInterval: cfg.ReconcileInterval, ReconnectGrace: cfg.ReconnectGrace,
+		RecordDir: recordDir, RecordingMaxSize: cfg.RecordingMaxSize,
 		Metrics:   reg,
 		MaxPerApp: cfg.MaxOneOffsPerApp, MaxTotal: cfg.MaxOneOffs, RecordRetention: cfg.RecordRetention,
 	}, docker, db, deploys, logStore, log)

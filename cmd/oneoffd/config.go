@@ -75,8 +75,8 @@ type config struct {
 	// recording capped at RecordingMaxSize.
 	RecordSessions   bool
 	RecordingMaxSize int64
-	MetricsAddr    string
-	MetricsPublic  bool
+	MetricsAddr      string
+	MetricsPublic    bool
 }
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {

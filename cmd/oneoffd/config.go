@@ -68,6 +68,9 @@ type config struct {
 	AttachMaxPendingPerIP int
 	AttachKeepAlive       time.Duration
 	APIMaxConns           int
+	MetricsAddr           string
+	MetricsPublic         bool
+
 	// ReconnectGrace is how long an attached session waits for its
 	// terminal to reconnect.
 	ReconnectGrace time.Duration
@@ -75,8 +78,6 @@ type config struct {
 	// recording capped at RecordingMaxSize.
 	RecordSessions   bool
 	RecordingMaxSize int64
-	MetricsAddr      string
-	MetricsPublic    bool
 }
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {

@@ -345,6 +345,9 @@ func (s *Server) createOneOff(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if o.Mode == oneoff.Attached && attachUpgrade(r) && s.upgradeToAttach(w, r, o, secret, req.Window) {
+		return
+	}
 	created := Created{OneOff: o}
 	if o.Mode == oneoff.Attached {
 		created.AttachURL, created.AttachSecret = s.attachURL(r, o.ID), secret

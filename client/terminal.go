@@ -270,7 +270,7 @@ func (t *Terminal) dialWebSocket(ctx context.Context) (net.Conn, error) {
 		h.Set(api.RequesterHeader, t.c.requester)
 	}
 	u := t.c.base + "/v1/oneoffs/" + url.PathEscape(t.id) + "/attach"
-	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: t.c.http, HTTPHeader: h})
+	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: t.c.http1(), HTTPHeader: h})
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			return nil, fmt.Errorf("attach through the API's port: %s", resp.Status)

@@ -128,28 +128,43 @@ func checkLinesOnce(t *testing.T, screen string, n int) {
 
 // TestReconnect_MidOutput: the connection drops while a command prints
 // numbered lines; the CLI reconnects by itself and the screen shows every
-// line exactly once, then the command's exit code.
+// line exactly once, then the command's exit code. Both ways of attaching:
+// on the create request's own connection (the default), and by dialling
+// the attach port.
 func TestReconnect_MidOutput(t *testing.T) {
 	t.Parallel()
-	const lines = 600
-	d, p := startBehindProxy(t, "--reconnect-grace", "30s")
-	app := d.deploy(nil, "")
-	tm := startInPTY(t, d.cli("--app", app, "run", "--attach-via", "tcp", numberedLines(lines)), 24, 80)
-	tm.expect(`line-50\r\n`)
-	p.cut(time.Second) // output goes on meanwhile, into the replay buffer
-	tm.expect(`reconnecting`)
-	tm.expect(`reconnected`)
-	if code := tm.wait(); code != 3 {
-		t.Errorf("exit code %d, want 3; screen:\n%s", code, tm.screen())
+	for _, via := range []string{"", "tcp"} {
+		t.Run("via "+via, func(t *testing.T) {
+			t.Parallel()
+			const lines = 600
+			d, p := startBehindProxy(t, "--reconnect-grace", "30s")
+			apiProxy := newCutProxy(t)
+			apiProxy.target.Store(strings.TrimPrefix(d.api, "http://"))
+			app := d.deploy(nil, "")
+			args := []string{"--api", "http://" + apiProxy.addr(), "--app", app, "run"}
+			if via != "" {
+				args = append(args, "--attach-via", via)
+			}
+			tm := startInPTY(t, d.cli(append(args, numberedLines(lines))...), 24, 80)
+			tm.expect(`line-50\r\n`)
+			// Output goes on meanwhile, into the replay buffer.
+			apiProxy.cut(time.Second)
+			p.cut(time.Second)
+			tm.expect(`reconnecting`)
+			tm.expect(`reconnected`)
+			if code := tm.wait(); code != 3 {
+				t.Errorf("exit code %d, want 3; screen:\n%s", code, tm.screen())
+			}
+			screen := tm.screen()
+			// The CLI's own notices are on the same screen: leave them out.
+			screen = regexp.MustCompile(`\n?oneoff: [^\n]*\n`).ReplaceAllString(screen, "\n")
+			checkLinesOnce(t, strings.ReplaceAll(screen, "\n\n", "\n"), lines)
+			if n := p.connections(); n < 1 {
+				t.Errorf("%d connections through the attach port's proxy, want the reconnect's", n)
+			}
+			d.waitNoContainers()
+		})
 	}
-	screen := tm.screen()
-	// The CLI's own notices are on the same screen: leave them out.
-	screen = regexp.MustCompile(`\n?oneoff: [^\n]*\n`).ReplaceAllString(screen, "\n")
-	checkLinesOnce(t, strings.ReplaceAll(screen, "\n\n", "\n"), lines)
-	if n := p.connections(); n < 2 {
-		t.Errorf("%d connections through the proxy, want at least 2", n)
-	}
-	d.waitNoContainers()
 }
 
 // dialRaw opens a framed attach connection by hand, through the proxy or
@@ -224,8 +239,9 @@ func TestReconnect_OldTokenRefusedAndGraceEnds(t *testing.T) {
 }
 
 // TestAttach_ThroughWebSocket: the attach port cannot be reached (the
-// proxy drops every connection), so the CLI attaches through the API's
-// port, says so once, and the one-off runs as usual.
+// proxy drops every connection). oneoff run works all the same, on the
+// API's port; so does oneoff attach, which falls back to the WebSocket by
+// itself and says so once; and --attach-via https forces it.
 func TestAttach_ThroughWebSocket(t *testing.T) {
 	t.Parallel()
 	d, p := startBehindProxy(t)
@@ -233,13 +249,30 @@ func TestAttach_ThroughWebSocket(t *testing.T) {
 	app := d.deploy(nil, "")
 	tm := startInPTY(t, d.cli("--app", app, "run", "sh"), 24, 80)
 	tm.expect(`# `)
-	tm.send("echo $((6*7)); exit 4\r")
-	tm.expect(`42`)
-	if code := tm.wait(); code != 4 {
-		t.Errorf("exit code %d, want 4; screen:\n%s", code, tm.screen())
+	list, err := d.client().OneOffs(context.Background(), oneoff.Filter{App: app, State: oneoff.Running})
+	if err != nil || len(list) != 1 {
+		t.Fatalf("running one-offs %v, %v", list, err)
 	}
-	if n := strings.Count(tm.screen(), "attaching through the API's HTTPS port"); n != 1 {
-		t.Errorf("the fallback is told %d times, want once; screen:\n%s", n, tm.screen())
+	second := startInPTY(t, d.cli("attach", list[0].ID), 24, 80)
+	second.expect(`Attached to`)
+	second.send("echo $((6*7)); exit 4\r")
+	second.expect(`42`)
+	if code := second.wait(); code != 4 {
+		t.Errorf("exit code %d, want 4; screen:\n%s", code, second.screen())
+	}
+	if n := strings.Count(second.screen(), "attaching through the API's HTTPS port"); n != 1 {
+		t.Errorf("the fallback is told %d times, want once; screen:\n%s", n, second.screen())
+	}
+	tm.wait()
+
+	forced := startInPTY(t, d.cli("--app", app, "run", "--attach-via", "https", "sh"), 24, 80)
+	forced.expect(`# `)
+	forced.send("exit 6\r")
+	if code := forced.wait(); code != 6 {
+		t.Errorf("exit code %d, want 6; screen:\n%s", code, forced.screen())
+	}
+	if n := p.connections(); n != 0 {
+		t.Errorf("%d connections forwarded through the dropping proxy", n)
 	}
 	d.waitNoContainers()
 }

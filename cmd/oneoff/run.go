@@ -107,19 +107,13 @@ func runOneOff(ctx context.Context, g *globals, app string, req api.CreateOneOff
 		}
 		req.Term = os.Getenv("TERM")
 	}
-	created, err := create(ctx, g, c, app, req, files)
-	if err != nil {
-		return err
-	}
 	tlsConfig, err := g.tlsConfig()
 	if err != nil {
 		return err
 	}
-	att, err := c.OpenTerminal(ctx, created.AttachURL, created.AttachSecret, client.TerminalOptions{
+	att, created, err := openTerminal(ctx, g, c, app, req, files, client.TerminalOptions{
 		Rows: rows, Cols: cols, TLS: tlsConfig, Via: g.attachVia, Notices: g.err})
 	if err != nil {
-		// Do not leave it waiting for a terminal that will not come.
-		_, _ = c.Stop(context.WithoutCancel(ctx), created.ID)
 		return err
 	}
 	if tty {

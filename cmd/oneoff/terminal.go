@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/oneoffd/oneoffd/api"
 	"github.com/oneoffd/oneoffd/client"
 )
 
@@ -63,6 +64,35 @@ move a console to another machine. The audit trail records who did.`,
 	}
 	attachViaFlag(cmd, g)
 	return cmd
+}
+
+// openTerminal starts an attached one-off and opens its terminal: with the
+// default --attach-via, in one request on the API's connection; otherwise,
+// or with files to send, or from a daemon that does not switch the
+// request's connection, by dialling the attach URL the answer gives.
+func openTerminal(ctx context.Context, g *globals, c *client.Client, app string, req api.CreateOneOff, files []client.File, opts client.TerminalOptions) (*client.Terminal, api.Created, error) {
+	if opts.Via == client.ViaAuto && len(files) == 0 {
+		t, created, err := c.CreateAttached(ctx, app, req, opts)
+		if err != nil || t != nil {
+			return t, created, err
+		}
+		return dialTerminal(ctx, c, created, opts)
+	}
+	created, err := create(ctx, g, c, app, req, files)
+	if err != nil {
+		return nil, created, err
+	}
+	return dialTerminal(ctx, c, created, opts)
+}
+
+func dialTerminal(ctx context.Context, c *client.Client, created api.Created, opts client.TerminalOptions) (*client.Terminal, api.Created, error) {
+	t, err := c.OpenTerminal(ctx, created.AttachURL, created.AttachSecret, opts)
+	if err != nil {
+		// Do not leave it waiting for a terminal that will not come.
+		_, _ = c.Stop(context.WithoutCancel(ctx), created.ID)
+		return nil, created, err
+	}
+	return t, created, nil
 }
 
 // driveTerminal connects the local terminal to an open one: raw mode,

@@ -167,8 +167,10 @@ func (p *delayProxy) close() {
 // BenchmarkStartLatencyDelayed measures the start of `run --rm` with 25 ms
 // each way between the client and the daemon (a delaying proxy of its
 // own), side by side with `docker -H tcp://...` through the same delay to
-// the same engine: the oneoff CLI and the docker CLI, each from exec to the
-// first byte of `echo ready` on its stdout.
+// the same engine: the oneoff CLI (attaching on the create request's
+// connection, its default, and with --attach-via tcp the create request
+// then a connection to the attach port) and the docker CLI, each from exec
+// to the first byte of `echo ready` on its stdout.
 func BenchmarkStartLatencyDelayed(b *testing.B) {
 	if _, err := exec.LookPath("docker"); err != nil {
 		b.Skip("no docker CLI for the baseline")
@@ -184,19 +186,25 @@ func BenchmarkStartLatencyDelayed(b *testing.B) {
 	app := d.deploy(nil, "")
 	image := testenv.Image(b)
 
-	var ours, theirs time.Duration
+	var ours, dialled, theirs time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		cli := d.cli("--app", app, "run", "echo", "ready")
 		cli.Env = append(cli.Env, "ONEOFF_API_URL=http://"+apiProxy.addr())
 		ours += timeFirstByte(b, cli)
+		// The create request, then a connection to the attach port.
+		cli = d.cli("--app", app, "run", "--attach-via", "tcp", "echo", "ready")
+		cli.Env = append(cli.Env, "ONEOFF_API_URL=http://"+apiProxy.addr())
+		dialled += timeFirstByte(b, cli)
 		theirs += timeFirstByte(b, exec.Command("docker", "-H", "tcp://"+engineProxy.addr(), "run", "--rm", image, "echo", "ready"))
 	}
 	b.StopTimer()
 	n := float64(b.N)
 	b.ReportMetric(ours.Seconds()*1000/n, "oneoff-ms/op")
+	b.ReportMetric(dialled.Seconds()*1000/n, "oneoff-tcp-ms/op")
 	b.ReportMetric(theirs.Seconds()*1000/n, "docker-ms/op")
 	b.ReportMetric(float64(ours)/float64(theirs), "oneoff/docker")
+	b.ReportMetric(float64(dialled)/float64(theirs), "oneoff-tcp/docker")
 	d.waitNoContainers()
 }
 

@@ -1,7 +1,9 @@
 package api
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
@@ -44,6 +46,10 @@ func (s *Server) upgradeToAttach(w http.ResponseWriter, r *http.Request, o oneof
 	if err != nil {
 		return false
 	}
+	// A terminal on the API's port is watched as on the attach port's.
+	if err := setKeepAlive(tcpConnOf(conn), s.attach.keepAlive); err != nil {
+		s.log.Debug("set keepalive failed", "client", conn.RemoteAddr().String(), "err", err)
+	}
 	_ = conn.SetDeadline(time.Now().Add(HandshakeTimeout))
 	_, err = fmt.Fprintf(conn, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: %s\r\n%s: %s\r\n%s: %s\r\n%s: %s\r\n%s: %d\r\n\r\n",
 		AttachUpgrade, OneOffIDHeader, o.ID, OneOffNameHeader, o.Name, OneOffAttachURLHeader, s.attachURL(r, o.ID),
@@ -59,4 +65,18 @@ func (s *Server) upgradeToAttach(w http.ResponseWriter, r *http.Request, o oneof
 	}
 	s.attach.handshake(conn, brw.Reader, hello, log)
 	return true
+}
+
+// tcpConnOf finds the TCP connection under the API's wrappers of c.
+func tcpConnOf(c net.Conn) net.Conn {
+	for {
+		switch cc := c.(type) {
+		case *tls.Conn:
+			c = cc.NetConn()
+		case *limitedConn:
+			c = cc.Conn
+		default:
+			return c
+		}
+	}
 }

@@ -445,6 +445,10 @@ func (t *Terminal) reconnect(ctx context.Context, lost *Attachment, notices io.W
 	defer cancel()
 	for attempt := 1; ; attempt++ {
 		t.mu.Lock()
+		if t.closed {
+			t.mu.Unlock()
+			return ErrConnectionLost
+		}
 		hello := attach.Hello{ID: t.id, Secret: t.token, Framed: true, Resume: true, From: t.received}
 		rows, cols := t.rows, t.cols
 		t.mu.Unlock()

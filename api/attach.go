@@ -243,6 +243,15 @@ func (a *AttachServer) serve(c net.Conn, client string) {
 		_ = c.Close() // evicted as the line came in
 		return
 	}
+	a.handshake(c, br, hello, log)
+}
+
+// handshake answers a terminal's handshake line and runs its session.
+func (a *AttachServer) handshake(c net.Conn, br *bufio.Reader, hello attach.Hello, log *slog.Logger) {
+	if hello.Resume {
+		a.resume(c, br, hello, log)
+		return
+	}
 	sess, err := a.oneoffs.Claim(context.Background(), hello.ID, hello.Secret, c.RemoteAddr().String())
 	if err != nil {
 		d := Detail(err)
@@ -255,10 +264,15 @@ func (a *AttachServer) serve(c net.Conn, client string) {
 	rec := sess.OneOff()
 	var conn oneoff.Conn
 	if hello.Framed {
-		if err := attach.WriteOK(c, rec.Name); err != nil {
+		fc := newFramedConn(c, br)
+		conn = fc
+		token := ""
+		if hello.Resumable {
+			conn, token = sess.Resumable(fc)
+		}
+		if err := attach.WriteAccept(c, attach.Accept{Name: rec.Name, Token: token}); err != nil {
 			log.Debug("write handshake reply failed", "err", err)
 		}
-		conn = newFramedConn(c, br)
 	} else {
 		conn = newRawConn(c, br, rec.TTY)
 	}
@@ -377,6 +391,9 @@ func newFramedConn(c net.Conn, br *bufio.Reader) *framedConn {
 			return oneoff.Input{Kind: oneoff.InputResize, Size: oneoff.TermSize{Rows: rows, Cols: cols}}, true, nil
 		case attach.CloseStdin:
 			return oneoff.Input{Kind: oneoff.InputCloseStdin}, true, nil
+		case attach.Ack:
+			n, err := attach.DecodeAck(p)
+			return oneoff.Input{Kind: oneoff.InputAck, Offset: n}, err == nil, nil
 		case attach.Signal:
 			if !signals[string(p)] {
 				// The payload is the client's: it is not sent back, so the

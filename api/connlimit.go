@@ -39,6 +39,7 @@ type ConnLimit struct {
 
 	backoff backoff // used by Accept only, which net/http calls from one goroutine
 	open    prometheus.GaugeFunc
+	idle    prometheus.GaugeFunc
 	shed    prometheus.Counter
 	errors  prometheus.Counter
 }
@@ -56,6 +57,10 @@ func NewConnLimit(ln net.Listener, max int, log *slog.Logger, reg prometheus.Reg
 		Name: "oneoffd_api_connections_open",
 		Help: "Connections to the API open now.",
 	}, func() float64 { return float64(len(l.slot)) })
+	l.idle = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "oneoffd_api_connections_idle",
+		Help: "API connections open now with no request under way: the first to be closed at the --api-max-conns cap.",
+	}, func() float64 { return float64(l.idleCount()) })
 	l.shed = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "oneoffd_api_connections_shed_total",
 		Help: "Idle API connections closed to make room for a new one, at the --api-max-conns cap.",
@@ -65,7 +70,7 @@ func NewConnLimit(ln net.Listener, max int, log *slog.Logger, reg prometheus.Reg
 		Help: "Temporary failures to accept an API connection (such as running out of file descriptors), retried after a back-off.",
 	})
 	if reg != nil {
-		reg.MustRegister(l.open, l.shed, l.errors)
+		reg.MustRegister(l.open, l.idle, l.shed, l.errors)
 	}
 	return l
 }
@@ -130,6 +135,19 @@ func (l *ConnLimit) Close() error {
 }
 
 // shedIdlest closes the connection idle the longest, if any is.
+// idleCount says how many connections have no request under way.
+func (l *ConnLimit) idleCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for c := range l.conns {
+		if !c.idleSince.IsZero() {
+			n++
+		}
+	}
+	return n
+}
+
 func (l *ConnLimit) shedIdlest() bool {
 	l.mu.Lock()
 	var idlest *limitedConn

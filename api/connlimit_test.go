@@ -58,6 +58,18 @@ func keepAliveGet(t *testing.T, addr, path string) (net.Conn, *bufio.Reader) {
 	return c, br
 }
 
+// waitGathered waits until metric name in reg has the value want.
+func waitGathered(t *testing.T, reg *prometheus.Registry, name string, want float64) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for gathered(t, reg, name) != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s = %v after %s, want %v", name, gathered(t, reg, name), waitLimit, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // gathered returns the value of the first series of metric name in reg.
 func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
@@ -83,6 +95,9 @@ func TestConnLimit_shedsIdle(t *testing.T) {
 	addr, reg := serveLimited(t, ok, 2)
 	first, firstR := keepAliveGet(t, addr, "/")
 	keepAliveGet(t, addr, "/")
+	// The server marks a connection idle once it has written the answer,
+	// which the client may read first.
+	waitGathered(t, reg, "oneoffd_api_connections_idle", 2)
 	// Both places are held by idle keep-alive connections: a third client
 	// still gets an answer, the idlest connection making room.
 	keepAliveGet(t, addr, "/")

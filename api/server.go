@@ -97,6 +97,7 @@ type Server struct {
 	ready      map[string]Checker
 	details    func() []string
 	cron       Cron
+	attach     *AttachServer // set by ServeAttach
 
 	streams     chan struct{} // closed to end long-lived log streams
 	closeStream sync.Once
@@ -149,6 +150,7 @@ func (s *Server) Handler() http.Handler {
 		r.Get("/oneoffs/{id}", s.getOneOff)
 		r.Get("/oneoffs/{id}/logs", s.oneOffLogs)
 		r.Post("/oneoffs/{id}/stop", s.stopOneOff)
+		s.mountTerminal(r)
 		r.Get("/audit", s.audit)
 		s.mountCron(r)
 	})
@@ -345,6 +347,9 @@ func (s *Server) createOneOff(w http.ResponseWriter, r *http.Request) {
 	o, secret, err := s.oneoffs.Create(r.Context(), chi.URLParam(r, "app"), req)
 	if err != nil {
 		s.writeError(w, r, err)
+		return
+	}
+	if o.Mode == oneoff.Attached && attachUpgrade(r) && s.upgradeToAttach(w, r, o, secret, req.Window) {
 		return
 	}
 	created := Created{OneOff: o}

@@ -39,6 +39,14 @@ func WithTimeouts(h http.Handler, t Timeouts) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
+		if websocketUpgrade(r) {
+			// The attach WebSocket is a terminal: it lives as long as the
+			// session, which bounds its stalls itself.
+			_ = rc.SetReadDeadline(time.Time{})
+			_ = rc.SetWriteDeadline(time.Time{})
+			h.ServeHTTP(w, r)
+			return
+		}
 		if r.Body != nil && r.Body != http.NoBody {
 			mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 			body := &deadlineBody{ReadCloser: r.Body, rc: rc}

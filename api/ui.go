@@ -56,6 +56,7 @@ func (s *Server) mountUI(r chi.Router) {
 	r.Group(func(r chi.Router) {
 		r.Use(s.uiAuthenticate)
 		r.Get("/ui", s.uiPage)
+		r.Get("/ui/oneoffs/{id}/recording", s.recording)
 		r.With(csrf.Handler).Post("/ui/oneoffs/{id}/stop", s.uiStop)
 	})
 }
@@ -185,6 +186,8 @@ type uiRow struct {
 	State   string
 	Detail  string
 	StopURL string
+	// RecordingURL, when set, downloads the session's recording.
+	RecordingURL string
 }
 
 func (s *Server) uiPage(w http.ResponseWriter, r *http.Request) {
@@ -233,7 +236,11 @@ func (s *Server) uiPage(w http.ResponseWriter, r *http.Request) {
 		d.Active = append(d.Active, uiRowOf(o, now, f))
 	}
 	for _, o := range finished {
-		d.Finished = append(d.Finished, uiRowOf(o, now, f))
+		row := uiRowOf(o, now, f)
+		if s.oneoffs.HasRecording(o.ID) {
+			row.RecordingURL = "/ui/oneoffs/" + url.PathEscape(o.ID) + "/recording"
+		}
+		d.Finished = append(d.Finished, row)
 	}
 
 	if s.deploys != nil {

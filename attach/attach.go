@@ -34,6 +34,13 @@ type Hello struct {
 	Framed bool
 	// Rows and Cols are the terminal's initial size, if known.
 	Rows, Cols uint16
+	// Resumable asks for a resume token in the OK reply (framed mode).
+	Resumable bool
+	// Resume makes this a reconnect: Secret is then a resume token, and
+	// From the count of output bytes the client has already received, or
+	// FromLive (-1) for the output from now on.
+	Resume bool
+	From   int64
 }
 
 // String renders h as its handshake line, newline included.
@@ -46,6 +53,7 @@ func (h Hello) String() string {
 	if h.Rows > 0 && h.Cols > 0 {
 		fmt.Fprintf(&b, " rows=%d cols=%d", h.Rows, h.Cols)
 	}
+	b.WriteString(h.resumeOptions())
 	b.WriteByte('\n')
 	return b.String()
 }
@@ -69,6 +77,10 @@ func ReadHello(r *bufio.Reader) (Hello, error) {
 		switch key {
 		case "framed":
 			h.Framed = true
+		case "resumable", "resume":
+			if err := h.parseResume(key, val); err != nil {
+				return Hello{}, err
+			}
 		case "rows", "cols":
 			n, err := strconv.ParseUint(val, 10, 16)
 			if err != nil || n == 0 {
@@ -85,6 +97,9 @@ func ReadHello(r *bufio.Reader) (Hello, error) {
 	}
 	if (h.Rows == 0) != (h.Cols == 0) {
 		return Hello{}, fmt.Errorf("%w: rows and cols go together: give both or neither", ErrBadHello)
+	}
+	if (h.Resume || h.Resumable) && !h.Framed {
+		return Hello{}, fmt.Errorf("%w: resumable and resume need framed mode", ErrBadHello)
 	}
 	return h, nil
 }
@@ -137,18 +152,8 @@ func WriteRefused(w io.Writer, code, message string) error {
 // ReadReply reads the daemon's answer to a framed handshake: the one-off's
 // name, or a *RefusedError.
 func ReadReply(r *bufio.Reader) (string, error) {
-	line, err := readLine(r)
-	if err != nil {
-		return "", fmt.Errorf("read handshake reply: %w", err)
-	}
-	if name, ok := strings.CutPrefix(line, "OK "); ok {
-		return name, nil
-	}
-	if rest, ok := strings.CutPrefix(line, "ERR "); ok {
-		code, msg, _ := strings.Cut(rest, " ")
-		return "", &RefusedError{Code: code, Message: msg}
-	}
-	return "", fmt.Errorf("unexpected handshake reply %q", line)
+	a, err := ReadAccept(r)
+	return a.Name, err
 }
 
 // FrameType says what a frame carries.
@@ -161,6 +166,7 @@ const (
 	Resize     FrameType = 'w' // window size: rows, cols as big-endian uint16
 	CloseStdin FrameType = 'c' // end of stdin, no payload
 	Signal     FrameType = 's' // a signal name, e.g. "INT"
+	Ack        FrameType = 'a' // output bytes received so far, a big-endian uint64
 
 	// Daemon to client.
 	Stdout  FrameType = 'o' // the container's stdout (all output with a TTY)

@@ -63,7 +63,8 @@ func TestReaper_AttachWait(t *testing.T) {
 
 func TestRun_ClientGoesAway(t *testing.T) {
 	t.Parallel()
-	d := startDaemon(t)
+	// The session waits for the CLI to reconnect for the grace, then stops.
+	d := startDaemon(t, "--reconnect-grace", "1s")
 	app := d.deploy(nil, "")
 	tm := startInPTY(t, d.cli("--app", app, "run", "sh"), 24, 80)
 	tm.expect(`# `)

@@ -98,6 +98,12 @@ func TestRun_TLS(t *testing.T) {
 	if err != nil || string(out) != "over tls\n" {
 		t.Errorf("run over TLS: %v, %q; want \"over tls\\n\"", err, out)
 	}
+	for _, via := range []string{"tcp", "https"} {
+		out, err := d.cli("--ca-cert", cert, "--app", "tls-app", "run", "--attach-via", via, "echo over "+via).CombinedOutput()
+		if err != nil || string(out) != "over "+via+"\n" {
+			t.Errorf("run over TLS with --attach-via %s: %v, %q", via, err, out)
+		}
+	}
 	t.Run("without the CA, the CLI refuses the daemon", func(t *testing.T) {
 		out, err := d.cli("--app", "tls-app", "run", "true").CombinedOutput()
 		if exitCode(t, err) != 1 || !strings.Contains(string(out), "certificate") {

@@ -67,6 +67,18 @@ type Config struct {
 	// RecordRetention is how long the records of finished one-offs and the
 	// audit trail's events are kept.
 	RecordRetention time.Duration
+	// ReconnectGrace is how long an attached session whose resumable
+	// terminal went away goes on, waiting for it to reconnect; zero stops
+	// it at once, as for a terminal that cannot resume.
+	ReconnectGrace time.Duration
+	// ReplayBuffer bounds the output a resumable session keeps until its
+	// terminal acknowledges it; DefaultReplayBuffer when zero.
+	ReplayBuffer int
+	// RecordDir, when set, is where attached sessions are recorded
+	// (asciicast v2), each recording capped at RecordingMaxSize
+	// (DefaultRecordingMaxSize when zero) and kept for RecordRetention.
+	RecordDir        string
+	RecordingMaxSize int64
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
@@ -143,6 +155,8 @@ type Manager struct {
 	closing bool
 	wg      sync.WaitGroup // attached sessions
 	bg      sync.WaitGroup // detached one-offs' followers
+	// resumes holds the resumable sessions by one-off id.
+	resumes sync.Map
 
 	// ctx ends at Close: the reconcile loop and the followers of detached
 	// one-offs stop with it, leaving the jobs running for the next start.

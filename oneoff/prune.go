@@ -16,13 +16,17 @@ func (m *Manager) Prune(ctx context.Context) error {
 	before := m.cfg.Now().Add(-m.cfg.RecordRetention)
 	oneoffs, errO := m.store.PruneOneOffs(ctx, before)
 	events, errA := m.store.PruneAudit(ctx, before)
+	casts, errR := m.pruneRecordings(before)
+	if casts > 0 {
+		m.log.Info("session recordings past their retention deleted", "recordings", casts)
+	}
 	m.met.recordsPruned.WithLabelValues("oneoff").Add(float64(oneoffs))
 	m.met.recordsPruned.WithLabelValues("audit").Add(float64(events))
 	if oneoffs > 0 || events > 0 {
 		m.log.Info("records past their retention deleted", "oneoffs", oneoffs, "audit_events", events,
 			"retention", m.cfg.RecordRetention)
 	}
-	return errors.Join(errO, errA)
+	return errors.Join(errO, errA, errR)
 }
 
 // prune runs Prune, logging rather than failing: the next round retries.

@@ -38,6 +38,9 @@ const (
 	InputCloseStdin
 	// InputSignal is a signal for the container's process.
 	InputSignal
+	// InputAck says how much output the user has received (Offset), so
+	// that a resumable session can forget it.
+	InputAck
 )
 
 // Input is one thing the user sent.
@@ -46,6 +49,7 @@ type Input struct {
 	Data   []byte
 	Size   TermSize
 	Signal string
+	Offset int64
 }
 
 // Result is how a session ended, as the user is told.
@@ -112,6 +116,8 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 	}
 	log.Info("one-off started", "client", rec.Client)
 	m.started(l)
+	conn, endRecording := s.record(conn, size)
+	defer endRecording()
 	m.met.sessions.Inc()
 	defer m.met.sessions.Dec()
 

@@ -398,7 +398,12 @@ func (s *stream) CloseWrite() error { return s.resp.CloseWrite() }
 func (s *stream) CopyOutput(stdout, stderr io.Writer) error {
 	var err error
 	if s.tty {
-		_, err = io.Copy(stdout, s.resp.Reader)
+		// Reads as large as what has come, rather than the 4 KiB the
+		// engine's buffered reader hands out at a time, and a pause after
+		// a short one: a terminal's output flood then goes out in fewer,
+		// larger writes, each of which costs the terminal's path a system
+		// call and a wake-up or two.
+		_, err = io.CopyBuffer(stdout, &coalescing{r: s.resp.Reader}, make([]byte, 64<<10))
 	} else {
 		_, err = stdcopy.StdCopy(stdout, stderr, s.resp.Reader)
 	}
@@ -408,4 +413,24 @@ func (s *stream) CopyOutput(stdout, stderr io.Writer) error {
 func (s *stream) Close() error {
 	s.resp.Close()
 	return nil
+}
+
+// coalescePause is how long CopyOutput waits after a short read of a
+// terminal's output for more to come: unnoticeable on a keystroke's echo,
+// and what lets a flood be read in large pieces.
+const coalescePause = 500 * time.Microsecond
+
+// coalescing reads r, pausing after a short read while the output flows.
+type coalescing struct {
+	r     io.Reader
+	short bool // the previous read was short
+}
+
+func (c *coalescing) Read(p []byte) (int, error) {
+	if c.short {
+		time.Sleep(coalescePause)
+	}
+	n, err := c.r.Read(p)
+	c.short = n > 0 && n < len(p)/4
+	return n, err
 }

@@ -57,6 +57,9 @@ type globals struct {
 	stdin  io.Reader
 	out    io.Writer
 	err    io.Writer
+
+	// attachVia is how terminals reach the attach endpoint (--attach-via).
+	attachVia string
 }
 
 func (g *globals) client() (*client.Client, error) {
@@ -146,6 +149,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	pf.StringVar(&g.token, "token", os.Getenv("ONEOFF_API_TOKEN"), "API token (env ONEOFF_API_TOKEN; default: the local daemon's)")
 	pf.StringVar(&g.caCert, "ca-cert", os.Getenv("ONEOFF_CA_CERT"), "CA certificate to trust for a TLS daemon (env ONEOFF_CA_CERT)")
 	pf.StringVarP(&g.app, "app", "a", os.Getenv("ONEOFF_APP"), "app name (env ONEOFF_APP)")
+	root.AddCommand(attachCommand(g), replayCommand(g))
 	root.AddCommand(runCommand(g), logsCommand(g), psCommand(g), inspectCommand(g), stopCommand(g),
 		deployCommand(g), appsCommand(g), drainsCommand(g), auditCommand(g), versionCommand(g), healthCommand(g),
 		cronCommand(g))

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -82,6 +80,7 @@ that off); the exit status is the command's.`,
 	cmd.Flags().StringVar(&typ, "type", "", "run the command of this Procfile process type, with the arguments appended")
 	cmd.Flags().StringArrayVar(&files, "file", nil, "a file or directory to put in /tmp/uploads before the command starts (repeatable)")
 	cmd.Flags().StringVarP(&size, "size", "s", "", "resource limits: a size from the daemon's table (default: the daemon's default size)")
+	attachViaFlag(cmd, g)
 	cmd.Flags().BoolVar(&noTTY, "no-tty", false, "do not allocate a TTY even when stdin is a terminal")
 	cmd.Flags().BoolVarP(&detached, "detached", "d", false, "run in the background, the output going to the app's log")
 	cmd.Flags().DurationVar(&ttl, "ttl", 0, "with --detached: stop it after this long (default and most: the daemon's maximum lifetime)")
@@ -108,70 +107,19 @@ func runOneOff(ctx context.Context, g *globals, app string, req api.CreateOneOff
 		}
 		req.Term = os.Getenv("TERM")
 	}
-	created, err := create(ctx, g, c, app, req, files)
-	if err != nil {
-		return err
-	}
 	tlsConfig, err := g.tlsConfig()
 	if err != nil {
 		return err
 	}
-	att, err := client.Dial(ctx, created.AttachURL, created.AttachSecret, client.AttachOptions{Rows: rows, Cols: cols, TLS: tlsConfig})
+	att, created, err := openTerminal(ctx, g, c, app, req, files, client.TerminalOptions{
+		Rows: rows, Cols: cols, TLS: tlsConfig, Via: g.attachVia, Notices: g.err})
 	if err != nil {
-		// Do not leave it waiting for a terminal that will not come.
-		_, _ = c.Stop(context.WithoutCancel(ctx), created.ID)
 		return err
 	}
-	defer att.Close()
-
-	restore := func() {}
 	if tty {
 		fmt.Fprintf(g.err, "Running %s on %s as %s...\n", quoteCommand(req.Command, req.Type), app, created.Name)
-		old, err := term.MakeRaw(stdinFd)
-		if err != nil {
-			return fmt.Errorf("put the terminal in raw mode: %w", err)
-		}
-		var once sync.Once
-		restore = func() { once.Do(func() { _ = term.Restore(stdinFd, old) }) }
-		defer restore()
 	}
-
-	sigc := make(chan os.Signal, 8)
-	signal.Notify(sigc, syscall.SIGWINCH, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGHUP)
-	defer signal.Stop(sigc)
-	go func() {
-		for sig := range sigc {
-			switch sig {
-			case syscall.SIGWINCH:
-				if tty {
-					if r, c := termSize(stdinFd, g.out); r > 0 {
-						_ = att.Resize(r, c)
-					}
-				}
-			case syscall.SIGHUP:
-				// The terminal is gone: closing the connection stops the one-off.
-				restore()
-				att.Close()
-			default:
-				// Without a TTY, Ctrl-C arrives here: pass it on, as
-				// the terminal driver would have in the container.
-				_ = att.Signal(strings.TrimPrefix(unix(sig), "SIG"))
-			}
-		}
-	}()
-	go func() {
-		_, err := io.Copy(att, g.stdin)
-		if err == nil {
-			_ = att.CloseStdin()
-		}
-	}()
-
-	status, err := att.Copy(g.out, g.err, g.err)
-	restore()
-	if err != nil {
-		return fmt.Errorf("%w (oneoff inspect %s tells how it ended)", err, created.ID)
-	}
-	return exitStatus(g, created.Name, status)
+	return driveTerminal(ctx, g, att, stdinFd, tty, created.ID)
 }
 
 // command is what the CLI sends for its arguments: one runs through the

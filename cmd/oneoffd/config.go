@@ -72,6 +72,14 @@ type config struct {
 	APIMaxConns           int
 	MetricsAddr           string
 	MetricsPublic         bool
+
+	// ReconnectGrace is how long an attached session waits for its
+	// terminal to reconnect.
+	ReconnectGrace time.Duration
+	// RecordSessions records attached sessions in the data dir, each
+	// recording capped at RecordingMaxSize.
+	RecordSessions   bool
+	RecordingMaxSize int64
 }
 
 func parseConfig(args []string, stderr io.Writer) (config, error) {
@@ -113,6 +121,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	dur(&c.PullTimeout, "pull-timeout", "ONEOFFD_PULL_TIMEOUT", oneoff.DefaultPullTimeout, "give up pulling an image after this long")
 	dur(&c.ReconcileInterval, "reconcile-interval", "ONEOFFD_RECONCILE_INTERVAL", oneoff.DefaultReconcileInterval, "how often the engine's containers and the records are compared, strays removed and unfollowed one-offs settled")
 	dur(&c.CronMinInterval, "cron-min-interval", "ONEOFFD_CRON_MIN_INTERVAL", cron.DefaultMinInterval, "the shortest time allowed between two runs of a cron job (at least 1s; seconds need @every)")
+	recordingMax := "64MiB"
+	str(&recordingMax, "recording-max-size", "ONEOFFD_RECORDING_MAX_SIZE", recordingMax, "with --record-sessions: the largest a session's recording grows; past it the rest is not recorded")
 	maxFile, maxRequest := "100MiB", "512MiB"
 	str(&maxFile, "upload-max-file", "ONEOFFD_UPLOAD_MAX_FILE", maxFile, "the largest file a one-off may be sent")
 	str(&maxRequest, "upload-max-request", "ONEOFFD_UPLOAD_MAX_REQUEST", maxRequest, "the most bytes of files one request may send")
@@ -163,8 +173,10 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	integer(&c.AttachMaxPending, "attach-max-pending", "ONEOFFD_ATTACH_MAX_PENDING", api.DefaultAttachMaxPending, "attach connections that may be in their handshake at once; more are refused")
 	integer(&c.AttachMaxPendingPerIP, "attach-max-pending-per-ip", "ONEOFFD_ATTACH_MAX_PENDING_PER_IP", api.DefaultAttachMaxPendingPerClient, "the same, from one client address")
 	dur(&c.AttachKeepAlive, "attach-keepalive", "ONEOFFD_ATTACH_KEEPALIVE", api.DefaultAttachKeepAlive, "TCP keepalive idle and interval on attach connections: a vanished peer is noticed after 4 times this (0 turns it off)")
+	dur(&c.ReconnectGrace, "reconnect-grace", "ONEOFFD_RECONNECT_GRACE", 2*time.Minute, "how long an attached one-off whose terminal dropped goes on, its output kept, waiting for the CLI to reconnect (0: stop it at once)")
 	integer(&c.APIMaxConns, "api-max-conns", "ONEOFFD_API_MAX_CONNS", api.DefaultMaxConns, "API connections open at once; at the cap the idlest keep-alive connection is closed for a new one")
 	str(&c.MetricsAddr, "metrics-addr", "ONEOFFD_METRICS_ADDR", "", "serve /metrics on this address of its own, without a token, instead of on the API")
+	boolean(&c.RecordSessions, "record-sessions", "ONEOFFD_RECORD_SESSIONS", false, "record each attached session's output and input (asciicast v2) in the data dir, kept as long as the one-off's record; off for the users' privacy")
 	boolean(&c.MetricsPublic, "metrics-public", "ONEOFFD_METRICS_PUBLIC", false, "serve the API's /metrics without the token")
 	fs.BoolVar(&c.Version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -187,7 +199,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	for _, b := range []struct {
 		flag, value string
 		to          *int64
-	}{{"upload-max-file", maxFile, &c.MaxUploadFile}, {"upload-max-request", maxRequest, &c.MaxUploadRequest}} {
+	}{{"upload-max-file", maxFile, &c.MaxUploadFile}, {"upload-max-request", maxRequest, &c.MaxUploadRequest},
+		{"recording-max-size", recordingMax, &c.RecordingMaxSize}} {
 		n, err := humanize.ParseBytes(b.value)
 		if err != nil || n == 0 {
 			return c, fmt.Errorf("--%s %q: give a size, such as 100MiB", b.flag, b.value)
@@ -224,6 +237,9 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		if n <= 0 {
 			return c, fmt.Errorf("--%s must be positive, got %d", name, n)
 		}
+	}
+	if c.ReconnectGrace < 0 {
+		return c, fmt.Errorf("--reconnect-grace must be positive, or 0 to stop at once; got %s", c.ReconnectGrace)
 	}
 	if c.AttachKeepAlive < 0 {
 		return c, fmt.Errorf("--attach-keepalive must be positive, or 0 for none; got %s", c.AttachKeepAlive)

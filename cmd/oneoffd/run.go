@@ -138,13 +138,18 @@ func run(ctx context.Context, args []string) error {
 	}
 	cronRules := cron.Rules{MinInterval: cfg.CronMinInterval, Sizes: sizeNames, MaxTTL: cfg.MaxLifetime}
 	deploys := deploy.NewService(db, deploy.WithCron(cronRules))
+	recordDir := ""
+	if cfg.RecordSessions {
+		recordDir = filepath.Join(cfg.DataDir, "recordings")
+	}
 	mgr := oneoff.NewManager(oneoff.Config{
 		Instance: instance, IdleTimeout: cfg.IdleTimeout, AttachWait: cfg.AttachWaitTimeout, StopGrace: cfg.StopGrace,
 		MaxLifetime: cfg.MaxLifetime, Sizes: cfg.Sizes, DefaultSize: cfg.DefaultSize,
 		MaxUploadFile: cfg.MaxUploadFile, MaxUploadTotal: cfg.MaxUploadRequest, PullTimeout: cfg.PullTimeout,
-		ReconcileInterval: cfg.ReconcileInterval,
-		Metrics:           reg,
-		MaxPerApp:         cfg.MaxOneOffsPerApp, MaxTotal: cfg.MaxOneOffs, RecordRetention: cfg.RecordRetention,
+		ReconcileInterval: cfg.ReconcileInterval, ReconnectGrace: cfg.ReconnectGrace,
+		RecordDir: recordDir, RecordingMaxSize: cfg.RecordingMaxSize,
+		Metrics:   reg,
+		MaxPerApp: cfg.MaxOneOffsPerApp, MaxTotal: cfg.MaxOneOffs, RecordRetention: cfg.RecordRetention,
 	}, docker, db, deploys, logStore, log)
 	probeCtx, cancelProbe := context.WithTimeout(ctx, 30*time.Second)
 	err = docker.Probe(probeCtx)
@@ -183,6 +188,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	attachSrv := api.NewAttachServer(mgr, log, api.AttachConfig{TLS: tlsConfig, Metrics: reg,
 		MaxPending: cfg.AttachMaxPending, MaxPendingPerClient: cfg.AttachMaxPendingPerIP, KeepAlive: attachKeepAlive})
+	srv.ServeAttach(attachSrv)
 	var metricsSrv *http.Server
 	if metricsLn != nil {
 		metricsSrv = newHTTPServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), log)

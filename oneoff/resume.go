@@ -1,0 +1,424 @@
+package oneoff
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/oneoffd/oneoffd/errdefs"
+)
+
+// DefaultReplayBuffer is the output a resumable session keeps until its
+// terminal acknowledges it.
+const DefaultReplayBuffer = 4 << 20
+
+// FromLive is the offset of a resume that wants the output from now on.
+const FromLive = -1
+
+// replayChunk is the size past which output starts a new chunk.
+const replayChunk = 32 << 10
+
+// Abandoner is a Conn that can be dropped without the end of the session:
+// a resumable session closes with it the connection that went away or that
+// another terminal took over, telling its user why when msg is not empty.
+type Abandoner interface {
+	Abandon(msg string)
+}
+
+// errTerminalGone ends a resumable session's input when nobody came back.
+var errTerminalGone = errors.New("the terminal went away and did not come back")
+
+// resumable is the Conn a session sees when its terminal can reconnect. It
+// numbers the output, keeps what the terminal has not acknowledged yet (at
+// most limit bytes: past that the container's output waits), and sends it
+// to whichever connection is plugged in, from the offset that connection
+// has received. The session sees no disconnection until nobody came back
+// within the grace.
+type resumable struct {
+	m     *Manager
+	l     *live
+	grace time.Duration
+	limit int64
+
+	mu     sync.Mutex
+	cond   *sync.Cond
+	wmu    sync.Mutex // held while output is written to the terminal, taken under mu
+	token  [sha256.Size]byte
+	cur    *plugged
+	chunks []replayChunkData
+	start  int64 // offset of chunks[0]'s first byte
+	end    int64 // offset after the last byte
+	final  *Result
+	dead   bool // nobody came back within the grace, or the end was told and the grace passed
+	timer  *time.Timer
+}
+
+type replayChunkData struct {
+	stderr bool
+	p      []byte
+}
+
+// plugged is one connection of a resumable session.
+type plugged struct {
+	conn Conn
+	// out and errw are conn's writers.
+	out, errw io.Writer
+	sent      int64 // the offset up to which it was sent output
+	// replaying says a goroutine is sending it what it missed; once it has
+	// caught up, the output is written to it as it comes.
+	replaying bool
+}
+
+func newPlugged(conn Conn, from int64, replaying bool) *plugged {
+	return &plugged{conn: conn, out: conn.Stdout(), errw: conn.Stderr(), sent: from, replaying: replaying}
+}
+
+// Resumable turns the session's connection into one that survives its
+// loss for the Manager's ReconnectGrace, and returns the Conn to Run with
+// and the resume token for the terminal's first reconnect. With no grace
+// configured it returns conn itself and no token.
+func (s *Session) Resumable(conn Conn) (Conn, string) {
+	m := s.m
+	if m.cfg.ReconnectGrace <= 0 {
+		return conn, ""
+	}
+	limit := int64(m.cfg.ReplayBuffer)
+	if limit <= 0 {
+		limit = DefaultReplayBuffer
+	}
+	r := &resumable{m: m, l: s.l, grace: m.cfg.ReconnectGrace, limit: limit}
+	r.cond = sync.NewCond(&r.mu)
+	token := r.rotate()
+	r.cur = newPlugged(conn, 0, false)
+	m.resumes.Store(s.l.id, r)
+	return r, token
+}
+
+// rotate issues a new resume token, the previous one refused from then on.
+func (r *resumable) rotate() string {
+	token := randomString(32)
+	r.token = sha256.Sum256([]byte(token))
+	return token
+}
+
+// Rejoin issues a new resume token for one-off id's terminal, for a second
+// terminal to take the session over (oneoff attach); the current
+// connection is closed when the new one comes in, and its own token is
+// refused from now on.
+func (m *Manager) Rejoin(ctx context.Context, id, actor string) (OneOff, string, error) {
+	v, ok := m.resumes.Load(id)
+	if !ok {
+		rec, err := m.Get(ctx, id)
+		if err != nil {
+			return OneOff{}, "", err
+		}
+		return rec, "", errdefs.Conflict("not_resumable", "one-off %s has no terminal to rejoin (%s): only an attached one-off started with a resumable terminal can be rejoined", rec.Name, describe(rec))
+	}
+	r := v.(*resumable)
+	r.mu.Lock()
+	if r.dead || r.final != nil {
+		r.mu.Unlock()
+		rec := r.l.snapshot()
+		return rec, "", errdefs.Conflict("not_resumable", "one-off %s is ending: there is no terminal to rejoin", rec.Name)
+	}
+	token := r.rotate()
+	r.mu.Unlock()
+	rec := r.l.snapshot()
+	m.audit(rec, AuditAttach, actor, "terminal taken over from another one")
+	return rec, token, nil
+}
+
+// Resume plugs conn into one-off id's resumable session, if token is its
+// current resume token: accept is called with the one-off's name and the
+// next token before any output is sent to conn, then the output from
+// offset from (the count of output bytes the terminal received, or
+// FromLive) follows.
+func (m *Manager) Resume(ctx context.Context, id, token string, from int64, client string, conn Conn, accept func(name, token string) error) error {
+	v, ok := m.resumes.Load(id)
+	if !ok {
+		if _, err := m.Get(ctx, id); err != nil {
+			if errors.Is(err, errdefs.ErrNotFound) {
+				return errdefs.NotFound("oneoff_not_found", "one-off %q does not exist", id)
+			}
+			return err
+		}
+		return errdefs.Conflict("resume_expired", "one-off %s can no longer be resumed: it ended, or nobody came back within the reconnect grace", id)
+	}
+	r := v.(*resumable)
+	hash := sha256.Sum256([]byte(token))
+	r.mu.Lock()
+	if subtle.ConstantTimeCompare(hash[:], r.token[:]) != 1 {
+		r.mu.Unlock()
+		return errdefs.Unauthorized("wrong_resume_token", "the resume token is not the one-off's current one: it was replaced at a reconnect or by oneoff attach")
+	}
+	if r.dead {
+		r.mu.Unlock()
+		return errdefs.Conflict("resume_expired", "one-off %s can no longer be resumed: nobody came back within the reconnect grace", id)
+	}
+	if from == FromLive {
+		from = r.end
+	}
+	if from < r.start || from > r.end {
+		have := fmt.Sprintf("%d to %d", r.start, r.end)
+		r.mu.Unlock()
+		return errdefs.Invalid("bad_resume_offset", "cannot resume from byte %d: the session holds bytes %s", from, have)
+	}
+	next := r.rotate()
+	if err := accept(r.l.snapshot().Name, next); err != nil {
+		r.mu.Unlock()
+		return fmt.Errorf("accept reconnect: %w", err)
+	}
+	r.forget(from)
+	old := r.cur
+	p := newPlugged(conn, from, true)
+	r.cur = p
+	if r.timer != nil {
+		r.timer.Stop()
+		r.timer = nil
+	}
+	r.cond.Broadcast()
+	r.mu.Unlock()
+	if old != nil {
+		abandon(old.conn, "oneoffd: another terminal took this session over")
+	}
+	m.audit(r.l.snapshot(), AuditAttach, ActorDaemon, "terminal reconnected from "+client)
+	go r.send(p)
+	return nil
+}
+
+// abandon closes c on a goroutine of its own: a close may wait for the
+// peer (a WebSocket's closing handshake), and the output must not.
+func abandon(c Conn, msg string) {
+	if a, ok := c.(Abandoner); ok {
+		go a.Abandon(msg)
+	}
+}
+
+// forget drops the output up to offset n, which the terminal has.
+func (r *resumable) forget(n int64) {
+	for len(r.chunks) > 0 && r.start < n {
+		c := &r.chunks[0]
+		if k := n - r.start; k < int64(len(c.p)) {
+			c.p = c.p[k:]
+			r.start = n
+			break
+		}
+		r.start += int64(len(c.p))
+		r.chunks[0] = replayChunkData{}
+		r.chunks = r.chunks[1:]
+	}
+	r.cond.Broadcast()
+}
+
+// send replays to p what it missed, from its offset on, then hands it the
+// live output (or the end, when it came meanwhile).
+func (r *resumable) send(p *plugged) {
+	for {
+		r.mu.Lock()
+		if r.cur != p {
+			r.mu.Unlock()
+			return
+		}
+		if p.sent >= r.end {
+			if r.final == nil {
+				p.replaying = false // caught up: the writers write to it now
+				r.mu.Unlock()
+				return
+			}
+			res := *r.final
+			r.cur = nil
+			r.expireIn(r.grace) // a terminal that missed the end may still come for it
+			r.mu.Unlock()
+			p.conn.Finish(res)
+			return
+		}
+		c, off := r.locate(p.sent)
+		p.sent += int64(len(c.p) - off)
+		r.mu.Unlock()
+		w := p.out
+		if c.stderr {
+			w = p.errw
+		}
+		if _, err := w.Write(c.p[off:]); err != nil {
+			r.lose(p)
+			return
+		}
+	}
+}
+
+// locate returns the chunk holding offset n, and n's index in it.
+func (r *resumable) locate(n int64) (replayChunkData, int) {
+	at := r.start
+	for _, c := range r.chunks {
+		if n < at+int64(len(c.p)) {
+			return c, int(n - at)
+		}
+		at += int64(len(c.p))
+	}
+	return replayChunkData{}, 0 // not reached: n < r.end
+}
+
+// lose unplugs p, gone, and gives the terminal the grace to come back.
+func (r *resumable) lose(p *plugged) {
+	r.mu.Lock()
+	if r.cur != p {
+		r.mu.Unlock()
+		return
+	}
+	r.cur = nil
+	final := r.final != nil
+	r.expireIn(r.grace)
+	r.cond.Broadcast()
+	r.mu.Unlock()
+	abandon(p.conn, "")
+	if !final {
+		rec := r.l.snapshot()
+		r.m.log.Info("terminal went away; waiting for it to reconnect", "oneoff", rec.ID, "grace", r.grace)
+		r.m.audit(rec, AuditAttach, ActorDaemon, fmt.Sprintf("terminal lost; waiting %s for it to reconnect", r.grace))
+	}
+}
+
+// expireIn gives up on the session in d unless a terminal plugs in first.
+func (r *resumable) expireIn(d time.Duration) {
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	r.timer = time.AfterFunc(d, r.expire)
+}
+
+func (r *resumable) expire() {
+	r.mu.Lock()
+	if r.cur != nil || r.dead {
+		r.mu.Unlock()
+		return
+	}
+	r.dead = true
+	final := r.final != nil
+	r.chunks = nil
+	r.cond.Broadcast()
+	r.mu.Unlock()
+	r.m.resumes.CompareAndDelete(r.l.id, r)
+	if !final {
+		rec := r.l.snapshot()
+		r.m.log.Info("terminal did not reconnect; stopping", "oneoff", rec.ID, "grace", r.grace)
+		r.m.audit(rec, AuditReap, ActorDaemon, fmt.Sprintf("the terminal did not reconnect within %s", r.grace))
+	}
+}
+
+// Next returns what the current terminal sends, waiting through its
+// reconnects; it fails once nobody came back within the grace.
+func (r *resumable) Next() (Input, error) {
+	for {
+		r.mu.Lock()
+		for r.cur == nil && !r.dead {
+			r.cond.Wait()
+		}
+		if r.dead {
+			r.mu.Unlock()
+			return Input{}, errTerminalGone
+		}
+		p := r.cur
+		r.mu.Unlock()
+		in, err := p.conn.Next()
+		if err != nil {
+			r.lose(p)
+			continue
+		}
+		if in.Kind == InputAck {
+			r.mu.Lock()
+			if r.cur == p {
+				r.forget(min(in.Offset, p.sent))
+			}
+			r.mu.Unlock()
+			continue
+		}
+		return in, nil
+	}
+}
+
+// Stdout and Stderr number the output and keep it for the terminal.
+func (r *resumable) Stdout() io.Writer { return resumableWriter{r: r} }
+func (r *resumable) Stderr() io.Writer { return resumableWriter{r: r, stderr: true} }
+
+type resumableWriter struct {
+	r      *resumable
+	stderr bool
+}
+
+func (w resumableWriter) Write(p []byte) (int, error) {
+	r := w.r
+	r.mu.Lock()
+	for !r.dead && r.final == nil && r.end-r.start >= r.limit {
+		r.cond.Wait()
+	}
+	if r.dead || r.final != nil {
+		r.mu.Unlock()
+		return len(p), nil // nobody will read it
+	}
+	if n := len(r.chunks); n > 0 && r.chunks[n-1].stderr == w.stderr && len(r.chunks[n-1].p) < replayChunk {
+		r.chunks[n-1].p = append(r.chunks[n-1].p, p...)
+	} else {
+		r.chunks = append(r.chunks, replayChunkData{stderr: w.stderr, p: append([]byte(nil), p...)})
+	}
+	r.end += int64(len(p))
+	c := r.cur
+	live := c != nil && !c.replaying
+	if !live {
+		r.mu.Unlock()
+		return len(p), nil // kept for the terminal's return, or being replayed
+	}
+	// Written in the order the output was numbered: the write lock is
+	// taken before the numbering's is let go.
+	c.sent = r.end
+	r.wmu.Lock()
+	r.mu.Unlock()
+	out := c.out
+	if w.stderr {
+		out = c.errw
+	}
+	_, err := out.Write(p)
+	r.wmu.Unlock()
+	if err != nil {
+		r.lose(c)
+	}
+	return len(p), nil
+}
+
+// Notify tells the current terminal, if there is one; notices are not
+// kept for a reconnect.
+func (r *resumable) Notify(msg string) {
+	r.mu.Lock()
+	p := r.cur
+	r.mu.Unlock()
+	if p != nil {
+		p.conn.Notify(msg)
+	}
+}
+
+// Finish keeps the end for the terminal, which is told it after the output
+// it has not received.
+func (r *resumable) Finish(res Result) {
+	r.mu.Lock()
+	if r.final != nil {
+		r.mu.Unlock()
+		return
+	}
+	r.final = &res
+	r.cond.Broadcast()
+	c := r.cur
+	if c == nil || c.replaying {
+		r.mu.Unlock()
+		return // told after the replay, or at the terminal's return
+	}
+	r.cur = nil
+	r.expireIn(r.grace) // a terminal that missed the end may still come for it
+	r.wmu.Lock()        // after the output being written
+	r.mu.Unlock()
+	c.conn.Finish(res)
+	r.wmu.Unlock()
+}

@@ -1,0 +1,190 @@
+package oneoff_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oneoffd/oneoffd/errdefs"
+	"github.com/oneoffd/oneoffd/oneoff"
+)
+
+// dropConn is a terminal's connection that can drop: after drop, its
+// writes fail and Next ends, as a cut network does.
+type dropConn struct {
+	in      chan oneoff.Input
+	gone    chan struct{}
+	once    sync.Once
+	mu      sync.Mutex
+	out     strings.Builder
+	results []oneoff.Result
+}
+
+func newDropConn(t *testing.T) *dropConn {
+	c := &dropConn{in: make(chan oneoff.Input), gone: make(chan struct{})}
+	t.Cleanup(c.drop)
+	return c
+}
+
+func (c *dropConn) drop() { c.once.Do(func() { close(c.gone) }) }
+
+func (c *dropConn) Next() (oneoff.Input, error) {
+	select {
+	case in := <-c.in:
+		return in, nil
+	case <-c.gone:
+		return oneoff.Input{}, io.EOF
+	}
+}
+
+func (c *dropConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	select {
+	case <-c.gone:
+		return 0, io.ErrClosedPipe
+	default:
+	}
+	return c.out.Write(p)
+}
+
+func (c *dropConn) Stdout() io.Writer { return c }
+func (c *dropConn) Stderr() io.Writer { return c }
+func (c *dropConn) Notify(string)     {}
+
+func (c *dropConn) Finish(res oneoff.Result) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.results = append(c.results, res)
+}
+
+func (c *dropConn) output() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.out.String()
+}
+
+func (c *dropConn) told() []oneoff.Result {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]oneoff.Result(nil), c.results...)
+}
+
+// waitFor polls cond until it holds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("still waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// resumableRun starts a session whose terminal can reconnect.
+func resumableRun(t *testing.T, h *harness) (*running, *dropConn, string) {
+	t.Helper()
+	rec, secret := h.create(t, oneoff.Request{})
+	sess, err := h.m.Claim(context.Background(), rec.ID, secret, "127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := newDropConn(t)
+	conn, token := sess.Resumable(first)
+	if token == "" {
+		t.Fatal("no resume token with a reconnect grace")
+	}
+	r := &running{rec: rec, result: make(chan oneoff.Result, 1)}
+	go func() { r.result <- sess.Run(context.Background(), conn, oneoff.TermSize{}) }()
+	r.stream = h.rt.Started(t, rec.ContainerID)
+	return r, first, token
+}
+
+func TestSession_Resume(t *testing.T) {
+	t.Run("the output missed comes once, then the end", func(t *testing.T) {
+		h := newHarness(t, oneoff.Config{ReconnectGrace: time.Hour})
+		r, first, token := resumableRun(t, h)
+		r.stream.Send(false, "one\n")
+		waitFor(t, "the first line", func() bool { return first.output() == "one\n" })
+		first.drop()
+		r.stream.Send(false, "two\n")
+		r.stream.Send(true, "three\n")
+		second := newDropConn(t)
+		var next string
+		from := int64(len(first.output()))
+		err := h.m.Resume(context.Background(), r.rec.ID, token, from, "127.0.0.1:2", second, func(name, tok string) error {
+			next = tok
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("Resume: %v", err)
+		}
+		if next == "" || next == token {
+			t.Errorf("the reconnect got token %q, want a new one", next)
+		}
+		waitFor(t, "the missed output", func() bool { return second.output() == "two\nthree\n" })
+		err = h.m.Resume(context.Background(), r.rec.ID, token, 0, "127.0.0.1:3", newDropConn(t), func(string, string) error { return nil })
+		wantClass(t, err, errdefs.ErrUnauthorized, "wrong_resume_token")
+		h.rt.Exit(t, r.rec.ContainerID, 7, true)
+		res := r.wait(t)
+		if res.Outcome != oneoff.Exited || *res.ExitCode != 7 {
+			t.Errorf("result %+v, want exited 7", res)
+		}
+		waitFor(t, "the end told", func() bool { return len(second.told()) == 1 })
+		if got := first.output() + second.output(); got != "one\ntwo\nthree\n" {
+			t.Errorf("the terminal got %q over its two connections, want each line once", got)
+		}
+	})
+
+	t.Run("an offset it does not hold is refused", func(t *testing.T) {
+		h := newHarness(t, oneoff.Config{ReconnectGrace: time.Hour})
+		r, first, token := resumableRun(t, h)
+		r.stream.Send(false, "abc")
+		waitFor(t, "the output", func() bool { return first.output() == "abc" })
+		first.drop()
+		err := h.m.Resume(context.Background(), r.rec.ID, token, 99, "127.0.0.1:2", newDropConn(t), func(string, string) error { return nil })
+		wantClass(t, err, errdefs.ErrInvalid, "bad_resume_offset")
+		h.rt.Exit(t, r.rec.ContainerID, 0, true)
+		r.wait(t)
+	})
+
+	t.Run("nobody back within the grace stops it", func(t *testing.T) {
+		h := newHarness(t, oneoff.Config{ReconnectGrace: 50 * time.Millisecond})
+		r, first, token := resumableRun(t, h)
+		first.drop()
+		waitFor(t, "the stop", func() bool { return slices.Contains(h.rt.Calls(), "stop "+r.rec.ContainerID) })
+		res := r.wait(t)
+		if res.Outcome != oneoff.Disconnected {
+			t.Errorf("outcome %s, want %s", res.Outcome, oneoff.Disconnected)
+		}
+		waitFor(t, "the grace to pass", func() bool {
+			err := h.m.Resume(context.Background(), r.rec.ID, token, 0, "127.0.0.1:2", newDropConn(t), func(string, string) error { return nil })
+			var e *errdefs.Error
+			return errors.As(err, &e) && e.Code == "resume_expired"
+		})
+	})
+
+	t.Run("without a grace nothing changes", func(t *testing.T) {
+		h := newHarness(t, oneoff.Config{})
+		rec, secret := h.create(t, oneoff.Request{})
+		sess, err := h.m.Claim(context.Background(), rec.ID, secret, "127.0.0.1:1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := newDropConn(t)
+		conn, token := sess.Resumable(c)
+		if token != "" || conn != oneoff.Conn(c) {
+			t.Errorf("got token %q and a wrapped conn, want the conn itself", token)
+		}
+		go sess.Run(context.Background(), conn, oneoff.TermSize{})
+		h.rt.Started(t, rec.ContainerID)
+		h.rt.Exit(t, rec.ContainerID, 0, true)
+		h.waitStored(t, rec.ID, oneoff.Finished)
+	})
+}

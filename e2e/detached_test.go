@@ -15,17 +15,16 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/client"
 	"github.com/oneoffd/oneoffd/internal/testenv"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 // startDetached starts a detached one-off through the API.
-func (d *daemon) startDetached(app, command, ttl string) api.Created {
+func (d *daemon) startDetached(app, command, ttl string) apitypes.Created {
 	d.t.Helper()
-	o, err := d.client().CreateOneOff(context.Background(), app, api.CreateOneOff{
-		Command: oneoff.Command{Line: command}, Detached: true, TTL: ttl})
+	o, err := d.client().CreateOneOff(context.Background(), app, apitypes.CreateOneOff{
+		Command: apitypes.Command{Line: command}, Detached: true, TTL: ttl})
 	if err != nil {
 		d.t.Fatalf("start detached %q: %v", command, err)
 	}
@@ -33,10 +32,10 @@ func (d *daemon) startDetached(app, command, ttl string) api.Created {
 }
 
 // oneOffLines reads all of a one-off's lines from its app's log.
-func (d *daemon) oneOffLines(id string) []oneoff.LogLine {
+func (d *daemon) oneOffLines(id string) []apitypes.LogLine {
 	d.t.Helper()
-	var lines []oneoff.LogLine
-	err := d.client().OneOffLogs(context.Background(), id, client.LogOptions{All: true}, func(l oneoff.LogLine) error {
+	var lines []apitypes.LogLine
+	err := d.client().OneOffLogs(context.Background(), id, client.LogOptions{All: true}, func(l apitypes.LogLine) error {
 		lines = append(lines, l)
 		return nil
 	})
@@ -46,7 +45,7 @@ func (d *daemon) oneOffLines(id string) []oneoff.LogLine {
 	return lines
 }
 
-func texts(lines []oneoff.LogLine) []string {
+func texts(lines []apitypes.LogLine) []string {
 	out := make([]string, len(lines))
 	for i, l := range lines {
 		out[i] = l.Stream + ":" + l.Text
@@ -73,7 +72,7 @@ func TestDetached_Run(t *testing.T) {
 		t.Errorf("run --detached said %q, want the command to follow it: %q", out, want)
 	}
 	f := d.waitFinished(id)
-	if f.Outcome != oneoff.Exited || f.ExitCode == nil || *f.ExitCode != 0 || f.Mode != oneoff.Detached {
+	if f.Outcome != apitypes.Exited || f.ExitCode == nil || *f.ExitCode != 0 || f.Mode != apitypes.Detached {
 		t.Errorf("finished %s/%v mode %s, want exited/0 detached", f.Outcome, f.ExitCode, f.Mode)
 	}
 	// stdout and stderr are separate pipes: their relative order is the
@@ -139,8 +138,8 @@ func TestDetached_Lifetime(t *testing.T) {
 	t.Run("a job past its lifetime is stopped", func(t *testing.T) {
 		o := d.startDetached(app, "echo started; sleep 600", "2s")
 		f := d.waitFinished(o.ID)
-		if f.Outcome != oneoff.LifetimeExceeded {
-			t.Errorf("outcome = %s, want %s", f.Outcome, oneoff.LifetimeExceeded)
+		if f.Outcome != apitypes.LifetimeExceeded {
+			t.Errorf("outcome = %s, want %s", f.Outcome, apitypes.LifetimeExceeded)
 		}
 		if got := texts(d.oneOffLines(o.ID)); len(got) != 1 || got[0] != "stdout:started" {
 			t.Errorf("lines = %q, want the line printed before the stop", got)
@@ -167,11 +166,11 @@ func TestDetached_MillionLines(t *testing.T) {
 	app := d.deploy(nil, "")
 	const n = 1000000
 	o := d.startDetached(app, fmt.Sprintf("seq 1 %d; printf 'the end'", n), "")
-	if f := d.waitFinished(o.ID); f.Outcome != oneoff.Exited {
+	if f := d.waitFinished(o.ID); f.Outcome != apitypes.Exited {
 		t.Fatalf("outcome = %s", f.Outcome)
 	}
 	i := 0
-	err := d.client().OneOffLogs(context.Background(), o.ID, client.LogOptions{All: true}, func(l oneoff.LogLine) error {
+	err := d.client().OneOffLogs(context.Background(), o.ID, client.LogOptions{All: true}, func(l apitypes.LogLine) error {
 		i++
 		want := fmt.Sprint(i)
 		if i == n+1 {
@@ -220,7 +219,7 @@ func TestDetached_DaemonKilled(t *testing.T) {
 
 	t.Run("a running job's log resumes with no gap and no duplicate", func(t *testing.T) {
 		f := d.waitFinished(counting.ID)
-		if f.Outcome != oneoff.Exited || *f.ExitCode != 0 {
+		if f.Outcome != apitypes.Exited || *f.ExitCode != 0 {
 			t.Errorf("finished %s/%v, want exited/0", f.Outcome, f.ExitCode)
 		}
 		got := texts(d.oneOffLines(counting.ID))
@@ -235,7 +234,7 @@ func TestDetached_DaemonKilled(t *testing.T) {
 	})
 	t.Run("a job that ended while the daemon was down is recorded", func(t *testing.T) {
 		f := d.waitFinished(ending.ID)
-		if f.Outcome != oneoff.Exited || f.ExitCode == nil || *f.ExitCode != 7 {
+		if f.Outcome != apitypes.Exited || f.ExitCode == nil || *f.ExitCode != 7 {
 			t.Errorf("finished %s/%v, want exited/7", f.Outcome, f.ExitCode)
 		}
 		if got := texts(d.oneOffLines(ending.ID)); strings.Join(got, ",") != "stdout:before,stdout:after" {
@@ -244,8 +243,8 @@ func TestDetached_DaemonKilled(t *testing.T) {
 	})
 	t.Run("the lifetime still counts", func(t *testing.T) {
 		f := d.waitFinished(expiring.ID)
-		if f.Outcome != oneoff.LifetimeExceeded {
-			t.Errorf("outcome = %s, want %s", f.Outcome, oneoff.LifetimeExceeded)
+		if f.Outcome != apitypes.LifetimeExceeded {
+			t.Errorf("outcome = %s, want %s", f.Outcome, apitypes.LifetimeExceeded)
 		}
 		if got := texts(d.oneOffLines(expiring.ID)); len(got) != 1 {
 			t.Errorf("lines = %q, want just \"up\"", got)
@@ -278,7 +277,7 @@ func TestDetached_LogsAsTheyCome(t *testing.T) {
 	if err != nil || !strings.HasSuffix(line, o.Name+" stdout: first\n") {
 		t.Fatalf("first line from curl = %q, %v", line, err)
 	}
-	if rec, _ := d.client().OneOff(context.Background(), o.ID); rec.State != oneoff.Running {
+	if rec, _ := d.client().OneOff(context.Background(), o.ID); rec.State != apitypes.Running {
 		t.Fatalf("the job is %s when its first line arrives, want running", rec.State)
 	}
 	cli := testenv.Docker(t)
@@ -297,8 +296,8 @@ func TestDetached_TTY(t *testing.T) {
 	d := startDaemon(t)
 	app := d.deploy(nil, "")
 	tty := true
-	o, err := d.client().CreateOneOff(context.Background(), app, api.CreateOneOff{
-		Command: oneoff.Command{Line: "echo out; echo err >&2; tty -s && echo has-a-tty"}, Detached: true, TTY: &tty})
+	o, err := d.client().CreateOneOff(context.Background(), app, apitypes.CreateOneOff{
+		Command: apitypes.Command{Line: "echo out; echo err >&2; tty -s && echo has-a-tty"}, Detached: true, TTY: &tty})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,9 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/internal/testenv"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 // floodLimit is the open-files limit the flooded daemon runs under.
@@ -207,7 +206,7 @@ func TestRawTTY_ClientsClose(t *testing.T) {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			tty := true
-			o, err := c.CreateOneOff(context.Background(), app, api.CreateOneOff{Command: oneoff.Command{Line: "sh"}, TTY: &tty})
+			o, err := c.CreateOneOff(context.Background(), app, apitypes.CreateOneOff{Command: apitypes.Command{Line: "sh"}, TTY: &tty})
 			if err != nil {
 				errs <- err
 				return
@@ -228,8 +227,8 @@ func TestRawTTY_ClientsClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range ids {
-		if f := d.waitFinished(id); f.Outcome != oneoff.Disconnected {
-			t.Errorf("one-off %s: outcome %s, want %s", id, f.Outcome, oneoff.Disconnected)
+		if f := d.waitFinished(id); f.Outcome != apitypes.Disconnected {
+			t.Errorf("one-off %s: outcome %s, want %s", id, f.Outcome, apitypes.Disconnected)
 		}
 	}
 	d.waitNoContainers()

@@ -16,8 +16,9 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 
+	"github.com/oneoffd/oneoffd/apitypes"
+	"github.com/oneoffd/oneoffd/client"
 	"github.com/oneoffd/oneoffd/internal/testenv"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 // pushedRunnable makes an image that runs (the test image plus a layer of
@@ -129,8 +130,8 @@ func TestPull(t *testing.T) {
 			if exitCode(t, err) == 0 || !strings.Contains(string(out), tt.want) || strings.Contains(string(out), "Error response from daemon") {
 				t.Errorf("%s: got %v, %q; want a failure saying %q, without the engine's words", tt.image, err, out, tt.want)
 			}
-			list, _ := tt.d.client().OneOffs(context.Background(), oneoff.Filter{App: app})
-			if len(list) != 1 || list[0].Outcome != oneoff.Failed {
+			list, _ := tt.d.client().OneOffs(context.Background(), client.Filter{App: app})
+			if len(list) != 1 || list[0].Outcome != apitypes.Failed {
 				t.Errorf("%s: records %+v, want one failed", tt.image, list)
 			}
 		}

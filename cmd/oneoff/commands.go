@@ -12,11 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/client"
-	"github.com/oneoffd/oneoffd/deploy"
 	"github.com/oneoffd/oneoffd/internal/version"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 func psCommand(g *globals) *cobra.Command {
@@ -33,27 +31,27 @@ func psCommand(g *globals) *cobra.Command {
 			// The API answers the newest records only: without --all,
 			// the unfinished ones are asked for by state, so that a long
 			// job is listed however many ended since it started.
-			var list []oneoff.OneOff
-			states := []oneoff.State{oneoff.Pending, oneoff.Running}
+			var list []apitypes.OneOff
+			states := []apitypes.State{apitypes.Pending, apitypes.Running}
 			if all {
-				states = []oneoff.State{""}
+				states = []apitypes.State{""}
 			}
 			for _, st := range states {
-				part, err := c.OneOffs(cmd.Context(), oneoff.Filter{App: g.app, State: st, Limit: api.MaxListLimit})
+				part, err := c.OneOffs(cmd.Context(), client.Filter{App: g.app, State: st, Limit: apitypes.MaxListLimit})
 				if err != nil {
 					return err
 				}
 				list = append(list, part...)
 			}
-			slices.SortStableFunc(list, func(a, b oneoff.OneOff) int { return b.CreatedAt.Compare(a.CreatedAt) })
+			slices.SortStableFunc(list, func(a, b apitypes.OneOff) int { return b.CreatedAt.Compare(a.CreatedAt) })
 			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tAPP\tNAME\tSTATE\tAGE\tCOMMAND")
 			for _, o := range list {
-				if !all && o.State == oneoff.Finished {
+				if !all && o.State == apitypes.Finished {
 					continue
 				}
 				state := string(o.State)
-				if o.State == oneoff.Finished {
+				if o.State == apitypes.Finished {
 					state = describe(o)
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", o.ID, o.App, o.Name, state,
@@ -94,7 +92,7 @@ func inspectCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-func printOneOff(g *globals, o oneoff.OneOff) {
+func printOneOff(g *globals, o apitypes.OneOff) {
 	tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
 	row := func(k, v string) {
 		if v != "" {
@@ -122,15 +120,15 @@ func printOneOff(g *globals, o oneoff.OneOff) {
 	row("Files", strings.Join(files, ", "))
 	row("Requester", o.Requester)
 	row("State", string(o.State))
-	if o.State == oneoff.Finished {
+	if o.State == apitypes.Finished {
 		row("Outcome", describe(o))
 	}
 	row("Error", o.Error)
 	row("Client", o.Client)
-	if o.Mode == oneoff.Attached && o.StartedAt != nil {
+	if o.Mode == apitypes.Attached && o.StartedAt != nil {
 		row("Traffic", fmt.Sprintf("%d bytes in, %d bytes out", o.BytesIn, o.BytesOut))
 	}
-	if o.State == oneoff.Running && o.LastActivity != nil {
+	if o.State == apitypes.Running && o.LastActivity != nil {
 		row("Idle", time.Since(*o.LastActivity).Round(time.Second).String())
 	}
 	row("Created", ts(&o.CreatedAt))
@@ -183,7 +181,7 @@ func deployCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			spec := deploy.Spec{Image: image, Env: env}
+			spec := apitypes.Deploy{Image: image, Env: env}
 			if procfile != "" {
 				b, err := os.ReadFile(procfile)
 				if err != nil {
@@ -292,8 +290,8 @@ func parseEnv(pairs []string) (map[string]string, error) {
 }
 
 // describe says how a one-off ended, or where it is.
-func describe(o oneoff.OneOff) string {
-	if o.State != oneoff.Finished {
+func describe(o apitypes.OneOff) string {
+	if o.State != apitypes.Finished {
 		return string(o.State)
 	}
 	if o.ExitCode != nil {
@@ -332,7 +330,7 @@ func auditCommand(g *globals) *cobra.Command {
 				return err
 			}
 			id, _ := cmd.Flags().GetString("oneoff")
-			events, err := c.Audit(cmd.Context(), oneoff.AuditFilter{App: g.app, OneOffID: id, Limit: limit})
+			events, err := c.Audit(cmd.Context(), client.AuditFilter{App: g.app, OneOffID: id, Limit: limit})
 			if err != nil {
 				return err
 			}

@@ -7,8 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/client"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 func logsCommand(g *globals) *cobra.Command {
@@ -39,7 +39,7 @@ func logsCommand(g *globals) *cobra.Command {
 			if lines == 0 && cmd.Flags().Changed("lines") {
 				opts.Lines = -1
 			}
-			return c.AppLogs(cmd.Context(), app, opts, func(l oneoff.LogLine) error {
+			return c.AppLogs(cmd.Context(), app, opts, func(l apitypes.LogLine) error {
 				_, err := fmt.Fprintln(g.out, formatLine(l))
 				return err
 			})
@@ -52,15 +52,15 @@ func logsCommand(g *globals) *cobra.Command {
 }
 
 // formatLine renders a log line for people: time, source, stream, text.
-func formatLine(l oneoff.LogLine) string {
+func formatLine(l apitypes.LogLine) string {
 	return fmt.Sprintf("%s %s %s: %s", l.Time.Local().Format("2006-01-02T15:04:05.000000Z07:00"), l.Source, l.Stream, l.Text)
 }
 
 // tailOneOff prints a detached one-off's output as it comes, stdout lines
 // to stdout and stderr lines to stderr, until it ends; it returns the
 // one-off's exit status as the CLI's.
-func tailOneOff(ctx context.Context, g *globals, c *client.Client, o oneoff.OneOff) error {
-	err := c.OneOffLogs(ctx, o.ID, client.LogOptions{Follow: true, All: true}, func(l oneoff.LogLine) error {
+func tailOneOff(ctx context.Context, g *globals, c *client.Client, o apitypes.OneOff) error {
+	err := c.OneOffLogs(ctx, o.ID, client.LogOptions{Follow: true, All: true}, func(l apitypes.LogLine) error {
 		w := g.out
 		if l.Stream == "stderr" {
 			w = g.err

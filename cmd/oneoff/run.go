@@ -15,10 +15,9 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/attach"
 	"github.com/oneoffd/oneoffd/client"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 func runCommand(g *globals) *cobra.Command {
@@ -65,7 +64,7 @@ that off); the exit status is the command's.`,
 			if !detached && (tail || ttl != 0) {
 				return errors.New("--tail and --ttl go with --detached")
 			}
-			req := api.CreateOneOff{Command: command(args), Type: typ, Env: env, Size: size}
+			req := apitypes.CreateOneOff{Command: command(args), Type: typ, Env: env, Size: size}
 			uploads, cleanup, err := uploadFiles(files)
 			if err != nil {
 				return err
@@ -89,7 +88,7 @@ that off); the exit status is the command's.`,
 	return cmd
 }
 
-func runOneOff(ctx context.Context, g *globals, app string, req api.CreateOneOff, files []client.File, noTTY bool) error {
+func runOneOff(ctx context.Context, g *globals, app string, req apitypes.CreateOneOff, files []client.File, noTTY bool) error {
 	c, err := g.client()
 	if err != nil {
 		return err
@@ -104,7 +103,7 @@ func runOneOff(ctx context.Context, g *globals, app string, req api.CreateOneOff
 	if tty {
 		rows, cols = termSize(stdinFd, g.out)
 		if rows > 0 {
-			req.Window = &oneoff.TermSize{Rows: rows, Cols: cols}
+			req.Window = &apitypes.TermSize{Rows: rows, Cols: cols}
 		}
 		req.Term = os.Getenv("TERM")
 	}
@@ -176,19 +175,19 @@ func runOneOff(ctx context.Context, g *globals, app string, req api.CreateOneOff
 
 // command is what the CLI sends for its arguments: one runs through the
 // shell, several run as they are.
-func command(args []string) oneoff.Command {
+func command(args []string) apitypes.Command {
 	switch len(args) {
 	case 0:
-		return oneoff.Command{}
+		return apitypes.Command{}
 	case 1:
-		return oneoff.Command{Line: args[0]}
+		return apitypes.Command{Line: args[0]}
 	}
-	return oneoff.Command{Args: args}
+	return apitypes.Command{Args: args}
 }
 
 // runDetached starts a detached one-off and says how to follow it, or with
 // tail follows it to its end.
-func runDetached(ctx context.Context, g *globals, app string, req api.CreateOneOff, files []client.File, ttl time.Duration, tail bool) error {
+func runDetached(ctx context.Context, g *globals, app string, req apitypes.CreateOneOff, files []client.File, ttl time.Duration, tail bool) error {
 	c, err := g.client()
 	if err != nil {
 		return err
@@ -217,7 +216,7 @@ func runDetached(ctx context.Context, g *globals, app string, req api.CreateOneO
 }
 
 // create starts the one-off, sending files with it when there are some.
-func create(ctx context.Context, g *globals, c *client.Client, app string, req api.CreateOneOff, files []client.File) (api.Created, error) {
+func create(ctx context.Context, g *globals, c *client.Client, app string, req apitypes.CreateOneOff, files []client.File) (apitypes.Created, error) {
 	if len(files) == 0 {
 		return c.CreateOneOff(ctx, app, req)
 	}
@@ -225,12 +224,12 @@ func create(ctx context.Context, g *globals, c *client.Client, app string, req a
 }
 
 // exitStatusOf turns a finished one-off's record into the CLI's exit status.
-func exitStatusOf(g *globals, o oneoff.OneOff) error {
+func exitStatusOf(g *globals, o apitypes.OneOff) error {
 	msg := o.Error
 	switch o.Outcome {
-	case oneoff.LifetimeExceeded:
+	case apitypes.LifetimeExceeded:
 		msg = "stopped: it ran past its lifetime"
-	case oneoff.OutOfMemory:
+	case apitypes.OutOfMemory:
 		msg = "killed: it ran out of memory"
 	}
 	return exitStatus(g, o.Name, attach.ExitStatus{Outcome: string(o.Outcome), ExitCode: o.ExitCode, Message: msg})
@@ -243,7 +242,7 @@ func exitStatus(g *globals, name string, s attach.ExitStatus) error {
 	if s.ExitCode != nil {
 		code = *s.ExitCode
 	}
-	if s.Outcome == string(oneoff.Exited) {
+	if s.Outcome == string(apitypes.Exited) {
 		if code == 0 {
 			return nil
 		}
@@ -273,7 +272,7 @@ func termSize(fd int, out io.Writer) (rows, cols uint16) {
 	return uint16(h), uint16(w)
 }
 
-func quoteCommand(cmd oneoff.Command, typ string) string {
+func quoteCommand(cmd apitypes.Command, typ string) string {
 	s := cmd.Line
 	if cmd.Args != nil {
 		s = strings.Join(cmd.Args, " ")

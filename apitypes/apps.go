@@ -27,6 +27,10 @@ type Deploy struct {
 	Image    string            `json:"image"`
 	Env      map[string]string `json:"env,omitempty"`
 	Procfile string            `json:"procfile,omitempty"`
+	// KeepEnv gives the new release the current release's env, for a
+	// request without one; KeepProcfile its Procfile.
+	KeepEnv      bool `json:"keep_env,omitempty"`
+	KeepProcfile bool `json:"keep_procfile,omitempty"`
 }
 
 // DrainStatus is a log drain's state and counts.

@@ -5,6 +5,7 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"regexp"
@@ -66,11 +67,24 @@ type Spec struct {
 	Image    string            `json:"image"`
 	Env      map[string]string `json:"env,omitempty"`
 	Procfile string            `json:"procfile,omitempty"`
+	// KeepEnv gives the new release the current release's env, for a spec
+	// without one; KeepProcfile its Procfile. Without them, what the spec
+	// leaves out the new release does not have.
+	KeepEnv      bool `json:"keep_env,omitempty"`
+	KeepProcfile bool `json:"keep_procfile,omitempty"`
 }
+
+// ImageCheck reports why the engine cannot run image: it does not have it
+// and cannot pull it. nil means it can.
+type ImageCheck func(ctx context.Context, image string) error
 
 // Service registers releases and answers which release an app runs.
 type Service struct {
 	store Store
+	// CheckImage, when set, is asked about each release's image before
+	// the release is recorded: a deploy of an image that cannot run fails
+	// then, with the reason, rather than the app's first one-off.
+	CheckImage ImageCheck
 }
 
 // NewService returns a Service backed by store.
@@ -142,12 +156,34 @@ func (s *Service) Deploy(ctx context.Context, app string, spec Spec) (Release, e
 	if !imageRef.MatchString(spec.Image) {
 		return Release{}, errdefs.Invalid("invalid_image", "image reference %q is invalid", spec.Image)
 	}
+	if spec.KeepEnv && len(spec.Env) > 0 || spec.KeepProcfile && spec.Procfile != "" {
+		return Release{}, errdefs.Invalid("keep_and_give", "a deploy keeps the current release's env or Procfile, or gives new ones, not both")
+	}
+	if spec.KeepEnv || spec.KeepProcfile {
+		cur, err := s.store.App(ctx, app)
+		switch {
+		case err == nil && cur.Release != nil:
+			if spec.KeepEnv {
+				spec.Env = cur.Release.Env
+			}
+			if spec.KeepProcfile {
+				spec.Procfile = cur.Release.Procfile
+			}
+		case err != nil && !errors.Is(err, errdefs.ErrNotFound):
+			return Release{}, fmt.Errorf("deploy %q: read the current release: %w", app, err)
+		}
+	}
 	if err := ValidateEnv(spec.Env); err != nil {
 		return Release{}, err
 	}
 	procs, err := ParseProcfile(spec.Procfile)
 	if err != nil {
 		return Release{}, err
+	}
+	if s.CheckImage != nil {
+		if err := s.CheckImage(ctx, spec.Image); err != nil {
+			return Release{}, err
+		}
 	}
 	r, err := s.store.CreateRelease(ctx, Release{
 		App: app, Image: spec.Image, Env: spec.Env, Procfile: spec.Procfile, Processes: procs,

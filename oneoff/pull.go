@@ -135,3 +135,29 @@ func (m *Manager) pullAndPrepare(l *live, p plan) {
 	}
 	l.markReady(nil)
 }
+
+// CheckImage makes sure the engine can run image: it has it, or pulls it
+// now. The error says why not, in the words a deploy reports, with the
+// class of the pull's failure (a registry that does not answer is
+// ErrUnavailable, an image it does not know ErrNotFound or ErrInvalid).
+func (m *Manager) CheckImage(ctx context.Context, image string) error {
+	has, err := m.rt.HasImage(ctx, image)
+	if err != nil {
+		return fmt.Errorf("check image %s: %w", image, err)
+	}
+	if has {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.PullTimeout)
+	defer cancel()
+	start := time.Now()
+	if err := m.rt.Pull(ctx, image, nil); err != nil {
+		msg := fmt.Sprintf("the engine does not have image %s and cannot pull it: %s", image, userMessage(err))
+		if e, ok := errdefs.As(err); ok {
+			return &errdefs.Error{Class: e.Class, Code: "image_unavailable", Message: msg, Err: err}
+		}
+		return errdefs.Unavailable("image_unavailable", err, "%s", msg)
+	}
+	m.log.Info("image pulled for a deploy", "image", image, "took", time.Since(start).Round(100*time.Millisecond))
+	return nil
+}

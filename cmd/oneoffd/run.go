@@ -140,6 +140,7 @@ func run(ctx context.Context, args []string) error {
 		Metrics:           reg,
 		MaxPerApp:         cfg.MaxOneOffsPerApp, MaxTotal: cfg.MaxOneOffs, RecordRetention: cfg.RecordRetention,
 	}, docker, db, deploys, logStore, log)
+	deploys.CheckImage = mgr.CheckImage // a deploy of an image that cannot run fails then
 	probeCtx, cancelProbe := context.WithTimeout(ctx, 30*time.Second)
 	err = docker.Probe(probeCtx)
 	cancelProbe()

@@ -27,13 +27,20 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q.Source = r.URL.Query().Get("filter")
+	if q.Source != "" {
+		// The filter is a one-off's name, or its id; a name that no
+		// record has any more may still have lines in the log.
+		if o, err := s.oneoffs.Resolve(r.Context(), app.Name, q.Source); err == nil {
+			q.Source = o.Name
+		}
+	}
 	s.streamLogs(w, r, app.Name, q, nil)
 }
 
 // oneOffLogs streams a one-off's lines of its app's log; when following, the
 // stream ends once the one-off has finished and its last line is sent.
 func (s *Server) oneOffLogs(w http.ResponseWriter, r *http.Request) {
-	o, err := s.oneoffs.Get(r.Context(), chi.URLParam(r, "id"))
+	o, err := s.oneOff(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

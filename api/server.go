@@ -312,7 +312,7 @@ func (s *Server) createOneOff(w http.ResponseWriter, r *http.Request) {
 		req.TTY = *body.TTY
 	}
 	if body.TTL != "" {
-		ttl, err := oneoff.ParseTTL(body.TTL)
+		ttl, err := apitypes.ParseTTL(body.TTL)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -383,12 +383,19 @@ func (s *Server) listOneOffs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"oneoffs": list})
 }
 
+// oneOff finds the one-off a route's {id} names: its id, or its name,
+// looked for in the app of the request's ?app= when it has one.
+func (s *Server) oneOff(r *http.Request) (oneoff.OneOff, error) {
+	return s.oneoffs.Resolve(r.Context(), r.URL.Query().Get("app"), chi.URLParam(r, "id"))
+}
+
 func (s *Server) getOneOff(w http.ResponseWriter, r *http.Request) {
-	o, err := s.oneoffs.Get(r.Context(), chi.URLParam(r, "id"))
+	o, err := s.oneOff(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	w.Header().Set(apitypes.StopGraceHeader, s.oneoffs.Config().StopGrace.String())
 	writeJSON(w, http.StatusOK, o)
 }
 
@@ -396,7 +403,12 @@ func (s *Server) getOneOff(w http.ResponseWriter, r *http.Request) {
 const RequesterHeader = apitypes.RequesterHeader
 
 func (s *Server) stopOneOff(w http.ResponseWriter, r *http.Request) {
-	o, err := s.oneoffs.Stop(r.Context(), chi.URLParam(r, "id"), r.Header.Get(RequesterHeader))
+	o, err := s.oneOff(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	o, err = s.oneoffs.Stop(r.Context(), o.ID, r.Header.Get(RequesterHeader))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -406,7 +418,15 @@ func (s *Server) stopOneOff(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := oneoff.AuditFilter{App: q.Get("app"), OneOffID: q.Get("oneoff")}
+	f := oneoff.AuditFilter{App: q.Get("app")}
+	if ref := q.Get("oneoff"); ref != "" {
+		o, err := s.oneoffs.Resolve(r.Context(), f.App, ref)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		f.OneOffID = o.ID
+	}
 	var err error
 	if f.Limit, err = listLimit(r); err != nil {
 		s.writeError(w, r, err)

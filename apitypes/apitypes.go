@@ -12,6 +12,10 @@ const VersionHeader = "Oneoffd-Api-Version"
 // RequesterHeader names the user a platform acts for, for the audit trail.
 const RequesterHeader = "Oneoff-Requester"
 
+// StopGraceHeader carries, in the answer about a one-off, the time a stop
+// leaves it between SIGTERM and SIGKILL, as a Go duration ("10s").
+const StopGraceHeader = "Oneoff-Stop-Grace"
+
 // The bounds of a list route's answer: DefaultListLimit items, newest
 // first, unless the request's limit asks for another number, at most
 // MaxListLimit. A larger limit is refused, with the maximum in the

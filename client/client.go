@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/errdefs"
@@ -139,18 +140,50 @@ func (c *Client) OneOffs(ctx context.Context, f Filter) ([]apitypes.OneOff, erro
 	return out.OneOffs, err
 }
 
-// OneOff returns one one-off.
+// OneOff returns one one-off, by its id.
 func (c *Client) OneOff(ctx context.Context, id string) (apitypes.OneOff, error) {
-	var o apitypes.OneOff
-	err := c.do(ctx, http.MethodGet, "/v1/oneoffs/"+url.PathEscape(id), nil, &o)
+	o, _, err := c.Lookup(ctx, "", id)
 	return o, err
 }
 
-// Stop stops a one-off and returns it once finished.
-func (c *Client) Stop(ctx context.Context, id string) (apitypes.OneOff, error) {
+// Lookup returns the one-off ref names: its id, or its name, looked for
+// in app when app is not empty. It also says how long a stop of it waits
+// between SIGTERM and SIGKILL, 0 when the daemon does not say.
+func (c *Client) Lookup(ctx context.Context, app, ref string) (apitypes.OneOff, time.Duration, error) {
 	var o apitypes.OneOff
-	err := c.do(ctx, http.MethodPost, "/v1/oneoffs/"+url.PathEscape(id)+"/stop", nil, &o)
+	resp, err := c.send(ctx, http.MethodGet, oneOffPath(app, ref, ""), nil)
+	if err != nil {
+		return o, 0, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&o); err != nil {
+		return o, 0, fmt.Errorf("decode one-off %q: %w", ref, err)
+	}
+	grace, _ := time.ParseDuration(resp.Header.Get(apitypes.StopGraceHeader))
+	return o, grace, nil
+}
+
+// Stop stops a one-off, by its id, and returns it once finished.
+func (c *Client) Stop(ctx context.Context, id string) (apitypes.OneOff, error) {
+	return c.StopIn(ctx, "", id)
+}
+
+// StopIn stops the one-off ref names, its id or its name in app, and
+// returns it once finished.
+func (c *Client) StopIn(ctx context.Context, app, ref string) (apitypes.OneOff, error) {
+	var o apitypes.OneOff
+	err := c.do(ctx, http.MethodPost, oneOffPath(app, ref, "/stop"), nil, &o)
 	return o, err
+}
+
+// oneOffPath is the path of a one-off's route: ref, an id or a name, with
+// the app a name is looked for in.
+func oneOffPath(app, ref, sub string) string {
+	p := "/v1/oneoffs/" + url.PathEscape(ref) + sub
+	if app != "" {
+		p += "?app=" + url.QueryEscape(app)
+	}
+	return p
 }
 
 // Audit returns the audit trail's events that pass f, newest first.
@@ -259,7 +292,8 @@ type Filter struct {
 
 // AuditFilter narrows the audit trail. Zero fields match everything.
 type AuditFilter struct {
-	App      string
+	App string
+	// OneOffID is a one-off's id, or its name (in App, when set).
 	OneOffID string
 	Limit    int
 }

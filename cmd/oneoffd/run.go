@@ -51,6 +51,11 @@ func run(ctx context.Context, args []string) error {
 	if err := privateDataDir(cfg.DataDir, log); err != nil {
 		return err
 	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	token, tokenFile, err := loadToken(cfg, log)
 	if err != nil {
 		return err

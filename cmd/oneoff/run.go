@@ -26,7 +26,7 @@ func runCommand(g *globals) *cobra.Command {
 		noTTY    bool
 		typ      string
 		detached bool
-		ttl      time.Duration
+		ttl      string
 		tail     bool
 		size     string
 		files    []string
@@ -55,14 +55,26 @@ that off); the exit status is the command's.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			app, err := g.needApp()
 			if err != nil {
+				for _, a := range args {
+					if strings.HasPrefix(a, "-") {
+						// What follows the command is the command's: a flag
+						// there is not oneoff's.
+						return fmt.Errorf("%w; %w (%q came after it)", err, errFlagsAfterCommand, a)
+					}
+				}
 				return err
 			}
 			env, err := parseEnv(envs)
 			if err != nil {
 				return err
 			}
-			if !detached && (tail || ttl != 0) {
+			if !detached && (tail || ttl != "") {
 				return errors.New("--tail and --ttl go with --detached")
+			}
+			if ttl != "" {
+				if _, err := apitypes.ParseTTL(ttl); err != nil {
+					return fmt.Errorf("--ttl: %w", err)
+				}
 			}
 			req := apitypes.CreateOneOff{Command: command(args), Type: typ, Env: env, Size: size}
 			uploads, cleanup, err := uploadFiles(files)
@@ -83,7 +95,7 @@ that off); the exit status is the command's.`,
 	cmd.Flags().StringVarP(&size, "size", "s", "", "resource limits: a size from the daemon's table (default: the daemon's default size)")
 	cmd.Flags().BoolVar(&noTTY, "no-tty", false, "do not allocate a TTY even when stdin is a terminal")
 	cmd.Flags().BoolVarP(&detached, "detached", "d", false, "run in the background, the output going to the app's log")
-	cmd.Flags().DurationVar(&ttl, "ttl", 0, "with --detached: stop it after this long (default and most: the daemon's maximum lifetime)")
+	cmd.Flags().StringVar(&ttl, "ttl", "", "with --detached: stop it after this long, such as 90m or 2h (default and most: the daemon's maximum lifetime)")
 	cmd.Flags().BoolVar(&tail, "tail", false, "with --detached: follow its output at once, and exit with its exit code")
 	return cmd
 }
@@ -187,20 +199,23 @@ func command(args []string) apitypes.Command {
 
 // runDetached starts a detached one-off and says how to follow it, or with
 // tail follows it to its end.
-func runDetached(ctx context.Context, g *globals, app string, req apitypes.CreateOneOff, files []client.File, ttl time.Duration, tail bool) error {
+func runDetached(ctx context.Context, g *globals, app string, req apitypes.CreateOneOff, files []client.File, ttl string, tail bool) error {
 	c, err := g.client()
 	if err != nil {
 		return err
 	}
-	req.Detached = true
-	if ttl != 0 {
-		req.TTL = ttl.String()
-	}
+	req.Detached, req.TTL = true, ttl
 	created, err := create(ctx, g, c, app, req, files)
 	if err != nil {
 		return err
 	}
-	o := created.OneOff
+	o, err := started(ctx, c, created.OneOff)
+	if err != nil {
+		return err
+	}
+	if o.Outcome == apitypes.Failed {
+		return fmt.Errorf("%s could not start: %s", o.Name, o.Error)
+	}
 	lifetime := ""
 	if o.ExpiresAt != nil && o.StartedAt != nil {
 		lifetime = fmt.Sprintf(", stopped if still running after %s", o.ExpiresAt.Sub(*o.StartedAt).Round(time.Second))
@@ -211,8 +226,31 @@ func runDetached(ctx context.Context, g *globals, app string, req apitypes.Creat
 	}
 	fmt.Fprintf(g.out, "Started %s on %s (id %s)%s.\n", o.Name, app, o.ID, lifetime)
 	fmt.Fprintf(g.out, "Follow its output:  oneoff --app %s logs -f --filter %s\n", app, o.Name)
-	fmt.Fprintf(g.out, "See how it ended:   oneoff inspect %s\n", o.ID)
+	fmt.Fprintf(g.out, "See how it ended:   oneoff --app %s inspect %s\n", app, o.Name)
 	return nil
+}
+
+// startWait bounds how long run --detached waits for a one-off whose image
+// is being pulled to start, or fail.
+const startWait = 30 * time.Second
+
+// started waits, for at most startWait, until a detached one-off that the
+// daemon answered pending (its image being pulled) has started or failed.
+func started(ctx context.Context, c *client.Client, o apitypes.OneOff) (apitypes.OneOff, error) {
+	deadline := time.Now().Add(startWait)
+	for o.State == apitypes.Pending && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return o, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+		next, err := c.OneOff(ctx, o.ID)
+		if err != nil {
+			return o, err
+		}
+		o = next
+	}
+	return o, nil
 }
 
 // create starts the one-off, sending files with it when there are some.

@@ -54,6 +54,9 @@ func flagExample(cmd *cobra.Command, name string) string {
 		return name + " VALUE"
 	}
 	if f.Name == "app" {
+		if !cmd.HasParent() {
+			return "oneoff --app APP COMMAND"
+		}
 		return "oneoff --app APP " + cmd.Name() + " ..."
 	}
 	return fmt.Sprintf("--%s %s", f.Name, strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_")))

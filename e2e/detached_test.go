@@ -9,6 +9,7 @@ import (
 	"io"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,8 +32,34 @@ func (d *daemon) startDetached(app, command, ttl string) apitypes.Created {
 	return o
 }
 
-// oneOffLines reads all of a one-off's lines from its app's log.
+// oneOffLines reads all of the lines a one-off's container wrote to its
+// app's log: the daemon's lines of its start and end left out.
 func (d *daemon) oneOffLines(id string) []apitypes.LogLine {
+	d.t.Helper()
+	var lines []apitypes.LogLine
+	for _, l := range d.allOneOffLines(id) {
+		if !isLifecycle(l) {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// lifecycleLines returns the texts of the daemon's lines about a
+// one-off's start and end in its app's log.
+func (d *daemon) lifecycleLines(id string) []string {
+	d.t.Helper()
+	var out []string
+	for _, l := range d.allOneOffLines(id) {
+		if isLifecycle(l) {
+			out = append(out, l.Text)
+		}
+	}
+	return out
+}
+
+// allOneOffLines reads all of a one-off's lines from its app's log.
+func (d *daemon) allOneOffLines(id string) []apitypes.LogLine {
 	d.t.Helper()
 	var lines []apitypes.LogLine
 	err := d.client().OneOffLogs(context.Background(), id, client.LogOptions{All: true}, func(l apitypes.LogLine) error {
@@ -43,6 +70,12 @@ func (d *daemon) oneOffLines(id string) []apitypes.LogLine {
 		d.t.Fatalf("read logs of %s: %v", id, err)
 	}
 	return lines
+}
+
+// isLifecycle reports whether l is the daemon's line of a one-off's start
+// or end.
+func isLifecycle(l apitypes.LogLine) bool {
+	return l.Stream == "stderr" && (strings.HasPrefix(l.Text, "Starting process with command `") || strings.HasPrefix(l.Text, "Process "))
 }
 
 func texts(lines []apitypes.LogLine) []string {
@@ -141,6 +174,9 @@ func TestDetached_Lifetime(t *testing.T) {
 		if f.Outcome != apitypes.LifetimeExceeded {
 			t.Errorf("outcome = %s, want %s", f.Outcome, apitypes.LifetimeExceeded)
 		}
+		if got := d.lifecycleLines(o.ID); len(got) != 2 || got[1] != "Process stopped: it ran past its lifetime of 2s, status 143" {
+			t.Errorf("lifecycle lines %q, want the start and the lifetime's stop", got)
+		}
 		if got := texts(d.oneOffLines(o.ID)); len(got) != 1 || got[0] != "stdout:started" {
 			t.Errorf("lines = %q, want the line printed before the stop", got)
 		}
@@ -171,6 +207,9 @@ func TestDetached_MillionLines(t *testing.T) {
 	}
 	i := 0
 	err := d.client().OneOffLogs(context.Background(), o.ID, client.LogOptions{All: true}, func(l apitypes.LogLine) error {
+		if isLifecycle(l) {
+			return nil
+		}
 		i++
 		want := fmt.Sprint(i)
 		if i == n+1 {
@@ -231,6 +270,12 @@ func TestDetached_DaemonKilled(t *testing.T) {
 				t.Fatalf("line %d = %q, want %q", i+1, l, want)
 			}
 		}
+		// Started by the first daemon, ended under the second: each of the
+		// daemon's lines once.
+		want := []string{"Starting process with command `" + counting.Command[2] + "`", "Process exited with status 0"}
+		if got := d.lifecycleLines(counting.ID); !slices.Equal(got, want) {
+			t.Errorf("lifecycle lines %q, want %q", got, want)
+		}
 	})
 	t.Run("a job that ended while the daemon was down is recorded", func(t *testing.T) {
 		f := d.waitFinished(ending.ID)
@@ -274,6 +319,9 @@ func TestDetached_LogsAsTheyCome(t *testing.T) {
 	defer curl.Process.Kill()
 	r := bufio.NewReader(out)
 	line, err := r.ReadString('\n')
+	if err == nil && strings.Contains(line, " stderr: Starting process with command `") {
+		line, err = r.ReadString('\n') // the daemon's line of its start comes first
+	}
 	if err != nil || !strings.HasSuffix(line, o.Name+" stdout: first\n") {
 		t.Fatalf("first line from curl = %q, %v", line, err)
 	}

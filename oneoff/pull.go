@@ -15,6 +15,9 @@ import (
 type Puller interface {
 	// HasImage reports whether the engine has the image ref.
 	HasImage(ctx context.Context, ref string) (bool, error)
+	// CanPull asks ref's registry, through the engine, whether it has the
+	// image, without pulling it; the error says why not.
+	CanPull(ctx context.Context, ref string) error
 	// Pull pulls ref from its registry, reporting how far it has got to
 	// progress, when not nil, now and then and once at the end. It gives
 	// up when ctx ends.
@@ -136,10 +139,11 @@ func (m *Manager) pullAndPrepare(l *live, p plan) {
 	l.markReady(nil)
 }
 
-// CheckImage makes sure the engine can run image: it has it, or pulls it
-// now. The error says why not, in the words a deploy reports, with the
-// class of the pull's failure (a registry that does not answer is
-// ErrUnavailable, an image it does not know ErrNotFound or ErrInvalid).
+// CheckImage makes sure the engine can run image: it has it, or its
+// registry has it for the engine to pull when a one-off needs it. The
+// error says why not, in the words a deploy reports, with the class of
+// the registry's answer (one that does not answer is ErrUnavailable, an
+// image it does not know ErrNotFound).
 func (m *Manager) CheckImage(ctx context.Context, image string) error {
 	has, err := m.rt.HasImage(ctx, image)
 	if err != nil {
@@ -148,16 +152,14 @@ func (m *Manager) CheckImage(ctx context.Context, image string) error {
 	if has {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, m.cfg.PullTimeout)
+	ctx, cancel := context.WithTimeout(ctx, min(m.cfg.PullTimeout, time.Minute))
 	defer cancel()
-	start := time.Now()
-	if err := m.rt.Pull(ctx, image, nil); err != nil {
+	if err := m.rt.CanPull(ctx, image); err != nil {
 		msg := fmt.Sprintf("the engine does not have image %s and cannot pull it: %s", image, userMessage(err))
 		if e, ok := errdefs.As(err); ok {
 			return &errdefs.Error{Class: e.Class, Code: "image_unavailable", Message: msg, Err: err}
 		}
 		return errdefs.Unavailable("image_unavailable", err, "%s", msg)
 	}
-	m.log.Info("image pulled for a deploy", "image", image, "took", time.Since(start).Round(100*time.Millisecond))
 	return nil
 }

@@ -200,26 +200,13 @@ func TestRun_Errors(t *testing.T) {
 		{"no app", []string{"run", "true"}, "which app?"},
 		{"no command", []string{"--app", app, "run"}, "what should the one-off run?"},
 		{"wrong token", []string{"--token", "nope", "--app", app, "run", "true"}, "the bearer token is wrong"},
-		{"stop a finished one-off", nil, "already finished"},
-		{"unknown one-off", []string{"inspect", "nosuchid"}, `one-off "nosuchid" does not exist`},
-		{"image not on the engine nor its registry", []string{"--app", "noimage", "run", "true"}, `registry 127.0.0.1:1 does not answer`},
-	}
-	if _, err := d.client().Deploy(context.Background(), "noimage", deployImage(t)); err != nil {
-		t.Fatal(err)
+		{"stop a one-off that is not there", []string{"stop", "one-off-0000"}, `no one-off has the id or name "one-off-0000"`},
+		{"unknown one-off", []string{"inspect", "nosuchid"}, `no one-off has the id or name "nosuchid"`},
+		{"image not on the engine nor its registry", []string{"--app", "noimage", "deploy", "--image", "127.0.0.1:1/oneoffd-test/never-built:1"}, `registry 127.0.0.1:1 does not answer`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			args := tt.args
-			if args == nil {
-				o, err := d.client().CreateOneOff(context.Background(), app, apitypes.CreateOneOff{Command: apitypes.Command{Line: "true"}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				runRaw(t, d, o, "", "")
-				d.waitFinished(o.ID)
-				args = []string{"stop", o.ID}
-			}
-			cmd := d.cli(args...)
+			cmd := d.cli(tt.args...)
 			out, err := cmd.CombinedOutput()
 			if code := exitCode(t, err); code != 1 {
 				t.Errorf("exit code = %d, want 1; output: %s", code, out)

@@ -144,8 +144,16 @@ func (m *Manager) pullAndPrepare(l *live, p plan) {
 // error says why not, in the words a deploy reports, with the class of
 // the registry's answer (one that does not answer is ErrUnavailable, an
 // image it does not know ErrNotFound).
+//
+// An engine that does not answer cannot tell: the release is recorded
+// anyway, as registering it needs no engine, and the first one-off, which
+// does, will say what is wrong.
 func (m *Manager) CheckImage(ctx context.Context, image string) error {
 	has, err := m.rt.HasImage(ctx, image)
+	if EngineGone(err) {
+		m.log.Warn("the engine does not answer: the image of a deploy is not checked", "image", image, "err", err)
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("check image %s: %w", image, err)
 	}
@@ -155,6 +163,10 @@ func (m *Manager) CheckImage(ctx context.Context, image string) error {
 	ctx, cancel := context.WithTimeout(ctx, min(m.cfg.PullTimeout, time.Minute))
 	defer cancel()
 	if err := m.rt.CanPull(ctx, image); err != nil {
+		if EngineGone(err) {
+			m.log.Warn("the engine does not answer: the image of a deploy is not checked", "image", image, "err", err)
+			return nil
+		}
 		msg := fmt.Sprintf("the engine does not have image %s and cannot pull it: %s", image, userMessage(err))
 		if e, ok := errdefs.As(err); ok {
 			return &errdefs.Error{Class: e.Class, Code: "image_unavailable", Message: msg, Err: err}

@@ -420,12 +420,17 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	f := oneoff.AuditFilter{App: q.Get("app")}
 	if ref := q.Get("oneoff"); ref != "" {
+		// A name is looked up; the trail outlives the records, so a
+		// reference no record answers to any more is taken as an id.
+		f.OneOffID = ref
 		o, err := s.oneoffs.Resolve(r.Context(), f.App, ref)
-		if err != nil {
+		switch {
+		case err == nil:
+			f.OneOffID = o.ID
+		case !errors.Is(err, errdefs.ErrNotFound):
 			s.writeError(w, r, err)
 			return
 		}
-		f.OneOffID = o.ID
 	}
 	var err error
 	if f.Limit, err = listLimit(r); err != nil {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/oneoffd/oneoffd/errdefs"
 	"github.com/oneoffd/oneoffd/logs"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 // appLogs streams an app's log: GET /v1/apps/{app}/logs?lines=&follow=&filter=&format=.
@@ -51,11 +50,9 @@ func (s *Server) oneOffLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q.Source = o.Name
-	var until <-chan struct{}
-	if o.State != oneoff.Finished {
-		until = s.oneoffs.Done(o.ID)
-	}
-	s.streamLogs(w, r, o.App, q, until)
+	// Done is closed once it has finished, at once for one that had: a
+	// follow of a finished one-off sends its lines and ends.
+	s.streamLogs(w, r, o.App, q, s.oneoffs.Done(o.ID))
 }
 
 // logRequest is what a log request asks for.

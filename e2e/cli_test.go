@@ -13,6 +13,8 @@ import (
 
 	"github.com/docker/docker/api/types/image"
 
+	"github.com/oneoffd/oneoffd/apitypes"
+	"github.com/oneoffd/oneoffd/client"
 	"github.com/oneoffd/oneoffd/internal/testenv"
 )
 
@@ -76,6 +78,14 @@ func TestCLI_Logs(t *testing.T) {
 		t.Errorf("logs -n all: got %d lines, want the job's 2 and its start and end:\n%s", len(lines), out)
 	}
 	wantCLI(t, d, 0, []string{"stderr: Process exited with status 3"}, "--app", app, "logs", "-n", "1")
+	// Following a one-off that has finished sends its lines and ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	n := 0
+	err := d.client().OneOffLogs(ctx, job.ID, client.LogOptions{All: true, Follow: true}, func(apitypes.LogLine) error { n++; return nil })
+	if err != nil || ctx.Err() != nil || n != 4 {
+		t.Errorf("follow of a finished one-off: %d lines, %v, %v; want its 4 lines and the end", n, err, ctx.Err())
+	}
 	wantCLI(t, d, 1, []string{`must be "all" or a whole number from 0 to 10000`}, "--app", app, "logs", "-n", "100000")
 	wantCLI(t, d, 1, []string{`--lines "many": give all or a whole number of lines`}, "--app", app, "logs", "-n", "many")
 

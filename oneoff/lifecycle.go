@@ -24,6 +24,14 @@ func (m *Manager) logLifecycle(rec OneOff, text string) {
 	}
 }
 
+// logDetachedEnd writes the end line of a detached one-off that started,
+// for the ends reconcile finds rather than a follower sees.
+func (m *Manager) logDetachedEnd(rec OneOff, text string) {
+	if rec.Mode == Detached && rec.StartedAt != nil {
+		m.logLifecycle(rec, text)
+	}
+}
+
 // startingLine is the line of a detached one-off about to start.
 func startingLine(rec OneOff) string {
 	cmd := strings.Join(rec.Command, " ")

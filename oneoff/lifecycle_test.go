@@ -69,3 +69,22 @@ func TestManager_detachedLifecycle(t *testing.T) {
 		}
 	})
 }
+
+// TestManager_detachedLifecycleReconciled checks the end line of a
+// detached job whose container a restarted daemon no longer finds.
+func TestManager_detachedLifecycleReconciled(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t, oneoff.Config{})
+	started := time.Now().UTC()
+	rec := oneoff.OneOff{ID: "gone1", Name: "one-off-4242", App: testApp, Release: 1, Image: "img", Command: []string{"job"},
+		Mode: oneoff.Detached, State: oneoff.Running, ContainerID: "vanished", CreatedAt: started, StartedAt: &started}
+	if err := h.db.CreateOneOff(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.m.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := h.lifecycle(rec.Name); len(got) != 1 || got[0] != "Process lost: its container disappeared" {
+		t.Errorf("lifecycle lines %q, want the loss said once", got)
+	}
+}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/errdefs"
 	"github.com/oneoffd/oneoffd/logs"
 )
@@ -19,9 +20,7 @@ type Drains struct {
 }
 
 // DrainsRequest is the body of PUT /v1/apps/{app}/drains.
-type DrainsRequest struct {
-	URLs []string `json:"urls"`
-}
+type DrainsRequest = apitypes.DrainsRequest
 
 // DrainList is the answer of GET /v1/drains: every drain the daemon runs,
 // daemon-wide and per app.

@@ -5,19 +5,15 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/errdefs"
 )
 
 // ErrorBody is the JSON body of every error response.
-type ErrorBody struct {
-	Error ErrorDetail `json:"error"`
-}
+type ErrorBody = apitypes.ErrorBody
 
 // ErrorDetail says what went wrong: a stable code and a sentence for people.
-type ErrorDetail struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
+type ErrorDetail = apitypes.ErrorDetail
 
 // status maps an error's class to an HTTP status, in one place.
 func status(err error) int {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/oneoffd/oneoffd/errdefs"
 	"github.com/oneoffd/oneoffd/logs"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 // appLogs streams an app's log: GET /v1/apps/{app}/logs?lines=&follow=&filter=&format=.
@@ -27,13 +26,20 @@ func (s *Server) appLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q.Source = r.URL.Query().Get("filter")
+	if q.Source != "" {
+		// The filter is a one-off's name, or its id; a name that no
+		// record has any more may still have lines in the log.
+		if o, err := s.oneoffs.Resolve(r.Context(), app.Name, q.Source); err == nil {
+			q.Source = o.Name
+		}
+	}
 	s.streamLogs(w, r, app.Name, q, nil)
 }
 
 // oneOffLogs streams a one-off's lines of its app's log; when following, the
 // stream ends once the one-off has finished and its last line is sent.
 func (s *Server) oneOffLogs(w http.ResponseWriter, r *http.Request) {
-	o, err := s.oneoffs.Get(r.Context(), chi.URLParam(r, "id"))
+	o, err := s.oneOff(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -44,11 +50,9 @@ func (s *Server) oneOffLogs(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q.Source = o.Name
-	var until <-chan struct{}
-	if o.State != oneoff.Finished {
-		until = s.oneoffs.Done(o.ID)
-	}
-	s.streamLogs(w, r, o.App, q, until)
+	// Done is closed once it has finished, at once for one that had: a
+	// follow of a finished one-off sends its lines and ends.
+	s.streamLogs(w, r, o.App, q, s.oneoffs.Done(o.ID))
 }
 
 // logRequest is what a log request asks for.

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/deploy"
 	"github.com/oneoffd/oneoffd/errdefs"
 	"github.com/oneoffd/oneoffd/internal/version"
@@ -32,7 +33,7 @@ import (
 
 // VersionHeader is the response header that carries the API's version, so
 // that a client can tell a daemon it does not speak.
-const VersionHeader = "Oneoffd-Api-Version"
+const VersionHeader = apitypes.VersionHeader
 
 // MaxJSONBody bounds a JSON request body.
 const MaxJSONBody = 1 << 20
@@ -272,27 +273,7 @@ func (s *Server) deploy(w http.ResponseWriter, r *http.Request) {
 }
 
 // CreateOneOff is the body of POST /v1/apps/{app}/oneoffs.
-type CreateOneOff struct {
-	Command oneoff.Command    `json:"command"`
-	Type    string            `json:"type,omitempty"`
-	Env     map[string]string `json:"env,omitempty"`
-	TTY     *bool             `json:"tty,omitempty"`
-	// Window is the terminal's size, for a TTY.
-	Window *oneoff.TermSize `json:"window,omitempty"`
-	// Size names the resource limits, from the daemon's size table.
-	Size      string `json:"size,omitempty"`
-	Term      string `json:"term,omitempty"`
-	Requester string `json:"requester,omitempty"`
-	// Detached starts the one-off at once, its output going to the app's
-	// log; TTY then defaults to false.
-	Detached bool `json:"detached,omitempty"`
-	// TTL is a detached one-off's lifetime, a duration such as "90m";
-	// the daemon's maximum when empty.
-	TTL string `json:"ttl,omitempty"`
-	// Files declares the files sent with the request, in the order of its
-	// "file" parts; only with multipart/form-data.
-	Files []oneoff.Upload `json:"files,omitempty"`
-}
+type CreateOneOff = apitypes.CreateOneOff
 
 // Created is the answer to POST /v1/apps/{app}/oneoffs: the one-off, and
 // for an attached one, where and how its terminal attaches.
@@ -325,15 +306,19 @@ func (s *Server) createOneOff(w http.ResponseWriter, r *http.Request) {
 		body.Requester = r.Header.Get(RequesterHeader)
 	}
 	req := oneoff.Request{
-		Command: body.Command, Type: body.Type, Env: body.Env, TTY: !body.Detached,
+		Command: oneoff.Command{Line: body.Command.Line, Args: body.Command.Args},
+		Type:    body.Type, Env: body.Env, TTY: !body.Detached,
 		Term: body.Term, Requester: body.Requester, Detached: body.Detached,
-		Uploads: body.Files, UploadData: uploads,
+		UploadData: uploads,
+	}
+	for _, f := range body.Files {
+		req.Uploads = append(req.Uploads, oneoff.Upload(f))
 	}
 	if body.TTY != nil {
 		req.TTY = *body.TTY
 	}
 	if body.TTL != "" {
-		ttl, err := oneoff.ParseTTL(body.TTL)
+		ttl, err := apitypes.ParseTTL(body.TTL)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -341,7 +326,7 @@ func (s *Server) createOneOff(w http.ResponseWriter, r *http.Request) {
 		req.TTL = ttl
 	}
 	if body.Window != nil {
-		req.Window = *body.Window
+		req.Window = oneoff.TermSize(*body.Window)
 	}
 	req.Size = body.Size
 	o, secret, err := s.oneoffs.Create(r.Context(), chi.URLParam(r, "app"), req)
@@ -407,20 +392,32 @@ func (s *Server) listOneOffs(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"oneoffs": list})
 }
 
+// oneOff finds the one-off a route's {id} names: its id, or its name,
+// looked for in the app of the request's ?app= when it has one.
+func (s *Server) oneOff(r *http.Request) (oneoff.OneOff, error) {
+	return s.oneoffs.Resolve(r.Context(), r.URL.Query().Get("app"), chi.URLParam(r, "id"))
+}
+
 func (s *Server) getOneOff(w http.ResponseWriter, r *http.Request) {
-	o, err := s.oneoffs.Get(r.Context(), chi.URLParam(r, "id"))
+	o, err := s.oneOff(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	w.Header().Set(apitypes.StopGraceHeader, s.oneoffs.Config().StopGrace.String())
 	writeJSON(w, http.StatusOK, o)
 }
 
 // RequesterHeader names the user a platform acts for, for the audit trail.
-const RequesterHeader = "Oneoff-Requester"
+const RequesterHeader = apitypes.RequesterHeader
 
 func (s *Server) stopOneOff(w http.ResponseWriter, r *http.Request) {
-	o, err := s.oneoffs.Stop(r.Context(), chi.URLParam(r, "id"), r.Header.Get(RequesterHeader))
+	o, err := s.oneOff(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	o, err = s.oneoffs.Stop(r.Context(), o.ID, r.Header.Get(RequesterHeader))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -430,7 +427,20 @@ func (s *Server) stopOneOff(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	f := oneoff.AuditFilter{App: q.Get("app"), OneOffID: q.Get("oneoff")}
+	f := oneoff.AuditFilter{App: q.Get("app")}
+	if ref := q.Get("oneoff"); ref != "" {
+		// A name is looked up; the trail outlives the records, so a
+		// reference no record answers to any more is taken as an id.
+		f.OneOffID = ref
+		o, err := s.oneoffs.Resolve(r.Context(), f.App, ref)
+		switch {
+		case err == nil:
+			f.OneOffID = o.ID
+		case !errors.Is(err, errdefs.ErrNotFound):
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	var err error
 	if f.Limit, err = listLimit(r); err != nil {
 		s.writeError(w, r, err)
@@ -449,8 +459,8 @@ func (s *Server) audit(w http.ResponseWriter, r *http.Request) {
 // MaxListLimit. A larger limit is refused, with the maximum in the
 // message, rather than silently cut.
 const (
-	DefaultListLimit = 100
-	MaxListLimit     = 1000
+	DefaultListLimit = apitypes.DefaultListLimit
+	MaxListLimit     = apitypes.MaxListLimit
 )
 
 // listLimit reads a list route's limit parameter.

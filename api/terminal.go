@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/oneoffd/oneoffd/apitypes"
+
 	"github.com/coder/websocket"
 	"github.com/go-chi/chi/v5"
 
@@ -15,14 +17,8 @@ import (
 	"github.com/oneoffd/oneoffd/errdefs"
 )
 
-// Rejoined is the answer to POST /v1/oneoffs/{id}/terminal: where and with
-// which resume token a second terminal takes an attached one-off over.
-type Rejoined struct {
-	ID          string `json:"id"`
-	Name        string `json:"name"`
-	AttachURL   string `json:"attach_url"`
-	ResumeToken string `json:"resume_token"`
-}
+// Rejoined is the answer to POST /v1/oneoffs/{id}/terminal.
+type Rejoined = apitypes.Rejoined
 
 // ServeAttach lets the API carry the attach protocol in a WebSocket at
 // GET /v1/oneoffs/{id}/attach, for terminals that cannot reach the attach

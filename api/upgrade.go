@@ -7,25 +7,19 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/oneoffd/oneoffd/apitypes"
+
 	"github.com/oneoffd/oneoffd/attach"
 	"github.com/oneoffd/oneoffd/internal/version"
 	"github.com/oneoffd/oneoffd/oneoff"
 )
 
-// AttachUpgrade is the protocol a create request may ask to switch to
-// (Connection: Upgrade, Upgrade: oneoff-attach): the answer is then
-// 101 Switching Protocols, the one-off's id, name and attach URL in its
-// headers, and the connection carries the attach protocol in framed mode
-// from the handshake's reply on, as if the client had dialled the attach
-// endpoint with the one-off's secret and "framed resumable": a round trip
-// and a connection fewer.
-const AttachUpgrade = "oneoff-attach"
-
-// The headers of the 101 answer to a create request upgraded to attach.
+// AttachUpgrade and the headers of its 101 answer: see apitypes.
 const (
-	OneOffIDHeader        = "Oneoff-Id"
-	OneOffNameHeader      = "Oneoff-Name"
-	OneOffAttachURLHeader = "Oneoff-Attach-Url"
+	AttachUpgrade         = apitypes.AttachUpgrade
+	OneOffIDHeader        = apitypes.OneOffIDHeader
+	OneOffNameHeader      = apitypes.OneOffNameHeader
+	OneOffAttachURLHeader = apitypes.OneOffAttachURLHeader
 )
 
 // attachUpgrade reports whether r asks to attach on its own connection.

@@ -16,12 +16,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
-	"github.com/oneoffd/oneoffd/api"
-	"github.com/oneoffd/oneoffd/deploy"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/errdefs"
 	"github.com/oneoffd/oneoffd/internal/version"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 // Client calls the HTTP API.
@@ -90,37 +89,37 @@ var statusClass = map[int]error{
 }
 
 // Deploy registers a release of app.
-func (c *Client) Deploy(ctx context.Context, app string, spec deploy.Spec) (deploy.Release, error) {
-	var rel deploy.Release
+func (c *Client) Deploy(ctx context.Context, app string, spec apitypes.Deploy) (apitypes.Release, error) {
+	var rel apitypes.Release
 	err := c.do(ctx, http.MethodPost, "/v1/apps/"+url.PathEscape(app)+"/deployments", spec, &rel)
 	return rel, err
 }
 
 // Apps lists the apps.
-func (c *Client) Apps(ctx context.Context) ([]deploy.App, error) {
+func (c *Client) Apps(ctx context.Context) ([]apitypes.App, error) {
 	var out struct {
-		Apps []deploy.App `json:"apps"`
+		Apps []apitypes.App `json:"apps"`
 	}
 	err := c.do(ctx, http.MethodGet, "/v1/apps", nil, &out)
 	return out.Apps, err
 }
 
 // App returns an app and its current release.
-func (c *Client) App(ctx context.Context, name string) (deploy.App, error) {
-	var app deploy.App
+func (c *Client) App(ctx context.Context, name string) (apitypes.App, error) {
+	var app apitypes.App
 	err := c.do(ctx, http.MethodGet, "/v1/apps/"+url.PathEscape(name), nil, &app)
 	return app, err
 }
 
 // CreateOneOff starts a one-off of app.
-func (c *Client) CreateOneOff(ctx context.Context, app string, req api.CreateOneOff) (api.Created, error) {
-	var out api.Created
+func (c *Client) CreateOneOff(ctx context.Context, app string, req apitypes.CreateOneOff) (apitypes.Created, error) {
+	var out apitypes.Created
 	err := c.do(ctx, http.MethodPost, "/v1/apps/"+url.PathEscape(app)+"/oneoffs", req, &out)
 	return out, err
 }
 
 // OneOffs lists one-offs; zero filter fields match all.
-func (c *Client) OneOffs(ctx context.Context, f oneoff.Filter) ([]oneoff.OneOff, error) {
+func (c *Client) OneOffs(ctx context.Context, f Filter) ([]apitypes.OneOff, error) {
 	q := url.Values{}
 	for k, v := range map[string]string{"app": f.App, "state": string(f.State), "mode": string(f.Mode)} {
 		if v != "" {
@@ -135,28 +134,60 @@ func (c *Client) OneOffs(ctx context.Context, f oneoff.Filter) ([]oneoff.OneOff,
 		path += "?" + q.Encode()
 	}
 	var out struct {
-		OneOffs []oneoff.OneOff `json:"oneoffs"`
+		OneOffs []apitypes.OneOff `json:"oneoffs"`
 	}
 	err := c.do(ctx, http.MethodGet, path, nil, &out)
 	return out.OneOffs, err
 }
 
-// OneOff returns one one-off.
-func (c *Client) OneOff(ctx context.Context, id string) (oneoff.OneOff, error) {
-	var o oneoff.OneOff
-	err := c.do(ctx, http.MethodGet, "/v1/oneoffs/"+url.PathEscape(id), nil, &o)
+// OneOff returns one one-off, by its id.
+func (c *Client) OneOff(ctx context.Context, id string) (apitypes.OneOff, error) {
+	o, _, err := c.Lookup(ctx, "", id)
 	return o, err
 }
 
-// Stop stops a one-off and returns it once finished.
-func (c *Client) Stop(ctx context.Context, id string) (oneoff.OneOff, error) {
-	var o oneoff.OneOff
-	err := c.do(ctx, http.MethodPost, "/v1/oneoffs/"+url.PathEscape(id)+"/stop", nil, &o)
+// Lookup returns the one-off ref names: its id, or its name, looked for
+// in app when app is not empty. It also says how long a stop of it waits
+// between SIGTERM and SIGKILL, 0 when the daemon does not say.
+func (c *Client) Lookup(ctx context.Context, app, ref string) (apitypes.OneOff, time.Duration, error) {
+	var o apitypes.OneOff
+	resp, err := c.send(ctx, http.MethodGet, oneOffPath(app, ref, ""), nil)
+	if err != nil {
+		return o, 0, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&o); err != nil {
+		return o, 0, fmt.Errorf("decode one-off %q: %w", ref, err)
+	}
+	grace, _ := time.ParseDuration(resp.Header.Get(apitypes.StopGraceHeader))
+	return o, grace, nil
+}
+
+// Stop stops a one-off, by its id, and returns it once finished.
+func (c *Client) Stop(ctx context.Context, id string) (apitypes.OneOff, error) {
+	return c.StopIn(ctx, "", id)
+}
+
+// StopIn stops the one-off ref names, its id or its name in app, and
+// returns it once finished.
+func (c *Client) StopIn(ctx context.Context, app, ref string) (apitypes.OneOff, error) {
+	var o apitypes.OneOff
+	err := c.do(ctx, http.MethodPost, oneOffPath(app, ref, "/stop"), nil, &o)
 	return o, err
+}
+
+// oneOffPath is the path of a one-off's route: ref, an id or a name, with
+// the app a name is looked for in.
+func oneOffPath(app, ref, sub string) string {
+	p := "/v1/oneoffs/" + url.PathEscape(ref) + sub
+	if app != "" {
+		p += "?app=" + url.QueryEscape(app)
+	}
+	return p
 }
 
 // Audit returns the audit trail's events that pass f, newest first.
-func (c *Client) Audit(ctx context.Context, f oneoff.AuditFilter) ([]oneoff.AuditEvent, error) {
+func (c *Client) Audit(ctx context.Context, f AuditFilter) ([]apitypes.AuditEvent, error) {
 	q := url.Values{}
 	if f.App != "" {
 		q.Set("app", f.App)
@@ -168,7 +199,7 @@ func (c *Client) Audit(ctx context.Context, f oneoff.AuditFilter) ([]oneoff.Audi
 		q.Set("limit", fmt.Sprint(f.Limit))
 	}
 	var out struct {
-		Events []oneoff.AuditEvent `json:"events"`
+		Events []apitypes.AuditEvent `json:"events"`
 	}
 	err := c.do(ctx, http.MethodGet, "/v1/audit?"+q.Encode(), nil, &out)
 	return out.Events, err
@@ -223,7 +254,7 @@ func (c *Client) sendBody(ctx context.Context, method, path string, body io.Read
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	if c.requester != "" {
-		req.Header.Set(api.RequesterHeader, c.requester)
+		req.Header.Set(apitypes.RequesterHeader, c.requester)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -233,18 +264,36 @@ func (c *Client) sendBody(ctx context.Context, method, path string, body io.Read
 		}
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
-	if v := resp.Header.Get(api.VersionHeader); v != "" && c.mismatch != nil && v != strconv.Itoa(version.API) {
+	if v := resp.Header.Get(apitypes.VersionHeader); v != "" && c.mismatch != nil && v != strconv.Itoa(version.API) {
 		c.warned.Do(func() { c.mismatch(v) })
 	}
 	if resp.StatusCode < 300 {
 		return resp, nil
 	}
 	defer resp.Body.Close()
-	var eb api.ErrorBody
+	var eb apitypes.ErrorBody
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if json.Unmarshal(raw, &eb) != nil || eb.Error.Message == "" {
 		return nil, &Error{Status: resp.StatusCode, Code: "http_error",
 			Message: fmt.Sprintf("%s %s: unexpected answer %s from %s", method, path, resp.Status, c.base)}
 	}
 	return nil, &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+}
+
+// Filter narrows a listing of one-offs. Zero fields match everything.
+type Filter struct {
+	App   string
+	State apitypes.State
+	Mode  apitypes.Mode
+	// Limit caps the number of records, newest first; 0 means the
+	// daemon's default.
+	Limit int
+}
+
+// AuditFilter narrows the audit trail. Zero fields match everything.
+type AuditFilter struct {
+	App string
+	// OneOffID is a one-off's id, or its name (in App, when set).
+	OneOffID string
+	Limit    int
 }

@@ -7,7 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/client"
 	"github.com/oneoffd/oneoffd/errdefs"
 )
@@ -25,7 +25,7 @@ func TestClient_WithVersionCheck(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if tt.header != "" {
-					w.Header().Set(api.VersionHeader, tt.header)
+					w.Header().Set(apitypes.VersionHeader, tt.header)
 				}
 				w.Header().Set("Content-Type", "application/json")
 				w.Write([]byte(`{"apps": []}`))
@@ -48,7 +48,7 @@ func TestClient_WithVersionCheck(t *testing.T) {
 func TestClient_WithRequester(t *testing.T) {
 	var got string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got = r.Header.Get(api.RequesterHeader)
+		got = r.Header.Get(apitypes.RequesterHeader)
 		w.Write([]byte(`{"apps": []}`))
 	}))
 	defer srv.Close()

@@ -9,9 +9,7 @@ import (
 	"net/url"
 	"strconv"
 
-	"github.com/oneoffd/oneoffd/api"
-	"github.com/oneoffd/oneoffd/logs"
-	"github.com/oneoffd/oneoffd/oneoff"
+	"github.com/oneoffd/oneoffd/apitypes"
 )
 
 // LogOptions say which lines to read.
@@ -48,18 +46,18 @@ func (o LogOptions) query() string {
 
 // AppLogs calls fn with each line of app's log, until the stream ends (it
 // does not end by itself when following) or fn fails.
-func (c *Client) AppLogs(ctx context.Context, app string, opts LogOptions, fn func(oneoff.LogLine) error) error {
+func (c *Client) AppLogs(ctx context.Context, app string, opts LogOptions, fn func(apitypes.LogLine) error) error {
 	return c.logs(ctx, "/v1/apps/"+url.PathEscape(app)+"/logs?"+opts.query(), fn)
 }
 
 // OneOffLogs calls fn with each line of one-off id's output; when
 // following, the stream ends once the one-off has finished.
-func (c *Client) OneOffLogs(ctx context.Context, id string, opts LogOptions, fn func(oneoff.LogLine) error) error {
+func (c *Client) OneOffLogs(ctx context.Context, id string, opts LogOptions, fn func(apitypes.LogLine) error) error {
 	opts.Filter = ""
 	return c.logs(ctx, "/v1/oneoffs/"+url.PathEscape(id)+"/logs?"+opts.query(), fn)
 }
 
-func (c *Client) logs(ctx context.Context, path string, fn func(oneoff.LogLine) error) error {
+func (c *Client) logs(ctx context.Context, path string, fn func(apitypes.LogLine) error) error {
 	resp, err := c.send(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return err
@@ -68,7 +66,7 @@ func (c *Client) logs(ctx context.Context, path string, fn func(oneoff.LogLine) 
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {
-		var line oneoff.LogLine
+		var line apitypes.LogLine
 		if err := json.Unmarshal(sc.Bytes(), &line); err != nil {
 			return fmt.Errorf("decode log line: %w", err)
 		}
@@ -83,23 +81,23 @@ func (c *Client) logs(ctx context.Context, path string, fn func(oneoff.LogLine) 
 }
 
 // Drains returns app's log drains: their URLs and how each fares.
-func (c *Client) Drains(ctx context.Context, app string) (api.Drains, error) {
-	var out api.Drains
+func (c *Client) Drains(ctx context.Context, app string) (apitypes.Drains, error) {
+	var out apitypes.Drains
 	err := c.do(ctx, http.MethodGet, "/v1/apps/"+url.PathEscape(app)+"/drains", nil, &out)
 	return out, err
 }
 
 // SetDrains replaces app's log drains, and returns them as Drains does.
-func (c *Client) SetDrains(ctx context.Context, app string, urls []string) (api.Drains, error) {
-	var out api.Drains
-	err := c.do(ctx, http.MethodPut, "/v1/apps/"+url.PathEscape(app)+"/drains", api.DrainsRequest{URLs: urls}, &out)
+func (c *Client) SetDrains(ctx context.Context, app string, urls []string) (apitypes.Drains, error) {
+	var out apitypes.Drains
+	err := c.do(ctx, http.MethodPut, "/v1/apps/"+url.PathEscape(app)+"/drains", apitypes.DrainsRequest{URLs: urls}, &out)
 	return out, err
 }
 
 // AllDrains returns the state of every drain the daemon runs, daemon-wide
 // and per app.
-func (c *Client) AllDrains(ctx context.Context) ([]logs.DrainStatus, error) {
-	var out api.DrainList
+func (c *Client) AllDrains(ctx context.Context) ([]apitypes.DrainStatus, error) {
+	var out apitypes.DrainList
 	err := c.do(ctx, http.MethodGet, "/v1/drains", nil, &out)
 	return out.Drains, err
 }

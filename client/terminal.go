@@ -15,9 +15,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/oneoffd/oneoffd/apitypes"
+
 	"github.com/coder/websocket"
 
-	"github.com/oneoffd/oneoffd/api"
 	"github.com/oneoffd/oneoffd/attach"
 )
 
@@ -110,7 +111,7 @@ func (c *Client) OpenTerminal(ctx context.Context, attachURL, secret string, opt
 // from another terminal (oneoff attach): the output flows from now on to
 // this one, and the other's connection is closed.
 func (c *Client) RejoinTerminal(ctx context.Context, id string, opts TerminalOptions) (*Terminal, error) {
-	var out api.Rejoined
+	var out apitypes.Rejoined
 	if err := c.do(ctx, http.MethodPost, "/v1/oneoffs/"+url.PathEscape(id)+"/terminal", nil, &out); err != nil {
 		return nil, err
 	}
@@ -267,7 +268,7 @@ func (t *Terminal) dialWebSocket(ctx context.Context) (net.Conn, error) {
 		h.Set("Authorization", "Bearer "+t.c.token)
 	}
 	if t.c.requester != "" {
-		h.Set(api.RequesterHeader, t.c.requester)
+		h.Set(apitypes.RequesterHeader, t.c.requester)
 	}
 	u := t.c.base + "/v1/oneoffs/" + url.PathEscape(t.id) + "/attach"
 	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: t.c.http1(), HTTPHeader: h})

@@ -14,42 +14,43 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
+
 	"github.com/oneoffd/oneoffd/attach"
 )
 
 // CreateAttached starts an attached one-off of app and attaches a terminal
 // to it in one request: the daemon switches the request's connection to
-// the attach protocol (api.AttachUpgrade), which saves the second
+// the attach protocol (apitypes.AttachUpgrade), which saves the second
 // connection and the handshake's round trip. A daemon that does not switch
 // answers as CreateOneOff does: the Terminal is then nil and the caller
 // dials created.AttachURL with OpenTerminal.
-func (c *Client) CreateAttached(ctx context.Context, app string, in api.CreateOneOff, opts TerminalOptions) (*Terminal, api.Created, error) {
+func (c *Client) CreateAttached(ctx context.Context, app string, in apitypes.CreateOneOff, opts TerminalOptions) (*Terminal, apitypes.Created, error) {
 	path := "/v1/apps/" + url.PathEscape(app) + "/oneoffs"
 	b, err := json.Marshal(in)
 	if err != nil {
-		return nil, api.Created{}, fmt.Errorf("encode request: %w", err)
+		return nil, apitypes.Created{}, fmt.Errorf("encode request: %w", err)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(b))
 	if err != nil {
-		return nil, api.Created{}, fmt.Errorf("bad API URL %q: %w", c.base, err)
+		return nil, apitypes.Created{}, fmt.Errorf("bad API URL %q: %w", c.base, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", api.AttachUpgrade)
+	req.Header.Set("Upgrade", apitypes.AttachUpgrade)
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	if c.requester != "" {
-		req.Header.Set(api.RequesterHeader, c.requester)
+		req.Header.Set(apitypes.RequesterHeader, c.requester)
 	}
 	resp, err := c.sendRequest(c.http1(), req, http.MethodPost, path)
 	if err != nil {
-		return nil, api.Created{}, err
+		return nil, apitypes.Created{}, err
 	}
 	if resp.StatusCode != http.StatusSwitchingProtocols {
 		defer resp.Body.Close()
-		var created api.Created
+		var created apitypes.Created
 		if err := json.NewDecoder(resp.Body).Decode(&created); err != nil {
 			return nil, created, fmt.Errorf("POST %s: decode answer: %w", path, err)
 		}
@@ -58,10 +59,10 @@ func (c *Client) CreateAttached(ctx context.Context, app string, in api.CreateOn
 	rwc, ok := resp.Body.(io.ReadWriteCloser)
 	if !ok {
 		resp.Body.Close()
-		return nil, api.Created{}, errors.New("the daemon switched protocols on a connection that cannot be written")
+		return nil, apitypes.Created{}, errors.New("the daemon switched protocols on a connection that cannot be written")
 	}
-	created := api.Created{AttachURL: resp.Header.Get(api.OneOffAttachURLHeader)}
-	created.ID, created.Name = resp.Header.Get(api.OneOffIDHeader), resp.Header.Get(api.OneOffNameHeader)
+	created := apitypes.Created{AttachURL: resp.Header.Get(apitypes.OneOffAttachURLHeader)}
+	created.ID, created.Name = resp.Header.Get(apitypes.OneOffIDHeader), resp.Header.Get(apitypes.OneOffNameHeader)
 	t, err := c.newTerminal(created.AttachURL, opts)
 	if err != nil {
 		rwc.Close()
@@ -100,7 +101,7 @@ func (c *Client) sendRequest(hc *http.Client, req *http.Request, method, path st
 		return resp, nil
 	}
 	defer resp.Body.Close()
-	var eb api.ErrorBody
+	var eb apitypes.ErrorBody
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if json.Unmarshal(raw, &eb) != nil || eb.Error.Message == "" {
 		return nil, &Error{Status: resp.StatusCode, Code: "http_error",

@@ -12,8 +12,7 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/oneoffd/oneoffd/api"
-	"github.com/oneoffd/oneoffd/oneoff"
+	"github.com/oneoffd/oneoffd/apitypes"
 )
 
 // File is a file to send with a one-off, to appear in /tmp/uploads.
@@ -32,10 +31,10 @@ type File struct {
 // as a multipart request without holding them in memory; progress, when
 // set, returns a writer that sees each file's bytes as they go. It checks
 // that what arrived is what was sent.
-func (c *Client) CreateOneOffWithFiles(ctx context.Context, app string, req api.CreateOneOff, files []File, progress func(File) io.Writer) (api.Created, error) {
-	req.Files = make([]oneoff.Upload, len(files))
+func (c *Client) CreateOneOffWithFiles(ctx context.Context, app string, req apitypes.CreateOneOff, files []File, progress func(File) io.Writer) (apitypes.Created, error) {
+	req.Files = make([]apitypes.Upload, len(files))
 	for i, f := range files {
-		req.Files[i] = oneoff.Upload{Name: f.Name, Size: f.Size, Archive: f.Archive}
+		req.Files[i] = apitypes.Upload{Name: f.Name, Size: f.Size, Archive: f.Archive}
 	}
 	pr, pw := io.Pipe()
 	bw := bufio.NewWriterSize(pw, 1<<20) // large hand-overs to the sender
@@ -51,10 +50,10 @@ func (c *Client) CreateOneOffWithFiles(ctx context.Context, app string, req api.
 	resp, err := c.sendBody(ctx, http.MethodPost, "/v1/apps/"+url.PathEscape(app)+"/oneoffs", pr, mw.FormDataContentType())
 	pr.Close() // ends the writer, if the answer came before all was sent
 	if err != nil {
-		return api.Created{}, err
+		return apitypes.Created{}, err
 	}
 	defer resp.Body.Close()
-	var out api.Created
+	var out apitypes.Created
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		return out, fmt.Errorf("decode answer: %w", err)
 	}
@@ -69,7 +68,7 @@ func (c *Client) CreateOneOffWithFiles(ctx context.Context, app string, req api.
 	return out, nil
 }
 
-func writeMultipart(mw *multipart.Writer, req api.CreateOneOff, files []File, sums []string, progress func(File) io.Writer) error {
+func writeMultipart(mw *multipart.Writer, req apitypes.CreateOneOff, files []File, sums []string, progress func(File) io.Writer) error {
 	part, err := mw.CreateFormField("request")
 	if err != nil {
 		return err

@@ -20,6 +20,7 @@ import (
 
 	robfig "github.com/robfig/cron/v3"
 
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/deploy"
 	"github.com/oneoffd/oneoffd/errdefs"
 	"github.com/oneoffd/oneoffd/oneoff"
@@ -264,7 +265,7 @@ func (r Rules) check(j *Job, i int) error {
 		return errdefs.Invalid("invalid_cron", "%s: size %q is unknown: use one of %s", label, j.Size, strings.Join(r.Sizes, ", "))
 	}
 	if j.TTL != "" {
-		ttl, err := oneoff.ParseTTL(j.TTL)
+		ttl, err := apitypes.ParseTTL(j.TTL)
 		if err != nil {
 			return errdefs.Invalid("invalid_cron", "%s: ttl %q is invalid: give a duration such as 90m", label, j.TTL)
 		}

@@ -5,6 +5,7 @@ package deploy
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"regexp"
@@ -73,6 +74,12 @@ type Spec struct {
 	// Cron is the release's cron document (Scalingo's cron.json, or the
 	// explicit form); see docs/cron.md.
 	Cron json.RawMessage `json:"cron,omitempty"`
+	// KeepEnv gives the new release the current release's env, for a spec
+	// without one; KeepProcfile its Procfile, KeepCron its cron jobs.
+	// Without them, what the spec leaves out the new release does not have.
+	KeepEnv      bool `json:"keep_env,omitempty"`
+	KeepProcfile bool `json:"keep_procfile,omitempty"`
+	KeepCron     bool `json:"keep_cron,omitempty"`
 }
 
 // Cron checks the cron jobs that come with a release.
@@ -82,6 +89,10 @@ type Cron interface {
 	Check(app string, raw json.RawMessage) (json.RawMessage, error)
 }
 
+// ImageCheck reports why the engine cannot run image: it does not have it
+// and cannot pull it. nil means it can.
+type ImageCheck func(ctx context.Context, image string) error
+
 // Service registers releases and answers which release an app runs.
 type Service struct {
 	store Store
@@ -90,6 +101,10 @@ type Service struct {
 	mu      sync.Mutex
 	subs    map[int]func(Release)
 	nextSub int
+	// CheckImage, when set, is asked about each release's image before
+	// the release is recorded: a deploy of an image that cannot run fails
+	// then, with the reason, rather than the app's first one-off.
+	CheckImage ImageCheck
 }
 
 // Option tunes a Service.
@@ -172,6 +187,26 @@ func (s *Service) Deploy(ctx context.Context, app string, spec Spec) (Release, e
 	if !imageRef.MatchString(spec.Image) {
 		return Release{}, errdefs.Invalid("invalid_image", "image reference %q is invalid", spec.Image)
 	}
+	if spec.KeepEnv && len(spec.Env) > 0 || spec.KeepProcfile && spec.Procfile != "" || spec.KeepCron && len(spec.Cron) > 0 {
+		return Release{}, errdefs.Invalid("keep_and_give", "a deploy keeps the current release's env, Procfile or cron jobs, or gives new ones, not both")
+	}
+	if spec.KeepEnv || spec.KeepProcfile || spec.KeepCron {
+		cur, err := s.store.App(ctx, app)
+		switch {
+		case err == nil && cur.Release != nil:
+			if spec.KeepEnv {
+				spec.Env = cur.Release.Env
+			}
+			if spec.KeepProcfile {
+				spec.Procfile = cur.Release.Procfile
+			}
+			if spec.KeepCron {
+				spec.Cron = cur.Release.Cron
+			}
+		case err != nil && !errors.Is(err, errdefs.ErrNotFound):
+			return Release{}, fmt.Errorf("deploy %q: read the current release: %w", app, err)
+		}
+	}
 	if err := ValidateEnv(spec.Env); err != nil {
 		return Release{}, err
 	}
@@ -182,6 +217,11 @@ func (s *Service) Deploy(ctx context.Context, app string, spec Spec) (Release, e
 	cron, err := s.checkCron(app, spec.Cron)
 	if err != nil {
 		return Release{}, err
+	}
+	if s.CheckImage != nil {
+		if err := s.CheckImage(ctx, spec.Image); err != nil {
+			return Release{}, err
+		}
 	}
 	r, err := s.store.CreateRelease(ctx, Release{
 		App: app, Image: spec.Image, Env: spec.Env, Procfile: spec.Procfile, Processes: procs, Cron: cron,

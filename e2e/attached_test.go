@@ -14,9 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/client"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 func TestRun_InteractiveShell(t *testing.T) {
@@ -68,11 +67,11 @@ func TestRun_InteractiveShell(t *testing.T) {
 		}
 	})
 	d.waitNoContainers()
-	list, err := d.client().OneOffs(context.Background(), oneoff.Filter{App: app})
+	list, err := d.client().OneOffs(context.Background(), client.Filter{App: app})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(list) != 1 || list[0].Outcome != oneoff.Exited || list[0].ExitCode == nil || *list[0].ExitCode != 3 {
+	if len(list) != 1 || list[0].Outcome != apitypes.Exited || list[0].ExitCode == nil || *list[0].ExitCode != 3 {
 		t.Errorf("records = %+v, want one exited with code 3", list)
 	}
 }
@@ -201,26 +200,13 @@ func TestRun_Errors(t *testing.T) {
 		{"no app", []string{"run", "true"}, "which app?"},
 		{"no command", []string{"--app", app, "run"}, "what should the one-off run?"},
 		{"wrong token", []string{"--token", "nope", "--app", app, "run", "true"}, "the bearer token is wrong"},
-		{"stop a finished one-off", nil, "already finished"},
-		{"unknown one-off", []string{"inspect", "nosuchid"}, `one-off "nosuchid" does not exist`},
-		{"image not on the engine nor its registry", []string{"--app", "noimage", "run", "true"}, `registry 127.0.0.1:1 does not answer`},
-	}
-	if _, err := d.client().Deploy(context.Background(), "noimage", deployImage(t)); err != nil {
-		t.Fatal(err)
+		{"stop a one-off that is not there", []string{"stop", "one-off-0000"}, `no one-off has the id or name "one-off-0000"`},
+		{"unknown one-off", []string{"inspect", "nosuchid"}, `no one-off has the id or name "nosuchid"`},
+		{"image not on the engine nor its registry", []string{"--app", "noimage", "deploy", "--image", "127.0.0.1:1/oneoffd-test/never-built:1"}, `registry 127.0.0.1:1 does not answer`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			args := tt.args
-			if args == nil {
-				o, err := d.client().CreateOneOff(context.Background(), app, api.CreateOneOff{Command: oneoff.Command{Line: "true"}})
-				if err != nil {
-					t.Fatal(err)
-				}
-				runRaw(t, d, o, "", "")
-				d.waitFinished(o.ID)
-				args = []string{"stop", o.ID}
-			}
-			cmd := d.cli(args...)
+			cmd := d.cli(tt.args...)
 			out, err := cmd.CombinedOutput()
 			if code := exitCode(t, err); code != 1 {
 				t.Errorf("exit code = %d, want 1; output: %s", code, out)
@@ -243,9 +229,9 @@ func TestAttach_Secrets(t *testing.T) {
 	app := d.deploy(nil, "")
 	c := d.client()
 	ctx := context.Background()
-	create := func() api.Created {
+	create := func() apitypes.Created {
 		tty := false
-		o, err := c.CreateOneOff(ctx, app, api.CreateOneOff{Command: oneoff.Command{Line: "echo ran"}, TTY: &tty})
+		o, err := c.CreateOneOff(ctx, app, apitypes.CreateOneOff{Command: apitypes.Command{Line: "echo ran"}, TTY: &tty})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -274,7 +260,7 @@ func TestAttach_Secrets(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if o.State != oneoff.Pending {
+		if o.State != apitypes.Pending {
 			t.Fatalf("state after refused attaches = %s, want pending", o.State)
 		}
 		if got := runRaw(t, d, a, "", ""); got != "ran\n" {
@@ -309,8 +295,8 @@ func TestAttach_RawTCP(t *testing.T) {
 	d := startDaemon(t)
 	app := d.deploy(nil, "")
 	tty := false
-	o, err := d.client().CreateOneOff(context.Background(), app, api.CreateOneOff{
-		Command: oneoff.Command{Line: "echo start; cat; echo end"}, TTY: &tty})
+	o, err := d.client().CreateOneOff(context.Background(), app, apitypes.CreateOneOff{
+		Command: apitypes.Command{Line: "echo start; cat; echo end"}, TTY: &tty})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,12 +305,12 @@ func TestAttach_RawTCP(t *testing.T) {
 	if got, want := runRaw(t, d, o, "piped through\n", ""), "start\npiped through\nend\n"; got != want {
 		t.Errorf("raw stream = %q, want %q", got, want)
 	}
-	if f := d.waitFinished(o.ID); f.Outcome != oneoff.Exited || *f.ExitCode != 0 {
+	if f := d.waitFinished(o.ID); f.Outcome != apitypes.Exited || *f.ExitCode != 0 {
 		t.Errorf("finished %s/%v, want exited/0", f.Outcome, f.ExitCode)
 	}
 	t.Run("with nc", func(t *testing.T) {
-		o, err := d.client().CreateOneOff(context.Background(), app, api.CreateOneOff{
-			Command: oneoff.Command{Line: "tr a-z A-Z"}, TTY: &tty})
+		o, err := d.client().CreateOneOff(context.Background(), app, apitypes.CreateOneOff{
+			Command: apitypes.Command{Line: "tr a-z A-Z"}, TTY: &tty})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -341,7 +327,7 @@ func TestAttach_RawTCP(t *testing.T) {
 
 // runRaw attaches to o like a plain TCP tool: handshake line, raw bytes,
 // half-close; it returns everything the daemon sent.
-func runRaw(t *testing.T, d *daemon, o api.Created, stdin, opts string) string {
+func runRaw(t *testing.T, d *daemon, o apitypes.Created, stdin, opts string) string {
 	t.Helper()
 	conn, err := net.Dial("tcp", d.attach)
 	if err != nil {

@@ -6,7 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/oneoffd/oneoffd/oneoff"
+	"github.com/oneoffd/oneoffd/apitypes"
+	"github.com/oneoffd/oneoffd/client"
 )
 
 // TestAudit runs a scripted session and reads its audit trail back, from
@@ -38,7 +39,7 @@ func TestAudit(t *testing.T) {
 	as("dave@example.com", "stop", id)
 	d.waitNoContainers()
 
-	events, err := d.client().Audit(context.Background(), oneoff.AuditFilter{App: app})
+	events, err := d.client().Audit(context.Background(), client.AuditFilter{App: app})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +81,7 @@ func TestAudit(t *testing.T) {
 	})
 	t.Run("records outlive their containers", func(t *testing.T) {
 		o, err := d.client().OneOff(context.Background(), id)
-		if err != nil || o.Outcome != oneoff.Stopped || o.Requester != "carol@example.com" {
+		if err != nil || o.Outcome != apitypes.Stopped || o.Requester != "carol@example.com" {
 			t.Errorf("record %+v, %v", o, err)
 		}
 	})

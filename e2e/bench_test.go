@@ -9,10 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/client"
 	"github.com/oneoffd/oneoffd/internal/testenv"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 // BenchmarkStartLatency measures the time from asking for a one-off to its
@@ -57,7 +56,7 @@ func BenchmarkStartLatency(b *testing.B) {
 func timeAPI(b *testing.B, ctx context.Context, c *client.Client, app string) time.Duration {
 	tty := false
 	start := time.Now()
-	o, err := c.CreateOneOff(ctx, app, api.CreateOneOff{Command: oneoff.Command{Args: []string{"echo", "ready"}}, TTY: &tty})
+	o, err := c.CreateOneOff(ctx, app, apitypes.CreateOneOff{Command: apitypes.Command{Args: []string{"echo", "ready"}}, TTY: &tty})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -69,7 +68,7 @@ func timeAPI(b *testing.B, ctx context.Context, c *client.Client, app string) ti
 	_ = att.CloseStdin()
 	first := &firstByte{}
 	st, err := att.Copy(first, io.Discard, io.Discard)
-	if err != nil || st.Outcome != string(oneoff.Exited) {
+	if err != nil || st.Outcome != string(apitypes.Exited) {
 		b.Fatalf("run: %v %+v", err, st)
 	}
 	return first.at.Sub(start)

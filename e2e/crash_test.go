@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/oneoff"
 	"github.com/oneoffd/oneoffd/store"
 )
@@ -25,7 +25,7 @@ func TestCrash_RecordsBehind(t *testing.T) {
 	ctx := context.Background()
 	job := d.startDetached(app, `for i in 1 2 3; do echo "line $i"; sleep 1; done; exit 4`, "")
 	tty := false
-	attached, err := d.client().CreateOneOff(ctx, app, api.CreateOneOff{Command: oneoff.Command{Line: "echo survived"}, TTY: &tty})
+	attached, err := d.client().CreateOneOff(ctx, app, apitypes.CreateOneOff{Command: apitypes.Command{Line: "echo survived"}, TTY: &tty})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +59,7 @@ func TestCrash_RecordsBehind(t *testing.T) {
 
 	t.Run("the started job is adopted, its output read once", func(t *testing.T) {
 		f := d.waitFinished(job.ID)
-		if f.Outcome != oneoff.Exited || f.ExitCode == nil || *f.ExitCode != 4 {
+		if f.Outcome != apitypes.Exited || f.ExitCode == nil || *f.ExitCode != 4 {
 			t.Errorf("finished %s/%v, want exited/4", f.Outcome, f.ExitCode)
 		}
 		got := texts(d.oneOffLines(job.ID))
@@ -75,7 +75,7 @@ func TestCrash_RecordsBehind(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if o.ContainerID == cid && o.State == oneoff.Pending {
+			if o.ContainerID == cid && o.State == apitypes.Pending {
 				break
 			}
 			if time.Now().After(deadline) {

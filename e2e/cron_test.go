@@ -8,10 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/cron"
-	"github.com/oneoffd/oneoffd/deploy"
 	"github.com/oneoffd/oneoffd/internal/testenv"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 // TestCron_Runs deploys an app with two jobs due every two seconds, on a
@@ -45,25 +44,25 @@ func TestCron_Runs(t *testing.T) {
 	// A run of hello ends, exit status 3.
 	ctx := context.Background()
 	c := d.client()
-	var hello cron.Run
+	var hello apitypes.CronRun
 	waitFor(t, "a finished run of hello", func() bool {
 		runs, err := c.CronHistory(ctx, app, "hello", 10)
 		if err != nil {
 			t.Fatalf("history: %v", err)
 		}
 		for _, r := range runs {
-			if r.Status == cron.Started && r.State == oneoff.Finished && r.FinishedAt != nil {
+			if r.Status == apitypes.CronStarted && r.State == apitypes.Finished && r.FinishedAt != nil {
 				hello = r
 				return true
 			}
 		}
 		return false
 	})
-	if hello.Outcome != oneoff.Exited || hello.ExitCode == nil || *hello.ExitCode != 3 || !strings.HasPrefix(hello.OneOffName, "cron-hello-") {
+	if hello.Outcome != apitypes.Exited || hello.ExitCode == nil || *hello.ExitCode != 3 || !strings.HasPrefix(hello.OneOffName, "cron-hello-") {
 		t.Errorf("run of hello: got %+v, want a one-off cron-hello-N that exited 3", hello)
 	}
 	o, err := c.OneOff(ctx, hello.OneOffID)
-	if err != nil || o.Mode != oneoff.Detached || o.Requester != "cron" || o.Size != "S" {
+	if err != nil || o.Mode != apitypes.Detached || o.Requester != "cron" || o.Size != "S" {
 		t.Errorf("hello's one-off: got %+v, %v, want detached, size S, asked for by cron", o, err)
 	}
 
@@ -74,14 +73,14 @@ func TestCron_Runs(t *testing.T) {
 	}
 
 	// A due time of slow while its run still runs is skipped, and said so.
-	var skip cron.Run
+	var skip apitypes.CronRun
 	waitFor(t, "a skipped run of slow", func() bool {
 		runs, err := c.CronHistory(ctx, app, "slow", 20)
 		if err != nil {
 			t.Fatalf("history: %v", err)
 		}
 		for _, r := range runs {
-			if r.Status == cron.Skipped {
+			if r.Status == apitypes.CronRunStatus(cron.Skipped) {
 				skip = r
 				return true
 			}
@@ -149,18 +148,18 @@ func TestCron_Restart(t *testing.T) {
 	const app = "cron-e2e-restart"
 	ctx := context.Background()
 	image := testenv.Image(t)
-	if _, err := d.client().Deploy(ctx, app, deploy.Spec{Image: image,
+	if _, err := d.client().Deploy(ctx, app, apitypes.Deploy{Image: image,
 		Cron: []byte(`{"jobs": [{"name": "tick", "schedule": "@every 2s", "command": "echo tick"}]}`)}); err != nil {
 		t.Fatalf("deploy: %v", err)
 	}
 	defer func() {
-		if _, err := d.client().Deploy(ctx, app, deploy.Spec{Image: image}); err != nil {
+		if _, err := d.client().Deploy(ctx, app, apitypes.Deploy{Image: image}); err != nil {
 			t.Errorf("deploy without cron: %v", err)
 		}
 		time.Sleep(time.Second)
 		d.waitNoContainers()
 	}()
-	history := func() []cron.Run {
+	history := func() []apitypes.CronRun {
 		runs, err := d.client().CronHistory(ctx, app, "tick", 100)
 		if err != nil {
 			t.Fatalf("history: %v", err)
@@ -174,24 +173,24 @@ func TestCron_Restart(t *testing.T) {
 	d.restart()
 	before := history()
 	last := before[0].ScheduledAt
-	var after []cron.Run // oldest first
+	var after []apitypes.CronRun // oldest first
 	waitFor(t, "two runs after the restart", func() bool {
 		after = nil
 		for _, r := range history() {
 			if r.ScheduledAt.After(last) {
-				after = append([]cron.Run{r}, after...)
+				after = append([]apitypes.CronRun{r}, after...)
 			}
 		}
 		return len(after) >= 2
 	})
 	catchUp, next := after[0], after[1]
-	if catchUp.Trigger != cron.CatchUp || catchUp.Status != cron.Started {
+	if catchUp.Trigger != string(cron.CatchUp) || catchUp.Status != apitypes.CronStarted {
 		t.Errorf("first run after the restart: got %+v, want a started catch-up", catchUp)
 	}
 	if gap := catchUp.ScheduledAt.Sub(last); gap < 4*time.Second {
 		t.Errorf("the catch-up is for %s, %s after the last run before the stop: want the due times between given up", catchUp.ScheduledAt, gap)
 	}
-	if next.Trigger != cron.Scheduled || !next.ScheduledAt.Equal(catchUp.ScheduledAt.Add(2*time.Second)) {
+	if next.Trigger != string(cron.Scheduled) || !next.ScheduledAt.Equal(catchUp.ScheduledAt.Add(2*time.Second)) {
 		t.Errorf("second run after the restart: got %+v, want the next due time on schedule, not another missed one", next)
 	}
 }

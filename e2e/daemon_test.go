@@ -8,9 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/client"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 func TestDaemon_Restart(t *testing.T) {
@@ -20,13 +19,13 @@ func TestDaemon_Restart(t *testing.T) {
 	c := d.client()
 	ctx := context.Background()
 	tty := false
-	pending, err := c.CreateOneOff(ctx, app, api.CreateOneOff{Command: oneoff.Command{Line: "echo survived"}, TTY: &tty})
+	pending, err := c.CreateOneOff(ctx, app, apitypes.CreateOneOff{Command: apitypes.Command{Line: "echo survived"}, TTY: &tty})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tm := startInPTY(t, d.cli("--app", app, "run", "sh"), 24, 80)
 	tm.expect(`# `)
-	running, err := c.OneOffs(ctx, oneoff.Filter{App: app, State: oneoff.Running})
+	running, err := c.OneOffs(ctx, client.Filter{App: app, State: apitypes.Running})
 	if err != nil || len(running) != 1 {
 		t.Fatalf("running %v, %v", running, err)
 	}
@@ -36,8 +35,8 @@ func TestDaemon_Restart(t *testing.T) {
 	d.restart()
 
 	t.Run("a running one-off whose terminal went away is stopped", func(t *testing.T) {
-		if f := d.waitFinished(running[0].ID); f.Outcome != oneoff.Lost {
-			t.Errorf("outcome = %s, want %s", f.Outcome, oneoff.Lost)
+		if f := d.waitFinished(running[0].ID); f.Outcome != apitypes.Lost {
+			t.Errorf("outcome = %s, want %s", f.Outcome, apitypes.Lost)
 		}
 	})
 	t.Run("a pending one-off can still be attached", func(t *testing.T) {
@@ -58,7 +57,7 @@ func TestDaemon_EngineDown(t *testing.T) {
 	if _, err := c.Deploy(ctx, "down", deployImage(t)); err != nil {
 		t.Fatal(err)
 	}
-	_, err := c.CreateOneOff(ctx, "down", api.CreateOneOff{Command: oneoff.Command{Line: "true"}})
+	_, err := c.CreateOneOff(ctx, "down", apitypes.CreateOneOff{Command: apitypes.Command{Line: "true"}})
 	var ce *client.Error
 	if !errors.As(err, &ce) || ce.Status != 503 || ce.Code != "engine_unavailable" {
 		t.Fatalf("create with the engine down: %v, want 503 engine_unavailable", err)
@@ -70,12 +69,12 @@ func TestDaemon_EngineDown(t *testing.T) {
 	if code := exitCode(t, err); code != 1 || !strings.Contains(string(out), "Docker engine") {
 		t.Errorf("CLI: exit %d, %q; want 1 and a sentence about the engine", code, out)
 	}
-	list, err := c.OneOffs(ctx, oneoff.Filter{App: "down"})
+	list, err := c.OneOffs(ctx, client.Filter{App: "down"})
 	if err != nil || len(list) != 2 {
 		t.Fatalf("records %+v, %v; want two, from the API and from the CLI", list, err)
 	}
 	for _, o := range list {
-		if o.Outcome != oneoff.Failed || !strings.Contains(o.Error, "does not answer") {
+		if o.Outcome != apitypes.Failed || !strings.Contains(o.Error, "does not answer") {
 			t.Errorf("record %s: outcome %s, error %q; want failed, saying the engine does not answer", o.Name, o.Outcome, o.Error)
 		}
 	}

@@ -9,34 +9,60 @@ import (
 	"io"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/client"
 	"github.com/oneoffd/oneoffd/internal/testenv"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 // startDetached starts a detached one-off through the API.
-func (d *daemon) startDetached(app, command, ttl string) api.Created {
+func (d *daemon) startDetached(app, command, ttl string) apitypes.Created {
 	d.t.Helper()
-	o, err := d.client().CreateOneOff(context.Background(), app, api.CreateOneOff{
-		Command: oneoff.Command{Line: command}, Detached: true, TTL: ttl})
+	o, err := d.client().CreateOneOff(context.Background(), app, apitypes.CreateOneOff{
+		Command: apitypes.Command{Line: command}, Detached: true, TTL: ttl})
 	if err != nil {
 		d.t.Fatalf("start detached %q: %v", command, err)
 	}
 	return o
 }
 
-// oneOffLines reads all of a one-off's lines from its app's log.
-func (d *daemon) oneOffLines(id string) []oneoff.LogLine {
+// oneOffLines reads all of the lines a one-off's container wrote to its
+// app's log: the daemon's lines of its start and end left out.
+func (d *daemon) oneOffLines(id string) []apitypes.LogLine {
 	d.t.Helper()
-	var lines []oneoff.LogLine
-	err := d.client().OneOffLogs(context.Background(), id, client.LogOptions{All: true}, func(l oneoff.LogLine) error {
+	var lines []apitypes.LogLine
+	for _, l := range d.allOneOffLines(id) {
+		if !isLifecycle(l) {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// lifecycleLines returns the texts of the daemon's lines about a
+// one-off's start and end in its app's log.
+func (d *daemon) lifecycleLines(id string) []string {
+	d.t.Helper()
+	var out []string
+	for _, l := range d.allOneOffLines(id) {
+		if isLifecycle(l) {
+			out = append(out, l.Text)
+		}
+	}
+	return out
+}
+
+// allOneOffLines reads all of a one-off's lines from its app's log.
+func (d *daemon) allOneOffLines(id string) []apitypes.LogLine {
+	d.t.Helper()
+	var lines []apitypes.LogLine
+	err := d.client().OneOffLogs(context.Background(), id, client.LogOptions{All: true}, func(l apitypes.LogLine) error {
 		lines = append(lines, l)
 		return nil
 	})
@@ -46,7 +72,13 @@ func (d *daemon) oneOffLines(id string) []oneoff.LogLine {
 	return lines
 }
 
-func texts(lines []oneoff.LogLine) []string {
+// isLifecycle reports whether l is the daemon's line of a one-off's start
+// or end.
+func isLifecycle(l apitypes.LogLine) bool {
+	return l.Stream == "stderr" && (strings.HasPrefix(l.Text, "Starting process with command `") || strings.HasPrefix(l.Text, "Process "))
+}
+
+func texts(lines []apitypes.LogLine) []string {
 	out := make([]string, len(lines))
 	for i, l := range lines {
 		out[i] = l.Stream + ":" + l.Text
@@ -73,7 +105,7 @@ func TestDetached_Run(t *testing.T) {
 		t.Errorf("run --detached said %q, want the command to follow it: %q", out, want)
 	}
 	f := d.waitFinished(id)
-	if f.Outcome != oneoff.Exited || f.ExitCode == nil || *f.ExitCode != 0 || f.Mode != oneoff.Detached {
+	if f.Outcome != apitypes.Exited || f.ExitCode == nil || *f.ExitCode != 0 || f.Mode != apitypes.Detached {
 		t.Errorf("finished %s/%v mode %s, want exited/0 detached", f.Outcome, f.ExitCode, f.Mode)
 	}
 	// stdout and stderr are separate pipes: their relative order is the
@@ -139,8 +171,11 @@ func TestDetached_Lifetime(t *testing.T) {
 	t.Run("a job past its lifetime is stopped", func(t *testing.T) {
 		o := d.startDetached(app, "echo started; sleep 600", "2s")
 		f := d.waitFinished(o.ID)
-		if f.Outcome != oneoff.LifetimeExceeded {
-			t.Errorf("outcome = %s, want %s", f.Outcome, oneoff.LifetimeExceeded)
+		if f.Outcome != apitypes.LifetimeExceeded {
+			t.Errorf("outcome = %s, want %s", f.Outcome, apitypes.LifetimeExceeded)
+		}
+		if got := d.lifecycleLines(o.ID); len(got) != 2 || got[1] != "Process stopped: it ran past its lifetime of 2s, status 143" {
+			t.Errorf("lifecycle lines %q, want the start and the lifetime's stop", got)
 		}
 		if got := texts(d.oneOffLines(o.ID)); len(got) != 1 || got[0] != "stdout:started" {
 			t.Errorf("lines = %q, want the line printed before the stop", got)
@@ -167,11 +202,14 @@ func TestDetached_MillionLines(t *testing.T) {
 	app := d.deploy(nil, "")
 	const n = 1000000
 	o := d.startDetached(app, fmt.Sprintf("seq 1 %d; printf 'the end'", n), "")
-	if f := d.waitFinished(o.ID); f.Outcome != oneoff.Exited {
+	if f := d.waitFinished(o.ID); f.Outcome != apitypes.Exited {
 		t.Fatalf("outcome = %s", f.Outcome)
 	}
 	i := 0
-	err := d.client().OneOffLogs(context.Background(), o.ID, client.LogOptions{All: true}, func(l oneoff.LogLine) error {
+	err := d.client().OneOffLogs(context.Background(), o.ID, client.LogOptions{All: true}, func(l apitypes.LogLine) error {
+		if isLifecycle(l) {
+			return nil
+		}
 		i++
 		want := fmt.Sprint(i)
 		if i == n+1 {
@@ -220,7 +258,7 @@ func TestDetached_DaemonKilled(t *testing.T) {
 
 	t.Run("a running job's log resumes with no gap and no duplicate", func(t *testing.T) {
 		f := d.waitFinished(counting.ID)
-		if f.Outcome != oneoff.Exited || *f.ExitCode != 0 {
+		if f.Outcome != apitypes.Exited || *f.ExitCode != 0 {
 			t.Errorf("finished %s/%v, want exited/0", f.Outcome, f.ExitCode)
 		}
 		got := texts(d.oneOffLines(counting.ID))
@@ -232,10 +270,16 @@ func TestDetached_DaemonKilled(t *testing.T) {
 				t.Fatalf("line %d = %q, want %q", i+1, l, want)
 			}
 		}
+		// Started by the first daemon, ended under the second: each of the
+		// daemon's lines once.
+		want := []string{"Starting process with command `" + counting.Command[2] + "`", "Process exited with status 0"}
+		if got := d.lifecycleLines(counting.ID); !slices.Equal(got, want) {
+			t.Errorf("lifecycle lines %q, want %q", got, want)
+		}
 	})
 	t.Run("a job that ended while the daemon was down is recorded", func(t *testing.T) {
 		f := d.waitFinished(ending.ID)
-		if f.Outcome != oneoff.Exited || f.ExitCode == nil || *f.ExitCode != 7 {
+		if f.Outcome != apitypes.Exited || f.ExitCode == nil || *f.ExitCode != 7 {
 			t.Errorf("finished %s/%v, want exited/7", f.Outcome, f.ExitCode)
 		}
 		if got := texts(d.oneOffLines(ending.ID)); strings.Join(got, ",") != "stdout:before,stdout:after" {
@@ -244,8 +288,8 @@ func TestDetached_DaemonKilled(t *testing.T) {
 	})
 	t.Run("the lifetime still counts", func(t *testing.T) {
 		f := d.waitFinished(expiring.ID)
-		if f.Outcome != oneoff.LifetimeExceeded {
-			t.Errorf("outcome = %s, want %s", f.Outcome, oneoff.LifetimeExceeded)
+		if f.Outcome != apitypes.LifetimeExceeded {
+			t.Errorf("outcome = %s, want %s", f.Outcome, apitypes.LifetimeExceeded)
 		}
 		if got := texts(d.oneOffLines(expiring.ID)); len(got) != 1 {
 			t.Errorf("lines = %q, want just \"up\"", got)
@@ -275,10 +319,13 @@ func TestDetached_LogsAsTheyCome(t *testing.T) {
 	defer curl.Process.Kill()
 	r := bufio.NewReader(out)
 	line, err := r.ReadString('\n')
+	if err == nil && strings.Contains(line, " stderr: Starting process with command `") {
+		line, err = r.ReadString('\n') // the daemon's line of its start comes first
+	}
 	if err != nil || !strings.HasSuffix(line, o.Name+" stdout: first\n") {
 		t.Fatalf("first line from curl = %q, %v", line, err)
 	}
-	if rec, _ := d.client().OneOff(context.Background(), o.ID); rec.State != oneoff.Running {
+	if rec, _ := d.client().OneOff(context.Background(), o.ID); rec.State != apitypes.Running {
 		t.Fatalf("the job is %s when its first line arrives, want running", rec.State)
 	}
 	cli := testenv.Docker(t)
@@ -297,8 +344,8 @@ func TestDetached_TTY(t *testing.T) {
 	d := startDaemon(t)
 	app := d.deploy(nil, "")
 	tty := true
-	o, err := d.client().CreateOneOff(context.Background(), app, api.CreateOneOff{
-		Command: oneoff.Command{Line: "echo out; echo err >&2; tty -s && echo has-a-tty"}, Detached: true, TTY: &tty})
+	o, err := d.client().CreateOneOff(context.Background(), app, apitypes.CreateOneOff{
+		Command: apitypes.Command{Line: "echo out; echo err >&2; tty -s && echo has-a-tty"}, Detached: true, TTY: &tty})
 	if err != nil {
 		t.Fatal(err)
 	}

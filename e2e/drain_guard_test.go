@@ -74,7 +74,7 @@ func TestDrains_failingShown(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(drains.Status) == 1 && drains.Status[0].State == logs.DrainFailing {
+		if len(drains.Status) == 1 && drains.Status[0].State == string(logs.DrainFailing) {
 			if st := drains.Status[0]; !strings.Contains(st.LastError, "connection refused") || st.FailingSince == nil {
 				t.Errorf("status %+v, want the refused connection and since when", st)
 			}

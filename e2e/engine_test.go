@@ -14,7 +14,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	dockerclient "github.com/docker/docker/client"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/client"
 	"github.com/oneoffd/oneoffd/internal/testenv"
 	"github.com/oneoffd/oneoffd/oneoff"
@@ -38,7 +38,7 @@ func TestEngine_KilledAndRestarted(t *testing.T) {
 
 	tm := startInPTY(t, d.cli("--app", app, "run", "sh"), 24, 80)
 	tm.expect(`# `)
-	attached, err := c.OneOffs(ctx, oneoff.Filter{App: app, State: oneoff.Running, Mode: oneoff.Attached})
+	attached, err := c.OneOffs(ctx, client.Filter{App: app, State: apitypes.Running, Mode: apitypes.Attached})
 	if err != nil || len(attached) != 1 {
 		t.Fatalf("running attached one-offs %+v, %v; want one", attached, err)
 	}
@@ -54,12 +54,12 @@ func TestEngine_KilledAndRestarted(t *testing.T) {
 		if screen := tm.screen(); !strings.Contains(screen, engineGone) {
 			t.Errorf("the terminal does not say the %s; screen:\n%s", engineGone, screen)
 		}
-		if f := d.waitFinished(attached[0].ID); f.Outcome != oneoff.Lost || !strings.Contains(f.Error, engineGone) {
-			t.Errorf("record: outcome %s, error %q; want %s, saying the %s", f.Outcome, f.Error, oneoff.Lost, engineGone)
+		if f := d.waitFinished(attached[0].ID); f.Outcome != apitypes.Lost || !strings.Contains(f.Error, engineGone) {
+			t.Errorf("record: outcome %s, error %q; want %s, saying the %s", f.Outcome, f.Error, apitypes.Lost, engineGone)
 		}
 	})
 	t.Run("while the engine is down a one-off is refused with 503", func(t *testing.T) {
-		_, err := c.CreateOneOff(ctx, app, api.CreateOneOff{Command: oneoff.Command{Line: "true"}})
+		_, err := c.CreateOneOff(ctx, app, apitypes.CreateOneOff{Command: apitypes.Command{Line: "true"}})
 		var ce *client.Error
 		if !errors.As(err, &ce) || ce.Status != http.StatusServiceUnavailable || ce.Code != oneoff.CodeEngineUnavailable {
 			t.Errorf("create: %v, want 503 %s", err, oneoff.CodeEngineUnavailable)
@@ -93,16 +93,16 @@ func TestEngine_KilledAndRestarted(t *testing.T) {
 		f := d.waitFinished(job.ID)
 		t.Logf("the job ended %s, exit code %v, %q", f.Outcome, fmtCode(f.ExitCode), f.Error)
 		switch f.Outcome {
-		case oneoff.Lost:
+		case apitypes.Lost:
 			if !strings.Contains(f.Error, engineGone) {
 				t.Errorf("lost: %q, want it to say the %s", f.Error, engineGone)
 			}
-		case oneoff.Exited:
+		case apitypes.Exited:
 			if f.ExitCode == nil || *f.ExitCode == 0 {
 				t.Errorf("exited with code %s, want the non-zero code of a killed job", fmtCode(f.ExitCode))
 			}
 		default:
-			t.Errorf("outcome %s (%q), want %s or %s", f.Outcome, f.Error, oneoff.Lost, oneoff.Exited)
+			t.Errorf("outcome %s (%q), want %s or %s", f.Outcome, f.Error, apitypes.Lost, apitypes.Exited)
 		}
 	})
 	t.Run("the job's lines are in its log, once each", func(t *testing.T) {

@@ -14,9 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/internal/testenv"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 // floodLimit is the open-files limit the flooded daemon runs under.
@@ -89,16 +88,20 @@ func serving(t *testing.T, d *daemon, app, word string) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("/healthz: status %d", resp.StatusCode)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := d.cli("--app", app, "run", "--no-tty", "echo", word)
-	cmd = exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
-	cmd.Env = append(os.Environ(), "ONEOFF_API_URL="+d.api, "ONEOFF_API_TOKEN="+d.token, "TERM=xterm")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil || string(out) != word+"\n" {
-		t.Fatalf("oneoff run: %v, %q; want %q (stderr: %s)", err, out, word+"\n", stderr.String())
+	// Both ways to the terminal: on the create request's own connection
+	// to the API, and through the attach endpoint.
+	for _, via := range []string{"https", "tcp"} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := d.cli("--app", app, "run", "--no-tty", "echo", word)
+		cmd = exec.CommandContext(ctx, cmd.Path, cmd.Args[1:]...)
+		cmd.Env = append(os.Environ(), "ONEOFF_API_URL="+d.api, "ONEOFF_API_TOKEN="+d.token, "TERM=xterm", "ONEOFF_ATTACH_VIA="+via)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil || string(out) != word+"\n" {
+			t.Fatalf("oneoff run, attached via %s: %v, %q; want %q (stderr: %s)", via, err, out, word+"\n", stderr.String())
+		}
 	}
 }
 
@@ -207,7 +210,7 @@ func TestRawTTY_ClientsClose(t *testing.T) {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			tty := true
-			o, err := c.CreateOneOff(context.Background(), app, api.CreateOneOff{Command: oneoff.Command{Line: "sh"}, TTY: &tty})
+			o, err := c.CreateOneOff(context.Background(), app, apitypes.CreateOneOff{Command: apitypes.Command{Line: "sh"}, TTY: &tty})
 			if err != nil {
 				errs <- err
 				return
@@ -228,8 +231,8 @@ func TestRawTTY_ClientsClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, id := range ids {
-		if f := d.waitFinished(id); f.Outcome != oneoff.Disconnected {
-			t.Errorf("one-off %s: outcome %s, want %s", id, f.Outcome, oneoff.Disconnected)
+		if f := d.waitFinished(id); f.Outcome != apitypes.Disconnected {
+			t.Errorf("one-off %s: outcome %s, want %s", id, f.Outcome, apitypes.Disconnected)
 		}
 	}
 	d.waitNoContainers()

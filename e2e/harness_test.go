@@ -22,8 +22,8 @@ import (
 	"github.com/docker/docker/api/types/network"
 	dockerclient "github.com/docker/docker/client"
 
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/client"
-	"github.com/oneoffd/oneoffd/deploy"
 	"github.com/oneoffd/oneoffd/internal/testenv"
 	"github.com/oneoffd/oneoffd/oneoff"
 )
@@ -261,7 +261,7 @@ func (d *daemon) deploy(env map[string]string, procfile string) string {
 		app = app[:40]
 	}
 	app = strings.Trim(app, "-")
-	_, err := d.client().Deploy(context.Background(), app, deploy.Spec{Image: testenv.Image(d.t), Env: env, Procfile: procfile})
+	_, err := d.client().Deploy(context.Background(), app, apitypes.Deploy{Image: testenv.Image(d.t), Env: env, Procfile: procfile})
 	if err != nil {
 		d.t.Fatalf("deploy %s: %v", app, err)
 	}
@@ -269,7 +269,7 @@ func (d *daemon) deploy(env map[string]string, procfile string) string {
 }
 
 // waitFinished polls a one-off until it has finished, and returns it.
-func (d *daemon) waitFinished(id string) oneoff.OneOff {
+func (d *daemon) waitFinished(id string) apitypes.OneOff {
 	d.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -277,7 +277,7 @@ func (d *daemon) waitFinished(id string) oneoff.OneOff {
 		if err != nil {
 			d.t.Fatalf("get one-off %s: %v", id, err)
 		}
-		if o.State == oneoff.Finished {
+		if o.State == apitypes.Finished {
 			return o
 		}
 		if time.Now().After(deadline) {

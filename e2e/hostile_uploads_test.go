@@ -11,9 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/client"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 // archiveFile is a directory upload holding entries, as a crafted client
@@ -62,7 +61,7 @@ func TestUploads_hostileArchives(t *testing.T) {
 			tar.Header{Typeflag: tar.TypeSymlink, Name: "etc", Linkname: "/etc", Mode: 0o777},
 			tar.Header{Typeflag: tar.TypeReg, Name: "etc/passwd", Linkname: "hacker::0:0::/:/bin/sh\n"},
 		)
-		_, err := d.client().CreateOneOffWithFiles(ctx, app, api.CreateOneOff{Command: oneoff.Command{Line: "true"}, TTY: &tty},
+		_, err := d.client().CreateOneOffWithFiles(ctx, app, apitypes.CreateOneOff{Command: apitypes.Command{Line: "true"}, TTY: &tty},
 			[]client.File{evil}, nil)
 		var ce *client.Error
 		if !errors.As(err, &ce) || ce.Status != http.StatusBadRequest || ce.Code != "archive_entry_escapes" {
@@ -77,7 +76,7 @@ func TestUploads_hostileArchives(t *testing.T) {
 			tar.Header{Typeflag: tar.TypeSymlink, Name: "up", Linkname: "../../..", Mode: 0o777},
 			tar.Header{Typeflag: tar.TypeReg, Name: "up/etc/passwd", Linkname: "x"},
 		)
-		_, err := d.client().CreateOneOffWithFiles(ctx, app, api.CreateOneOff{Command: oneoff.Command{Line: "true"}, TTY: &tty},
+		_, err := d.client().CreateOneOffWithFiles(ctx, app, apitypes.CreateOneOff{Command: apitypes.Command{Line: "true"}, TTY: &tty},
 			[]client.File{evil}, nil)
 		var ce *client.Error
 		if !errors.As(err, &ce) || ce.Status != http.StatusBadRequest || !strings.Contains(ce.Message, `entry "up"`) {
@@ -89,7 +88,7 @@ func TestUploads_hostileArchives(t *testing.T) {
 		if bomb.Size > 256<<10 {
 			t.Fatalf("the bomb is %d bytes", bomb.Size)
 		}
-		_, err := d.client().CreateOneOffWithFiles(ctx, app, api.CreateOneOff{Command: oneoff.Command{Line: "true"}, TTY: &tty},
+		_, err := d.client().CreateOneOffWithFiles(ctx, app, apitypes.CreateOneOff{Command: apitypes.Command{Line: "true"}, TTY: &tty},
 			[]client.File{bomb}, nil)
 		var ce *client.Error
 		if !errors.As(err, &ce) || ce.Status != http.StatusRequestEntityTooLarge || ce.Code != "archive_too_large" {
@@ -102,8 +101,8 @@ func TestUploads_hostileArchives(t *testing.T) {
 			tar.Header{Typeflag: tar.TypeSymlink, Name: "link", Linkname: "etc/passwd", Mode: 0o777},
 			tar.Header{Typeflag: tar.TypeLink, Name: "hard", Linkname: "etc/passwd"},
 		)
-		o, err := d.client().CreateOneOffWithFiles(ctx, app, api.CreateOneOff{
-			Command: oneoff.Command{Line: "head -1 /etc/passwd; cat /tmp/uploads/ok/link; stat -c %h /tmp/uploads/ok/hard"}, TTY: &tty}, []client.File{ok}, nil)
+		o, err := d.client().CreateOneOffWithFiles(ctx, app, apitypes.CreateOneOff{
+			Command: apitypes.Command{Line: "head -1 /etc/passwd; cat /tmp/uploads/ok/link; stat -c %h /tmp/uploads/ok/hard"}, TTY: &tty}, []client.File{ok}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

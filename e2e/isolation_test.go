@@ -15,7 +15,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 
-	"github.com/oneoffd/oneoffd/deploy"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/internal/testenv"
 	"github.com/oneoffd/oneoffd/oneoff"
 	"github.com/oneoffd/oneoffd/runtime"
@@ -24,7 +24,7 @@ import (
 // deployNamed registers a release of the test image for app.
 func (d *daemon) deployNamed(app string) string {
 	d.t.Helper()
-	if _, err := d.client().Deploy(context.Background(), app, deploy.Spec{Image: testenv.Image(d.t)}); err != nil {
+	if _, err := d.client().Deploy(context.Background(), app, apitypes.Deploy{Image: testenv.Image(d.t)}); err != nil {
 		d.t.Fatalf("deploy %s: %v", app, err)
 	}
 	return app

@@ -7,9 +7,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/client"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 func TestReaper_Idle(t *testing.T) {
@@ -26,15 +25,15 @@ func TestReaper_Idle(t *testing.T) {
 		t.Errorf("CLI exit code = 0 after an idle close, want non-zero")
 	}
 	tm.expect(`closed after 2s without input or output`)
-	list, err := d.client().OneOffs(context.Background(), oneoff.Filter{App: app})
+	list, err := d.client().OneOffs(context.Background(), client.Filter{App: app})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(list) != 1 {
 		t.Fatalf("%d records, want 1", len(list))
 	}
-	if f := d.waitFinished(list[0].ID); f.Outcome != oneoff.IdleTimeout {
-		t.Errorf("outcome = %s, want %s", f.Outcome, oneoff.IdleTimeout)
+	if f := d.waitFinished(list[0].ID); f.Outcome != apitypes.IdleTimeout {
+		t.Errorf("outcome = %s, want %s", f.Outcome, apitypes.IdleTimeout)
 	}
 	d.waitNoContainers()
 }
@@ -43,15 +42,15 @@ func TestReaper_AttachWait(t *testing.T) {
 	t.Parallel()
 	d := startDaemon(t, "--attach-wait-timeout", "1s")
 	app := d.deploy(nil, "")
-	o, err := d.client().CreateOneOff(context.Background(), app, api.CreateOneOff{Command: oneoff.Command{Line: "true"}})
+	o, err := d.client().CreateOneOff(context.Background(), app, apitypes.CreateOneOff{Command: apitypes.Command{Line: "true"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if n := len(d.containers()); n != 1 {
 		t.Fatalf("%d containers after create, want 1 (created, not started)", n)
 	}
-	if f := d.waitFinished(o.ID); f.Outcome != oneoff.AttachTimeout {
-		t.Errorf("outcome = %s, want %s", f.Outcome, oneoff.AttachTimeout)
+	if f := d.waitFinished(o.ID); f.Outcome != apitypes.AttachTimeout {
+		t.Errorf("outcome = %s, want %s", f.Outcome, apitypes.AttachTimeout)
 	}
 	d.waitNoContainers()
 	_, err = client.Dial(context.Background(), o.AttachURL, o.AttachSecret, client.AttachOptions{})
@@ -74,12 +73,12 @@ func TestRun_ClientGoesAway(t *testing.T) {
 	}
 	_ = tm.cmd.Process.Signal(syscall.SIGKILL)
 	tm.wait()
-	list, err := d.client().OneOffs(context.Background(), oneoff.Filter{App: app})
+	list, err := d.client().OneOffs(context.Background(), client.Filter{App: app})
 	if err != nil || len(list) != 1 {
 		t.Fatalf("records %v, %v", list, err)
 	}
-	if f := d.waitFinished(list[0].ID); f.Outcome != oneoff.Disconnected {
-		t.Errorf("outcome = %s, want %s", f.Outcome, oneoff.Disconnected)
+	if f := d.waitFinished(list[0].ID); f.Outcome != apitypes.Disconnected {
+		t.Errorf("outcome = %s, want %s", f.Outcome, apitypes.Disconnected)
 	}
 	d.waitNoContainers()
 }
@@ -90,7 +89,7 @@ func TestStop_Running(t *testing.T) {
 	app := d.deploy(nil, "")
 	tm := startInPTY(t, d.cli("--app", app, "run", "sh"), 24, 80)
 	tm.expect(`# `)
-	list, err := d.client().OneOffs(context.Background(), oneoff.Filter{App: app, State: oneoff.Running})
+	list, err := d.client().OneOffs(context.Background(), client.Filter{App: app, State: apitypes.Running})
 	if err != nil || len(list) != 1 {
 		t.Fatalf("running records %v, %v", list, err)
 	}

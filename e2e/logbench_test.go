@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/internal/testenv"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 // BenchmarkLogThroughput measures how fast a detached one-off's output
@@ -45,7 +45,7 @@ func BenchmarkLogThroughput(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if rec.State == oneoff.Finished {
+			if rec.State == apitypes.Finished {
 				break
 			}
 			time.Sleep(5 * time.Millisecond)

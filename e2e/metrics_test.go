@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"github.com/oneoffd/oneoffd/api"
-	"github.com/oneoffd/oneoffd/oneoff"
+	"github.com/oneoffd/oneoffd/apitypes"
+	"github.com/oneoffd/oneoffd/client"
 )
 
 // scrape reads the daemon's /metrics into "name{label="value",...}" →
@@ -83,7 +83,7 @@ func TestMetrics(t *testing.T) {
 	tm.expect(`# `)
 	tm.wait()
 	// 3. attached, never attached.
-	pending, err := c.CreateOneOff(ctx, app, api.CreateOneOff{Command: oneoff.Command{Line: "true"}})
+	pending, err := c.CreateOneOff(ctx, app, apitypes.CreateOneOff{Command: apitypes.Command{Line: "true"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +110,7 @@ func TestMetrics(t *testing.T) {
 
 	after := d.scrape()
 	var bytesIn, bytesOut int64
-	list, err := c.OneOffs(ctx, oneoff.Filter{App: app})
+	list, err := c.OneOffs(ctx, client.Filter{App: app})
 	if err != nil {
 		t.Fatal(err)
 	}

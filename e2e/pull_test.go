@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -16,8 +17,8 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 
+	"github.com/oneoffd/oneoffd/errdefs"
 	"github.com/oneoffd/oneoffd/internal/testenv"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 // pushedRunnable makes an image that runs (the test image plus a layer of
@@ -110,7 +111,7 @@ func TestPull(t *testing.T) {
 			t.Errorf("stderr %q does not record the pull", stderr.String())
 		}
 	})
-	t.Run("a pull that cannot work says why", func(t *testing.T) {
+	t.Run("a pull that cannot work says why, at the deploy", func(t *testing.T) {
 		nocreds := startDaemon(t) // no registry credentials
 		ref := pushedRunnable(t, reg)
 		for i, tt := range []struct {
@@ -122,16 +123,13 @@ func TestPull(t *testing.T) {
 			{d, "127.0.0.1:1/oneoffd-test/nowhere:v1", "127.0.0.1:1"},
 		} {
 			app := fmt.Sprintf("fails-%d", i)
-			if _, err := tt.d.client().Deploy(context.Background(), app, deploySpec(tt.image)); err != nil {
-				t.Fatal(err)
+			out, err := tt.d.cli("--app", app, "deploy", "--image", tt.image).CombinedOutput()
+			if exitCode(t, err) == 0 || !strings.Contains(string(out), "cannot pull it: ") || !strings.Contains(string(out), tt.want) ||
+				strings.Contains(string(out), "Error response from daemon") {
+				t.Errorf("deploy %s: got %v, %q; want a refusal saying %q, without the engine's words", tt.image, err, out, tt.want)
 			}
-			out, err := tt.d.cli("--app", app, "run", "--no-tty", "true").CombinedOutput()
-			if exitCode(t, err) == 0 || !strings.Contains(string(out), tt.want) || strings.Contains(string(out), "Error response from daemon") {
-				t.Errorf("%s: got %v, %q; want a failure saying %q, without the engine's words", tt.image, err, out, tt.want)
-			}
-			list, _ := tt.d.client().OneOffs(context.Background(), oneoff.Filter{App: app})
-			if len(list) != 1 || list[0].Outcome != oneoff.Failed {
-				t.Errorf("%s: records %+v, want one failed", tt.image, list)
+			if _, err := tt.d.client().App(context.Background(), app); !errors.Is(err, errdefs.ErrNotFound) {
+				t.Errorf("deploy %s: the app is %v, want no release recorded", tt.image, err)
 			}
 		}
 		nocreds.waitNoContainers()

@@ -7,9 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/errdefs"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 // TestQuota_CLI shows a create over the app's quota refused through the
@@ -20,7 +19,7 @@ func TestQuota_CLI(t *testing.T) {
 	d := startDaemon(t, "--max-oneoffs-per-app", "2")
 	app := d.deploy(nil, "")
 	ctx := context.Background()
-	var running []oneoff.OneOff
+	var running []apitypes.OneOff
 	for range 2 {
 		running = append(running, d.startDetached(app, "sleep 300", "").OneOff)
 	}
@@ -46,7 +45,7 @@ func TestQuota_CLI(t *testing.T) {
 		t.Errorf("the CLI said %q; want one line", msg)
 	}
 
-	_, err = d.client().CreateOneOff(ctx, app, api.CreateOneOff{Command: oneoff.Command{Line: "true"}, Detached: true})
+	_, err = d.client().CreateOneOff(ctx, app, apitypes.CreateOneOff{Command: apitypes.Command{Line: "true"}, Detached: true})
 	if !errors.Is(err, errdefs.ErrQuota) {
 		t.Errorf("create through the API: %v, want an errdefs.ErrQuota error", err)
 	}

@@ -14,10 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/attach"
 	"github.com/oneoffd/oneoffd/client"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 // cutProxy stands between the CLI and the daemon's attach port, as the
@@ -194,7 +193,7 @@ func TestReconnect_OldTokenRefusedAndGraceEnds(t *testing.T) {
 	d := startDaemon(t, "--reconnect-grace", "3s", "--stop-grace", "1s")
 	app := d.deploy(nil, "")
 	tty := true
-	o, err := d.client().CreateOneOff(context.Background(), app, api.CreateOneOff{Command: oneoff.Command{Line: "sleep 600"}, TTY: &tty})
+	o, err := d.client().CreateOneOff(context.Background(), app, apitypes.CreateOneOff{Command: apitypes.Command{Line: "sleep 600"}, TTY: &tty})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +201,7 @@ func TestReconnect_OldTokenRefusedAndGraceEnds(t *testing.T) {
 	if err != nil || acc1.Token == "" {
 		t.Fatalf("first attach: %+v, %v; want a resume token", acc1, err)
 	}
-	d.waitState(o.ID, oneoff.Running)
+	d.waitState(o.ID, apitypes.Running)
 	c1.Close()
 	c2, _, acc2, err := dialRaw(t, d.attach, attach.Hello{ID: o.ID, Secret: acc1.Token, Framed: true, Resume: true, From: 0})
 	if err != nil || acc2.Token == "" || acc2.Token == acc1.Token {
@@ -213,19 +212,19 @@ func TestReconnect_OldTokenRefusedAndGraceEnds(t *testing.T) {
 	if !errors.As(err, &refused) || refused.Code != "wrong_resume_token" {
 		t.Errorf("reconnect with the old token: %v, want wrong_resume_token", err)
 	}
-	if rec, _ := d.client().OneOff(context.Background(), o.ID); rec.State != oneoff.Running {
+	if rec, _ := d.client().OneOff(context.Background(), o.ID); rec.State != apitypes.Running {
 		t.Errorf("after the refused reconnect the one-off is %s, want running", rec.State)
 	}
 	c2.Close()
-	if f := d.waitFinished(o.ID); f.Outcome != oneoff.Disconnected {
-		t.Errorf("outcome %s, want %s", f.Outcome, oneoff.Disconnected)
+	if f := d.waitFinished(o.ID); f.Outcome != apitypes.Disconnected {
+		t.Errorf("outcome %s, want %s", f.Outcome, apitypes.Disconnected)
 	}
 	d.waitNoContainers()
 	_, _, _, err = dialRaw(t, d.attach, attach.Hello{ID: o.ID, Secret: acc2.Token, Framed: true, Resume: true, From: 0})
 	if !errors.As(err, &refused) || refused.Code != "resume_expired" {
 		t.Errorf("reconnect after the grace: %v, want resume_expired", err)
 	}
-	events, err := d.client().Audit(context.Background(), oneoff.AuditFilter{OneOffID: o.ID})
+	events, err := d.client().Audit(context.Background(), client.AuditFilter{OneOffID: o.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +248,7 @@ func TestAttach_ThroughWebSocket(t *testing.T) {
 	app := d.deploy(nil, "")
 	tm := startInPTY(t, d.cli("--app", app, "run", "sh"), 24, 80)
 	tm.expect(`# `)
-	list, err := d.client().OneOffs(context.Background(), oneoff.Filter{App: app, State: oneoff.Running})
+	list, err := d.client().OneOffs(context.Background(), client.Filter{App: app, State: apitypes.Running})
 	if err != nil || len(list) != 1 {
 		t.Fatalf("running one-offs %v, %v", list, err)
 	}
@@ -285,7 +284,7 @@ func TestAttach_Rejoin(t *testing.T) {
 	app := d.deploy(nil, "")
 	first := startInPTY(t, d.cli("--app", app, "run", "sh"), 24, 80)
 	first.expect(`# `)
-	list, err := d.client().OneOffs(context.Background(), oneoff.Filter{App: app, State: oneoff.Running})
+	list, err := d.client().OneOffs(context.Background(), client.Filter{App: app, State: apitypes.Running})
 	if err != nil || len(list) != 1 {
 		t.Fatalf("running one-offs %v, %v", list, err)
 	}
@@ -309,7 +308,7 @@ func TestAttach_Rejoin(t *testing.T) {
 }
 
 // waitState polls a one-off until it is in state s.
-func (d *daemon) waitState(id string, s oneoff.State) {
+func (d *daemon) waitState(id string, s apitypes.State) {
 	d.t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/oneoffd/oneoffd/client"
 	"github.com/oneoffd/oneoffd/oneoff"
 )
 
@@ -27,7 +28,7 @@ func TestRecording_ReplayMatches(t *testing.T) {
 	if code := tm.wait(); code != 2 {
 		t.Fatalf("exit code %d, want 2; screen:\n%s", code, tm.screen())
 	}
-	list, err := d.client().OneOffs(context.Background(), oneoff.Filter{App: app})
+	list, err := d.client().OneOffs(context.Background(), client.Filter{App: app})
 	if err != nil || len(list) != 1 {
 		t.Fatalf("records %v, %v", list, err)
 	}
@@ -77,7 +78,7 @@ func TestRecording_ReplayMatches(t *testing.T) {
 		t.Errorf("events by code %v, want output and input", codes)
 	}
 
-	events, err := d.client().Audit(context.Background(), oneoff.AuditFilter{OneOffID: id})
+	events, err := d.client().Audit(context.Background(), client.AuditFilter{OneOffID: id})
 	if err != nil {
 		t.Fatal(err)
 	}

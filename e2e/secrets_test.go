@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/oneoffd/oneoffd/deploy"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/internal/testenv"
 )
 
@@ -41,7 +41,7 @@ func TestSecrets_stayInTheDaemon(t *testing.T) {
 		t.Errorf("oneoff deploy: %v, %q; want the env's names and no value", err, out)
 	}
 	// The one-offs still get the values.
-	if _, err := d.client().Deploy(context.Background(), app, deploy.Spec{Image: testenv.Image(t), Env: map[string]string{"TOKEN": secret}}); err != nil {
+	if _, err := d.client().Deploy(context.Background(), app, apitypes.Deploy{Image: testenv.Image(t), Env: map[string]string{"TOKEN": secret}}); err != nil {
 		t.Fatal(err)
 	}
 	out, err = d.cli("--app", app, "run", "--no-tty", "echo $TOKEN").CombinedOutput()

@@ -4,7 +4,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/oneoffd/oneoffd/oneoff"
+	"github.com/oneoffd/oneoffd/apitypes"
+	"github.com/oneoffd/oneoffd/client"
 )
 
 // readLimits prints the container's own cgroup limits, v1 or v2.
@@ -60,8 +61,8 @@ func TestSizes(t *testing.T) {
 		if code := exitCode(t, err); code != 137 || !strings.Contains(string(out), "ran out of memory") {
 			t.Errorf("got %d, %q; want 137 and a word about memory", code, out)
 		}
-		list, _ := d.client().OneOffs(t.Context(), oneoff.Filter{App: app, Mode: oneoff.Detached})
-		if len(list) != 1 || list[0].Outcome != oneoff.OutOfMemory || list[0].Size != "tiny" {
+		list, _ := d.client().OneOffs(t.Context(), client.Filter{App: app, Mode: apitypes.Detached})
+		if len(list) != 1 || list[0].Outcome != apitypes.OutOfMemory || list[0].Size != "tiny" {
 			t.Errorf("records %+v, want one out_of_memory of size tiny", list)
 		}
 	})

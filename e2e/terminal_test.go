@@ -19,9 +19,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/client"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 // TestRun_TerminalRestored runs the CLI from a shell in a pseudo-terminal
@@ -172,7 +171,7 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
 
 // createWithCLI creates a one-off through a TLS API, trusting ca, and
 // returns the API's answer.
-func createWithCLI(t *testing.T, d *daemon, ca, app, command string, tty *bool) api.Created {
+func createWithCLI(t *testing.T, d *daemon, ca, app, command string, tty *bool) apitypes.Created {
 	t.Helper()
 	pem, err := os.ReadFile(ca)
 	if err != nil {
@@ -181,7 +180,7 @@ func createWithCLI(t *testing.T, d *daemon, ca, app, command string, tty *bool) 
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
 	c := client.New(d.api, d.token, &tls.Config{RootCAs: pool})
-	o, err := c.CreateOneOff(context.Background(), app, api.CreateOneOff{Command: oneoff.Command{Line: command}, TTY: tty})
+	o, err := c.CreateOneOff(context.Background(), app, apitypes.CreateOneOff{Command: apitypes.Command{Line: command}, TTY: tty})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,8 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
+	"github.com/oneoffd/oneoffd/client"
 	"github.com/oneoffd/oneoffd/internal/testenv"
 	"github.com/oneoffd/oneoffd/oneoff"
 )
@@ -63,8 +64,8 @@ func TestUI_Browser(t *testing.T) {
 	ctx := browser(t, 60*time.Second)
 
 	// Two that ran, one that waits for its terminal, one that runs.
-	job, err := d.client().WithRequester("dave@example.com").CreateOneOff(context.Background(), app, api.CreateOneOff{
-		Command: oneoff.Command{Line: "echo report built"}, Detached: true, Size: "S"})
+	job, err := d.client().WithRequester("dave@example.com").CreateOneOff(context.Background(), app, apitypes.CreateOneOff{
+		Command: apitypes.Command{Line: "echo report built"}, Detached: true, Size: "S"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,8 +75,8 @@ func TestUI_Browser(t *testing.T) {
 	if out, err := done.CombinedOutput(); done.ProcessState == nil || done.ProcessState.ExitCode() != 3 {
 		t.Fatalf("oneoff run 'exit 3': %v: %s", err, out)
 	}
-	waiting, err := d.client().CreateOneOff(context.Background(), app, api.CreateOneOff{
-		Command: oneoff.Command{Line: "rake db:migrate"}, Requester: "carol@example.com"})
+	waiting, err := d.client().CreateOneOff(context.Background(), app, apitypes.CreateOneOff{
+		Command: apitypes.Command{Line: "rake db:migrate"}, Requester: "carol@example.com"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,8 +86,8 @@ func TestUI_Browser(t *testing.T) {
 	tm := startInPTY(t, sh, 24, 80)
 	tm.expect(`# `)
 
-	running := oneOffs(t, d, oneoff.Filter{App: app, State: oneoff.Running})
-	finished := oneOffs(t, d, oneoff.Filter{App: app, State: oneoff.Finished})
+	running := oneOffs(t, d, client.Filter{App: app, State: apitypes.Running})
+	finished := oneOffs(t, d, client.Filter{App: app, State: apitypes.Finished})
 	if len(running) != 1 || len(finished) != 2 {
 		t.Fatalf("got %d running and %d finished one-offs, want 1 and 2", len(running), len(finished))
 	}
@@ -103,7 +104,7 @@ func TestUI_Browser(t *testing.T) {
 
 	t.Run("shows the one-offs", func(t *testing.T) {
 		for _, tt := range []struct {
-			o    oneoff.OneOff
+			o    apitypes.OneOff
 			want []string
 		}{
 			{run, []string{run.Name, app, "alice@example.com", "running", "attached", "sh", "Stop"}},
@@ -164,7 +165,7 @@ func TestUI_Browser(t *testing.T) {
 			t.Errorf("CLI exit code = 0 after a stop from the page, want non-zero")
 		}
 		tm.expect(`stopped`)
-		events, err := d.client().Audit(context.Background(), oneoff.AuditFilter{OneOffID: run.ID})
+		events, err := d.client().Audit(context.Background(), client.AuditFilter{OneOffID: run.ID})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -184,7 +185,7 @@ func TestUI_Browser(t *testing.T) {
 func rowOf(id string) string { return `tr[id="oneoff-` + id + `"]` }
 
 // oneOffs lists the daemon's one-offs that pass f.
-func oneOffs(t *testing.T, d *daemon, f oneoff.Filter) []oneoff.OneOff {
+func oneOffs(t *testing.T, d *daemon, f client.Filter) []apitypes.OneOff {
 	t.Helper()
 	list, err := d.client().OneOffs(context.Background(), f)
 	if err != nil {

@@ -9,10 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/client"
 	"github.com/oneoffd/oneoffd/internal/testenv"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 // BenchmarkUpload measures how fast a file gets into a one-off's
@@ -38,7 +37,7 @@ func BenchmarkUpload(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
-		o, err := c.CreateOneOffWithFiles(ctx, app, api.CreateOneOff{Command: oneoff.Command{Line: "true"}}, files, nil)
+		o, err := c.CreateOneOffWithFiles(ctx, app, apitypes.CreateOneOff{Command: apitypes.Command{Line: "true"}}, files, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -16,9 +16,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/client"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 // randomFile writes size random bytes into a file and returns its path and
@@ -109,8 +108,8 @@ func TestUploads(t *testing.T) {
 			memFile(".env", "a dotfile"),
 		}
 		tty := false
-		o, err := d.client().CreateOneOffWithFiles(context.Background(), app, api.CreateOneOff{
-			Command: oneoff.Command{Line: `cd /tmp/uploads && for f in *; do echo "$f=$(cat "$f")"; done; echo ".env=$(cat .env)"; head -1 /etc/passwd; ls /tmp`},
+		o, err := d.client().CreateOneOffWithFiles(context.Background(), app, apitypes.CreateOneOff{
+			Command: apitypes.Command{Line: `cd /tmp/uploads && for f in *; do echo "$f=$(cat "$f")"; done; echo ".env=$(cat .env)"; head -1 /etc/passwd; ls /tmp`},
 			TTY:     &tty,
 		}, files, nil)
 		if err != nil {
@@ -141,7 +140,7 @@ func TestUploads(t *testing.T) {
 			t.Errorf("got %v, %q", err, out)
 		}
 		var ce *client.Error
-		_, err = d.client().CreateOneOffWithFiles(context.Background(), app, api.CreateOneOff{Command: oneoff.Command{Line: "true"}},
+		_, err = d.client().CreateOneOffWithFiles(context.Background(), app, apitypes.CreateOneOff{Command: apitypes.Command{Line: "true"}},
 			[]client.File{{Name: "huge.bin", Size: 61 << 20, Open: func() (io.ReadCloser, error) { return os.Open(huge) }}}, nil)
 		if !errors.As(err, &ce) || ce.Status != http.StatusRequestEntityTooLarge || ce.Code != "upload_too_large" {
 			t.Errorf("API: %v, want 413 upload_too_large", err)
@@ -172,8 +171,8 @@ func TestUploads(t *testing.T) {
 	})
 	t.Run("files in a JSON body are refused", func(t *testing.T) {
 		t.Parallel()
-		_, err := d.client().CreateOneOff(context.Background(), app, api.CreateOneOff{
-			Command: oneoff.Command{Line: "true"}, Files: []oneoff.Upload{{Name: "x", Size: 1}}})
+		_, err := d.client().CreateOneOff(context.Background(), app, apitypes.CreateOneOff{
+			Command: apitypes.Command{Line: "true"}, Files: []apitypes.Upload{{Name: "x", Size: 1}}})
 		var ce *client.Error
 		if !errors.As(err, &ce) || ce.Code != "files_need_multipart" {
 			t.Errorf("got %v, want files_need_multipart", err)
@@ -181,9 +180,9 @@ func TestUploads(t *testing.T) {
 	})
 	t.Cleanup(func() {
 		// Whatever failed left its one-off finished, its container gone.
-		list, _ := d.client().OneOffs(context.Background(), oneoff.Filter{App: app})
+		list, _ := d.client().OneOffs(context.Background(), client.Filter{App: app})
 		for _, o := range list {
-			if o.State != oneoff.Finished {
+			if o.State != apitypes.Finished {
 				d.waitFinished(o.ID)
 			}
 		}

@@ -3,7 +3,7 @@ package e2e
 import (
 	"testing"
 
-	"github.com/oneoffd/oneoffd/deploy"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/internal/testenv"
 )
 
@@ -13,12 +13,12 @@ import (
 const unreachableImage = "127.0.0.1:1/oneoffd-test/never-built:1"
 
 // deployImage is a release spec naming an image no engine has.
-func deployImage(t *testing.T) deploy.Spec {
-	return deploy.Spec{Image: unreachableImage}
+func deployImage(t *testing.T) apitypes.Deploy {
+	return apitypes.Deploy{Image: unreachableImage}
 }
 
 // imageFor returns the test image's reference.
 func imageFor(t *testing.T) string { return testenv.Image(t) }
 
 // deploySpec is a release spec of image.
-func deploySpec(image string) deploy.Spec { return deploy.Spec{Image: image} }
+func deploySpec(image string) apitypes.Deploy { return apitypes.Deploy{Image: image} }

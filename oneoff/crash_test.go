@@ -177,7 +177,7 @@ func (l *crashLogs) Append(ctx context.Context, lines []oneoff.LogLine) error {
 // container is left behind.
 func TestManager_crash(t *testing.T) {
 	ctx := context.Background()
-	t0 := time.Date(2026, 12, 1, 8, 0, 0, 0, time.UTC)
+	t0 := engineTime()
 	files := func() oneoff.Request {
 		ups, data := upload([]string{"seed.sql"}, []string{"INSERT 1;"})
 		return oneoff.Request{Uploads: ups, UploadData: data}

@@ -37,8 +37,10 @@ func (m *Manager) startDetached(ctx context.Context, l *live, ttl time.Duration)
 		return rec, fmt.Errorf("record one-off %q: %w", rec.ID, err)
 	}
 	exitc := m.rt.Wait(m.ctx, cid, false) // for as long as the daemon runs
+	m.logLifecycle(rec, startingLine(rec))
 	if err := m.rt.Start(ctx, cid); err != nil {
 		unstarted()
+		m.logLifecycle(rec, "Process failed to start: "+userMessage(err))
 		m.discard(l, Failed, userMessage(err))
 		return rec, err
 	}
@@ -51,7 +53,7 @@ func (m *Manager) startDetached(ctx context.Context, l *live, ttl time.Duration)
 	}
 	m.started(l)
 	m.bg.Add(1)
-	go m.followDetached(l, exitc)
+	go m.followDetached(l, exitc, true)
 	return rec, nil
 }
 
@@ -67,21 +69,29 @@ func (m *Manager) adoptDetached(l *live) {
 	m.met.running.WithLabelValues(string(Detached)).Inc()
 	m.log.Info("adopting a detached one-off", "oneoff", l.id, "app", l.app, "name", name)
 	m.bg.Add(1)
-	go m.followDetached(l, m.rt.Wait(m.ctx, cid, true))
+	go m.followDetached(l, m.rt.Wait(m.ctx, cid, true), false)
 }
 
 // followDetached feeds a detached one-off's output to the app's log,
 // stops it when asked or when its lifetime is over, and once it has exited
 // and its output is drained, removes its container and records the end.
 // When the daemon closes, it leaves the job running for the next start.
-func (m *Manager) followDetached(l *live, exitc <-chan Exit) {
+// A fresh job's log is read from its start: the lines already stored are
+// the daemon's own (the pull, the start), in the daemon's time, which says
+// nothing of where the container's log stands.
+func (m *Manager) followDetached(l *live, exitc <-chan Exit, fresh bool) {
 	defer m.bg.Done()
 	ctx := m.ctx
 	rec := func() OneOff { l.mu.Lock(); defer l.mu.Unlock(); return l.rec }()
 	log := m.log.With("oneoff", rec.ID, "app", rec.App, "name", rec.Name)
-	cursor, err := m.logs.Resume(ctx, rec.App, rec.Name)
-	if err != nil {
-		log.Error("find where the stored log ends; reading it all again", "err", err)
+	var (
+		cursor LogCursor
+		err    error
+	)
+	if !fresh {
+		if cursor, err = m.logs.Resume(ctx, rec.App, rec.Name); err != nil {
+			log.Error("find where the stored log ends; reading it all again", "err", err)
+		}
 	}
 	f := &logFollower{m: m, rec: rec, log: log, cursor: cursor}
 
@@ -213,6 +223,7 @@ func (m *Manager) followDetached(l *live, exitc <-chan Exit) {
 		c := exit.Code
 		code = &c
 	}
+	m.logLifecycle(rec, m.endLine(l, outcome, code, msg))
 	m.recordEnd(l, outcome, code, msg)
 	rctx, cancel := m.engineContext(ctx)
 	defer cancel()

@@ -26,24 +26,44 @@ func (h *harness) startDetached(t *testing.T, ttl time.Duration) (oneoff.OneOff,
 	return rec, rec.ContainerID
 }
 
+// engineTime is when the fake engine's lines begin: after the daemon's
+// clock, as a container's output comes after the daemon starts it.
+func engineTime() time.Time { return time.Now().UTC().Add(time.Hour).Truncate(time.Second) }
+
 func entry(at time.Time, stream, data string) oneoff.LogEntry {
 	return oneoff.LogEntry{Time: at, Stream: stream, Data: []byte(data)}
 }
 
-// texts returns the stored lines of source as "stream:text".
+// texts returns the stored lines of source that its container wrote, as
+// "stream:text": the daemon's lines of its start and end left out.
 func (h *harness) texts(source string) []string {
 	var out []string
 	for _, l := range h.logs.Lines() {
-		if l.Source == source {
+		if l.Source == source && !lifecycleLine(l) {
 			out = append(out, l.Stream+":"+l.Text)
 		}
 	}
 	return out
 }
 
+// lifecycle returns the daemon's lines about source's start and end.
+func (h *harness) lifecycle(source string) []string {
+	var out []string
+	for _, l := range h.logs.Lines() {
+		if l.Source == source && lifecycleLine(l) {
+			out = append(out, l.Text)
+		}
+	}
+	return out
+}
+
+func lifecycleLine(l oneoff.LogLine) bool {
+	return l.Stream == "stderr" && (strings.HasPrefix(l.Text, "Starting process with command ") || strings.HasPrefix(l.Text, "Process "))
+}
+
 func TestManager_detached(t *testing.T) {
 	ctx := context.Background()
-	t0 := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
+	t0 := engineTime()
 
 	t.Run("starts at once; output in the log; exit recorded; removed after", func(t *testing.T) {
 		h := newHarness(t, oneoff.Config{})
@@ -199,7 +219,7 @@ func waitLines(t *testing.T, h *harness, source string, n int) {
 // again, from the log's tail when it reaches back far enough, else from
 // the cursor.
 func TestManager_detachedCatchUp(t *testing.T) {
-	t0 := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
+	t0 := engineTime()
 	for _, missed := range []int{1, 10, 5000} {
 		t.Run(fmt.Sprintf("%d lines missed", missed), func(t *testing.T) {
 			h := newHarness(t, oneoff.Config{})
@@ -231,7 +251,7 @@ func TestManager_detachedCatchUp(t *testing.T) {
 // follow cut short and after a restart alike.
 func TestManager_detachedStreamsOutOfOrder(t *testing.T) {
 	ctx := context.Background()
-	t0 := time.Date(2026, 11, 27, 8, 0, 0, 0, time.UTC)
+	t0 := engineTime()
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	want := "stdout:a|stdout:b|stderr:x|stderr:z|stdout:c|stderr:y"
 

@@ -1,12 +1,10 @@
 package oneoff_test
 
 import (
-	"errors"
 	"math"
 	"strings"
 	"testing"
 
-	"github.com/oneoffd/oneoffd/errdefs"
 	"github.com/oneoffd/oneoffd/oneoff"
 )
 
@@ -56,26 +54,6 @@ func FuzzParseSizes(f *testing.F) {
 			if again[i] != sizes[i] {
 				t.Fatalf("round trip of %s = %+v, want %+v", parts[i], again[i], sizes[i])
 			}
-		}
-	})
-}
-
-// FuzzParseTTL checks that a lifetime is either a positive duration or an
-// invalid-input error that quotes it.
-func FuzzParseTTL(f *testing.F) {
-	for _, seed := range []string{"90m", "2h", "1h30m", "5", "0", "-1h", "1.5h", "9223372036854775807ns", "99999999999h", "", " 2h "} {
-		f.Add(seed)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		d, err := oneoff.ParseTTL(s)
-		if err != nil {
-			if !errors.Is(err, errdefs.ErrInvalid) {
-				t.Fatalf("error %v is not an invalid-input error", err)
-			}
-			return
-		}
-		if d <= 0 {
-			t.Fatalf("accepted %q as %s", s, d)
 		}
 	})
 }

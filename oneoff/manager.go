@@ -175,12 +175,14 @@ type live struct {
 	mu      sync.Mutex
 	rec     OneOff
 	claimed bool
-	// reason is why the one-off is being stopped, once someone asked.
-	reason   Outcome
-	stopc    chan struct{}
-	timer    *time.Timer
-	finished bool
-	done     chan struct{}
+	// reason is why the one-off is being stopped, once someone asked;
+	// stoppedBy is who asked, for a stop.
+	reason    Outcome
+	stoppedBy string
+	stopc     chan struct{}
+	timer     *time.Timer
+	finished  bool
+	done      chan struct{}
 	// ready is closed once the container exists, or never will (prepErr
 	// says why); progress is how far its image's pull has got.
 	ready     chan struct{}
@@ -653,6 +655,14 @@ func (m *Manager) Stop(ctx context.Context, id, actor string) (OneOff, error) {
 		}
 		return rec, errdefs.Conflict("oneoff_finished", "one-off %s already finished (%s)", rec.Name, describe(rec))
 	}
+	l.mu.Lock()
+	if l.reason == "" {
+		l.stoppedBy = actor
+		if actor == "" {
+			l.stoppedBy = "a client of the API"
+		}
+	}
+	l.mu.Unlock()
 	switch {
 	case l.stopUnclaimed(Stopped):
 		m.log.Info("stop requested; discarding the unstarted container", "oneoff", id, "app", l.app, "actor", actor)

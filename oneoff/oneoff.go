@@ -139,7 +139,9 @@ type OneOff struct {
 
 // Filter narrows a listing. Zero fields match everything.
 type Filter struct {
-	App   string
+	App string
+	// Name is a one-off's name, unique within its app.
+	Name  string
 	State State
 	Mode  Mode
 	// Limit caps the number of records, newest first; 0 means no cap.
@@ -149,6 +151,7 @@ type Filter struct {
 // Match reports whether o passes f.
 func (f Filter) Match(o OneOff) bool {
 	return (f.App == "" || f.App == o.App) &&
+		(f.Name == "" || f.Name == o.Name) &&
 		(f.State == "" || f.State == o.State) &&
 		(f.Mode == "" || f.Mode == o.Mode)
 }

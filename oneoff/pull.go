@@ -15,6 +15,9 @@ import (
 type Puller interface {
 	// HasImage reports whether the engine has the image ref.
 	HasImage(ctx context.Context, ref string) (bool, error)
+	// CanPull asks ref's registry, through the engine, whether it has the
+	// image, without pulling it; the error says why not.
+	CanPull(ctx context.Context, ref string) error
 	// Pull pulls ref from its registry, reporting how far it has got to
 	// progress, when not nil, now and then and once at the end. It gives
 	// up when ctx ends.
@@ -134,4 +137,41 @@ func (m *Manager) pullAndPrepare(l *live, p plan) {
 		return
 	}
 	l.markReady(nil)
+}
+
+// CheckImage makes sure the engine can run image: it has it, or its
+// registry has it for the engine to pull when a one-off needs it. The
+// error says why not, in the words a deploy reports, with the class of
+// the registry's answer (one that does not answer is ErrUnavailable, an
+// image it does not know ErrNotFound).
+//
+// An engine that does not answer cannot tell: the release is recorded
+// anyway, as registering it needs no engine, and the first one-off, which
+// does, will say what is wrong.
+func (m *Manager) CheckImage(ctx context.Context, image string) error {
+	has, err := m.rt.HasImage(ctx, image)
+	if EngineGone(err) {
+		m.log.Warn("the engine does not answer: the image of a deploy is not checked", "image", image, "err", err)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("check image %s: %w", image, err)
+	}
+	if has {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, min(m.cfg.PullTimeout, time.Minute))
+	defer cancel()
+	if err := m.rt.CanPull(ctx, image); err != nil {
+		if EngineGone(err) {
+			m.log.Warn("the engine does not answer: the image of a deploy is not checked", "image", image, "err", err)
+			return nil
+		}
+		msg := fmt.Sprintf("the engine does not have image %s and cannot pull it: %s", image, userMessage(err))
+		if e, ok := errdefs.As(err); ok {
+			return &errdefs.Error{Class: e.Class, Code: "image_unavailable", Message: msg, Err: err}
+		}
+		return errdefs.Unavailable("image_unavailable", err, "%s", msg)
+	}
+	return nil
 }

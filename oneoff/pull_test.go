@@ -3,6 +3,7 @@ package oneoff_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -161,4 +162,39 @@ func (h *harness) waitContainer(t *testing.T, id string) string {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+func TestManager_CheckImage(t *testing.T) {
+	ctx := context.Background()
+	t.Run("on the engine", func(t *testing.T) {
+		h := newHarness(t, oneoff.Config{})
+		if err := h.m.CheckImage(ctx, testImage); err != nil {
+			t.Fatal(err)
+		}
+		if calls := h.rt.Calls(); slices.Contains(calls, "check "+testImage) || slices.Contains(calls, "pull "+testImage) {
+			t.Errorf("calls %q: an image the engine has was looked for elsewhere", calls)
+		}
+	})
+	t.Run("its registry has it", func(t *testing.T) {
+		h := newHarness(t, oneoff.Config{})
+		h.rt.Missing(testImage)
+		if err := h.m.CheckImage(ctx, testImage); err != nil {
+			t.Fatal(err)
+		}
+		if calls := h.rt.Calls(); !slices.Contains(calls, "check "+testImage) || slices.Contains(calls, "pull "+testImage) {
+			t.Errorf("calls %q: want the registry asked, nothing pulled: the first one-off pulls", calls)
+		}
+	})
+	t.Run("cannot be pulled", func(t *testing.T) {
+		h := newHarness(t, oneoff.Config{})
+		h.rt.Missing(testImage)
+		h.rt.PullHook = func(context.Context, string, func(oneoff.PullProgress)) error {
+			return errdefs.Unavailable("registry_unavailable", errors.New("dial tcp: i/o timeout"), "registry docker.io does not answer")
+		}
+		err := h.m.CheckImage(ctx, testImage)
+		wantClass(t, err, errdefs.ErrUnavailable, "image_unavailable")
+		if want := "does not have image " + testImage + " and cannot pull it: registry docker.io does not answer"; !strings.Contains(err.Error(), want) {
+			t.Errorf("got %q, want it to say %q", err, want)
+		}
+	})
 }

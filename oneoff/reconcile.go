@@ -149,6 +149,7 @@ func (m *Manager) settle(ctx context.Context, listed OneOff, c Container, exists
 		l.rec.StartedAt, l.rec.ExpiresAt = nil, nil // the start was meant, not made
 		l.mu.Unlock()
 		l.requestStop(Failed)
+		m.logDetachedEnd(rec, "Process failed to start: the daemon stopped before it started")
 		m.discard(l, Failed, "the daemon stopped before the one-off started")
 	case exists && (rec.State == Running || c.Started):
 		l.requestStop(Lost)
@@ -180,6 +181,7 @@ func (m *Manager) settle(ctx context.Context, listed OneOff, c Container, exists
 		m.finish(l, Failed, nil, "the daemon stopped before the one-off's container was created")
 	default:
 		l.requestStop(Lost)
+		m.logDetachedEnd(rec, "Process lost: its container disappeared")
 		m.finish(l, Lost, nil, "its container disappeared")
 	}
 }

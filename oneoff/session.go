@@ -193,6 +193,9 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 		case <-stopc:
 			stopc = nil
 			stop(Stopped) // the reason recorded first wins
+			if by := stoppedBy(l); by != "" && !exited && !finished {
+				conn.Notify(fmt.Sprintf("\r\noneoffd: %s: SIGTERM, then SIGKILL after %s", by, m.cfg.StopGrace))
+			}
 		case <-idleTimer.C:
 			if idle := act.idle(); idle < m.cfg.IdleTimeout {
 				idleTimer.Reset(m.cfg.IdleTimeout - idle)
@@ -245,6 +248,9 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 	default:
 		code := exit.Code
 		res.ExitCode = &code
+	}
+	if res.Outcome == Stopped && res.Message == "" {
+		res.Message = stoppedBy(l)
 	}
 	if res.Outcome == OutOfMemory {
 		res.Message = fmt.Sprintf("killed: it ran out of memory (size %s allows %s); a larger --size may help", rec.Size, m.memoryOf(rec.Size))
@@ -388,4 +394,16 @@ func (w *activityWriter) Write(p []byte) (int, error) {
 		w.gone()
 	}
 	return len(p), nil
+}
+
+// stoppedBy says who stopped the one-off, once someone did: "stopped by
+// alice@laptop with oneoff stop"; "" when nobody asked, or for another
+// reason.
+func stoppedBy(l *live) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.reason != Stopped || l.stoppedBy == "" {
+		return ""
+	}
+	return "stopped by " + l.stoppedBy
 }

@@ -1,6 +1,7 @@
 package oneoff_test
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"testing"
@@ -32,5 +33,27 @@ func TestSession_Run_maxLifetime(t *testing.T) {
 	}
 	if calls := h.rt.Calls(); !slices.Contains(calls, "stop "+r.rec.ContainerID) {
 		t.Errorf("got calls %q, want a stop", calls)
+	}
+}
+
+func TestSession_Run_stoppedBySomeone(t *testing.T) {
+	h := newHarness(t, oneoff.Config{})
+	r := h.run(t, oneoff.Request{TTY: true}, oneoff.TermSize{})
+	stopped := make(chan error, 1)
+	go func() {
+		_, err := h.m.Stop(context.Background(), r.rec.ID, "alice@laptop")
+		stopped <- err
+	}()
+	res := r.wait(t)
+	if err := <-stopped; err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	h.checkEnd(t, r, res, oneoff.Stopped, 143)
+	if res.Message != "stopped by alice@laptop" {
+		t.Errorf("the user was told %q, want who stopped it", res.Message)
+	}
+	notice := r.conn.notices.String()
+	if !strings.HasPrefix(notice, "\r\n") || !strings.Contains(notice, "oneoffd: stopped by alice@laptop: SIGTERM, then SIGKILL after 10s") {
+		t.Errorf("the terminal got %q, want a line of its own saying who stopped it and what comes", notice)
 	}
 }

@@ -2,10 +2,8 @@ package oneoff_test
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/oneoffd/oneoffd/errdefs"
 	"github.com/oneoffd/oneoffd/oneoff"
@@ -87,26 +85,4 @@ func TestManager_sizes(t *testing.T) {
 			}
 		}
 	})
-}
-
-func TestParseTTL(t *testing.T) {
-	for _, tt := range []struct {
-		in, mentions string
-	}{
-		{"5", "no unit"},
-		{"0", "no unit"},
-		{"0s", "positive"},
-		{"-1h", "positive"},
-		{"soon", "positive"},
-	} {
-		t.Run("refuses "+tt.in, func(t *testing.T) {
-			_, err := oneoff.ParseTTL(tt.in)
-			if !errors.Is(err, errdefs.ErrInvalid) || !strings.Contains(err.Error(), tt.mentions) {
-				t.Errorf("got %v, want an invalid-input error mentioning %q", err, tt.mentions)
-			}
-		})
-	}
-	if d, err := oneoff.ParseTTL("1h30m"); err != nil || d != 90*time.Minute {
-		t.Errorf("1h30m = %s, %v; want 1h30m0s", d, err)
-	}
 }

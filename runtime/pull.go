@@ -230,6 +230,29 @@ func (d *Docker) Pull(ctx context.Context, ref string, progress func(oneoff.Pull
 	return nil
 }
 
+// CanPull asks ref's registry, through the engine and with the
+// credentials set for that registry, for the image's manifest: whether a
+// pull would find it, without pulling it.
+func (d *Docker) CanPull(ctx context.Context, ref string) error {
+	defer d.timed("distribution_inspect")()
+	named, err := reference.ParseNormalizedNamed(ref)
+	if err != nil {
+		return invalidImage(ref, err)
+	}
+	p := &puller{d: d, ref: ref, host: reference.Domain(named), start: time.Now(), op: "distribution_inspect"}
+	auth := ""
+	if ac, ok := d.registryAuth(p.host); ok {
+		p.authed = true
+		if auth, err = registry.EncodeAuthConfig(ac); err != nil {
+			return fmt.Errorf("check %s: encode the credentials for %s: %w", ref, p.host, err)
+		}
+	}
+	if _, err := d.cli.DistributionInspect(ctx, named.String(), auth); err != nil {
+		return p.fail(ctx, err.Error(), err)
+	}
+	return nil
+}
+
 // puller is one pull's context, for its errors.
 type puller struct {
 	d      *Docker
@@ -237,12 +260,17 @@ type puller struct {
 	host   string // the registry's, as in the reference
 	authed bool   // credentials were given for host
 	start  time.Time
+	op     string // the engine call, for the metrics: "pull" when empty
 }
 
 // fail turns a failed pull into an error a person can act on. msg is what
 // the engine said; cause is the error to wrap.
 func (p *puller) fail(ctx context.Context, msg string, cause error) error {
-	p.d.failed("pull")
+	op := p.op
+	if op == "" {
+		op = "pull"
+	}
+	p.d.failed(op)
 	if err := ctx.Err(); err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
 			took := time.Since(p.start)

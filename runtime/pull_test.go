@@ -396,3 +396,35 @@ func TestLoadDockerConfig(t *testing.T) {
 		})
 	}
 }
+
+func TestDocker_CanPull(t *testing.T) {
+	t.Parallel()
+	d := newDocker(t)
+	ctx := pullCtx(t)
+	reg := testenv.StartRegistry(t, false)
+	ref := pushedImage(t, reg)
+
+	if err := d.CanPull(ctx, ref); err != nil {
+		t.Fatalf("an image its registry has: %v", err)
+	}
+	if has, err := d.HasImage(ctx, ref); err != nil || has {
+		t.Errorf("after the check: HasImage = %v, %v; want false: a check pulls nothing", has, err)
+	}
+	err := d.CanPull(ctx, strings.TrimSuffix(ref, ":v1")+":never-pushed")
+	if err == nil {
+		t.Fatal("a tag its registry does not have: got no error")
+	}
+	if !strings.Contains(err.Error(), reg.Host()) {
+		t.Errorf("err = %v, want it to name the registry %s", err, reg.Host())
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := l.Addr().String()
+	l.Close()
+	err = d.CanPull(ctx, host+"/oneoffd-test/nowhere:v1")
+	wantCode(t, err, errdefs.ErrUnavailable, "registry_unavailable")
+	err = d.CanPull(ctx, "Bad Ref!")
+	wantCode(t, err, errdefs.ErrInvalid, "invalid_image")
+}

@@ -124,6 +124,10 @@ func (db *DB) OneOffs(ctx context.Context, f oneoff.Filter) ([]oneoff.OneOff, er
 		where = append(where, "app = ?")
 		args = append(args, f.App)
 	}
+	if f.Name != "" {
+		where = append(where, "name = ?")
+		args = append(args, f.Name)
+	}
 	if f.State != "" {
 		where = append(where, "state = ?")
 		args = append(args, string(f.State))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -12,11 +13,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/client"
-	"github.com/oneoffd/oneoffd/deploy"
 	"github.com/oneoffd/oneoffd/internal/version"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 func psCommand(g *globals) *cobra.Command {
@@ -24,36 +23,43 @@ func psCommand(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "ps",
 		Short: "List one-offs (pending and running; --all for finished ones too)",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
+			if g.app != "" {
+				// An app that does not exist has no one-offs, but saying so
+				// would hide a typo.
+				if _, err := c.App(cmd.Context(), g.app); err != nil {
+					return err
+				}
+			}
 			// The API answers the newest records only: without --all,
 			// the unfinished ones are asked for by state, so that a long
 			// job is listed however many ended since it started.
-			var list []oneoff.OneOff
-			states := []oneoff.State{oneoff.Pending, oneoff.Running}
+			var list []apitypes.OneOff
+			states := []apitypes.State{apitypes.Pending, apitypes.Running}
 			if all {
-				states = []oneoff.State{""}
+				states = []apitypes.State{""}
 			}
 			for _, st := range states {
-				part, err := c.OneOffs(cmd.Context(), oneoff.Filter{App: g.app, State: st, Limit: api.MaxListLimit})
+				part, err := c.OneOffs(cmd.Context(), client.Filter{App: g.app, State: st, Limit: apitypes.MaxListLimit})
 				if err != nil {
 					return err
 				}
 				list = append(list, part...)
 			}
-			slices.SortStableFunc(list, func(a, b oneoff.OneOff) int { return b.CreatedAt.Compare(a.CreatedAt) })
+			slices.SortStableFunc(list, func(a, b apitypes.OneOff) int { return b.CreatedAt.Compare(a.CreatedAt) })
 			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tAPP\tNAME\tSTATE\tAGE\tCOMMAND")
 			for _, o := range list {
-				if !all && o.State == oneoff.Finished {
+				if !all && o.State == apitypes.Finished {
 					continue
 				}
 				state := string(o.State)
-				if o.State == oneoff.Finished {
+				if o.State == apitypes.Finished {
 					state = describe(o)
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", o.ID, o.App, o.Name, state,
@@ -69,15 +75,15 @@ func psCommand(g *globals) *cobra.Command {
 func inspectCommand(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "inspect ID",
-		Short: "Show a one-off in detail",
-		Args:  cobra.ExactArgs(1),
+		Use:   "inspect ID|NAME",
+		Short: "Show a one-off in detail (by its id, or its name: one-off-4821)",
+		Args:  oneArg("the one-off's id or name", "oneoff [--app APP] inspect ID|NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			o, err := c.OneOff(cmd.Context(), args[0])
+			o, _, err := c.Lookup(cmd.Context(), g.app, args[0])
 			if err != nil {
 				return err
 			}
@@ -94,7 +100,7 @@ func inspectCommand(g *globals) *cobra.Command {
 	return cmd
 }
 
-func printOneOff(g *globals, o oneoff.OneOff) {
+func printOneOff(g *globals, o apitypes.OneOff) {
 	tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
 	row := func(k, v string) {
 		if v != "" {
@@ -122,15 +128,15 @@ func printOneOff(g *globals, o oneoff.OneOff) {
 	row("Files", strings.Join(files, ", "))
 	row("Requester", o.Requester)
 	row("State", string(o.State))
-	if o.State == oneoff.Finished {
+	if o.State == apitypes.Finished {
 		row("Outcome", describe(o))
 	}
 	row("Error", o.Error)
 	row("Client", o.Client)
-	if o.Mode == oneoff.Attached && o.StartedAt != nil {
+	if o.Mode == apitypes.Attached && o.StartedAt != nil {
 		row("Traffic", fmt.Sprintf("%d bytes in, %d bytes out", o.BytesIn, o.BytesOut))
 	}
-	if o.State == oneoff.Running && o.LastActivity != nil {
+	if o.State == apitypes.Running && o.LastActivity != nil {
 		row("Idle", time.Since(*o.LastActivity).Round(time.Second).String())
 	}
 	row("Created", ts(&o.CreatedAt))
@@ -146,22 +152,52 @@ func printOneOff(g *globals, o oneoff.OneOff) {
 
 func stopCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "stop ID",
+		Use:   "stop ID|NAME",
 		Short: "Stop a one-off (SIGTERM, then SIGKILL after the grace period)",
-		Args:  cobra.ExactArgs(1),
+		Args:  oneArg("the one-off's id or name", "oneoff [--app APP] stop ID|NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
-			o, err := c.Stop(cmd.Context(), args[0])
+			o, grace, err := c.Lookup(cmd.Context(), g.app, args[0])
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.out, "%s %s: %s\n", o.App, o.Name, describe(o))
+			if o.State == apitypes.Finished {
+				return alreadyEnded(g, o)
+			}
+			if o.State == apitypes.Pending {
+				fmt.Fprintf(g.err, "Stopping %s on %s: it has not started, discarding it...\n", o.Name, o.App)
+			} else {
+				kill := "SIGKILL after the grace period"
+				if grace > 0 {
+					kill = "SIGKILL in " + grace.String()
+				}
+				fmt.Fprintf(g.err, "Stopping %s on %s: sending SIGTERM; %s if it is still running...\n", o.Name, o.App, kill)
+			}
+			stopped, err := c.StopIn(cmd.Context(), o.App, o.ID)
+			var apiErr *client.Error
+			if errors.As(err, &apiErr) && apiErr.Code == "oneoff_finished" {
+				// It ended by itself meanwhile.
+				if o, err = c.OneOff(cmd.Context(), o.ID); err == nil {
+					return alreadyEnded(g, o)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(g.out, "%s %s: %s\n", stopped.App, stopped.Name, describe(stopped))
 			return nil
 		},
 	}
+}
+
+// alreadyEnded tells of a one-off that a stop found finished: it is not
+// running, as asked, however it ended.
+func alreadyEnded(g *globals, o apitypes.OneOff) error {
+	fmt.Fprintf(g.out, "%s %s: had already ended: %s\n", o.App, o.Name, describe(o))
+	return nil
 }
 
 func deployCommand(g *globals) *cobra.Command {
@@ -170,11 +206,21 @@ func deployCommand(g *globals) *cobra.Command {
 		envs     []string
 		procfile string
 		cronFile string
+		reset    bool
 	)
 	cmd := &cobra.Command{
-		Use:   "deploy --image IMAGE [-e K=V]... [--procfile FILE] [--cron FILE]",
+		Use:   "deploy --image IMAGE [-e K=V]... [--procfile FILE] [--cron FILE] [--reset]",
 		Short: "Register a release of an app: the image, env and process types its one-offs run",
-		Args:  cobra.NoArgs,
+		Long: `Register a release of an app: the image, env and process types its one-offs run.
+
+The new release keeps the current release's env unless -e is given, its
+Procfile unless --procfile is, and its cron jobs unless --cron is:
+"deploy --image my-app:v43" changes the image alone. -e replaces the whole
+env (-e '' for none), --procfile '' removes the process types, --reset
+starts from nothing.`,
+		Example: `  oneoff --app my-app deploy --image registry.example.com/my-app:v42 -e RAILS_ENV=production --procfile Procfile
+  oneoff --app my-app deploy --image registry.example.com/my-app:v43`,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			app, err := g.needApp()
 			if err != nil {
@@ -184,7 +230,11 @@ func deployCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			spec := deploy.Spec{Image: image, Env: env}
+			spec := apitypes.Deploy{Image: image, Env: env,
+				KeepEnv:      !reset && !cmd.Flags().Changed("env"),
+				KeepProcfile: !reset && !cmd.Flags().Changed("procfile"),
+				KeepCron:     !reset && !cmd.Flags().Changed("cron"),
+			}
 			if procfile != "" {
 				b, err := os.ReadFile(procfile)
 				if err != nil {
@@ -210,38 +260,49 @@ func deployCommand(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(g.out, "%s: release %d of %s\n", rel.App, rel.Version, rel.Image)
-			if len(rel.EnvNames) > 0 {
-				// The daemon keeps the values: only the names come back.
-				fmt.Fprintf(g.out, "env: %s\n", strings.Join(rel.EnvNames, ", "))
-			}
-			if len(rel.Processes) > 0 {
-				names := make([]string, 0, len(rel.Processes))
-				for n := range rel.Processes {
-					names = append(names, n)
+			kept := func(keep bool) string {
+				if keep && rel.Version > 1 {
+					return fmt.Sprintf(" (kept from release %d)", rel.Version-1)
 				}
-				sort.Strings(names)
-				fmt.Fprintf(g.out, "process types: %s\n", strings.Join(names, ", "))
+				return ""
 			}
+			fmt.Fprintf(g.out, "%s: release %d of %s\n", rel.App, rel.Version, rel.Image)
+			// The daemon keeps the values: only the names come back.
+			fmt.Fprintf(g.out, "env: %s%s\n", orNone(rel.EnvNames), kept(spec.KeepEnv))
+			names := make([]string, 0, len(rel.Processes))
+			for n := range rel.Processes {
+				names = append(names, n)
+			}
+			sort.Strings(names)
+			fmt.Fprintf(g.out, "process types: %s%s\n", orNone(names), kept(spec.KeepProcfile))
 			if len(rel.Cron) > 0 {
-				fmt.Fprintf(g.out, "cron jobs: see oneoff --app %s cron\n", rel.App)
+				fmt.Fprintf(g.out, "cron jobs: see oneoff --app %s cron%s\n", rel.App, kept(spec.KeepCron))
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&image, "image", "", "image the app's one-offs run (required)")
-	cmd.Flags().StringArrayVarP(&envs, "env", "e", nil, "environment variable K=V (repeatable)")
-	cmd.Flags().StringVar(&procfile, "procfile", "", "Procfile to read the process types from")
-	cmd.Flags().StringVar(&cronFile, "cron", "", "cron.json to read the app's scheduled jobs from (see docs/cron.md)")
+	cmd.Flags().StringArrayVarP(&envs, "env", "e", nil, "environment variable K=V (repeatable); replaces the current release's env")
+	cmd.Flags().StringVar(&procfile, "procfile", "", "Procfile to read the process types from; replaces the current release's ('' for none)")
+	cmd.Flags().BoolVar(&reset, "reset", false, "keep nothing of the current release: only what this command gives")
+	cmd.Flags().StringVar(&cronFile, "cron", "", "cron.json to read the app's scheduled jobs from (see docs/cron.md); replaces the current release's")
 	_ = cmd.MarkFlagRequired("image")
 	return cmd
+}
+
+// orNone lists names, or says there are none.
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "(none)"
+	}
+	return strings.Join(names, ", ")
 }
 
 func appsCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "apps",
 		Short: "List the apps and their current release",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
 			if err != nil {
@@ -269,7 +330,7 @@ func versionCommand(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the CLI's version, and the daemon's when it answers",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
 			fmt.Fprintf(g.out, "oneoff  %s, API v%d\n", version.String(), version.API)
 			tlsConfig, err := g.tlsConfig()
@@ -297,6 +358,9 @@ func parseEnv(pairs []string) (map[string]string, error) {
 	}
 	env := make(map[string]string, len(pairs))
 	for _, p := range pairs {
+		if p == "" {
+			continue // -e '': no variable, as an explicit empty env
+		}
 		k, v, ok := strings.Cut(p, "=")
 		if !ok || k == "" {
 			return nil, fmt.Errorf("-e %q: want NAME=VALUE", p)
@@ -307,8 +371,8 @@ func parseEnv(pairs []string) (map[string]string, error) {
 }
 
 // describe says how a one-off ended, or where it is.
-func describe(o oneoff.OneOff) string {
-	if o.State != oneoff.Finished {
+func describe(o apitypes.OneOff) string {
+	if o.State != apitypes.Finished {
 		return string(o.State)
 	}
 	if o.ExitCode != nil {
@@ -338,16 +402,16 @@ func truncate(s string, n int) string {
 func auditCommand(g *globals) *cobra.Command {
 	var limit int
 	cmd := &cobra.Command{
-		Use:   "audit [--app APP] [--oneoff ID] [-n N]",
+		Use:   "audit [--app APP] [--oneoff ID|NAME] [-n N]",
 		Short: "Show the audit trail: who created, attached, stopped which one-off, and how each ended",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.client()
 			if err != nil {
 				return err
 			}
 			id, _ := cmd.Flags().GetString("oneoff")
-			events, err := c.Audit(cmd.Context(), oneoff.AuditFilter{App: g.app, OneOffID: id, Limit: limit})
+			events, err := c.Audit(cmd.Context(), client.AuditFilter{App: g.app, OneOffID: id, Limit: limit})
 			if err != nil {
 				return err
 			}
@@ -360,7 +424,7 @@ func auditCommand(g *globals) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.Flags().String("oneoff", "", "only this one-off's events (its id)")
+	cmd.Flags().String("oneoff", "", "only this one-off's events (its id, or its name: one-off-4821)")
 	cmd.Flags().IntVarP(&limit, "lines", "n", 100, "how many of the latest events")
 	return cmd
 }

@@ -8,8 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/oneoffd/oneoffd/cron"
-	"github.com/oneoffd/oneoffd/oneoff"
+	"github.com/oneoffd/oneoffd/apitypes"
 )
 
 func cronCommand(g *globals) *cobra.Command {
@@ -122,13 +121,13 @@ func cronHistoryCommand(g *globals) *cobra.Command {
 
 // runResult says how a run went: its one-off's state or outcome with the
 // exit code, or why there was none.
-func runResult(r cron.Run) string {
-	if r.Status != cron.Started {
+func runResult(r apitypes.CronRun) string {
+	if r.Status != apitypes.CronStarted {
 		return string(r.Status)
 	}
-	if r.FinishedAt == nil && r.State != oneoff.Finished {
+	if r.FinishedAt == nil && r.State != apitypes.Finished {
 		if r.State == "" {
-			return string(oneoff.Running)
+			return string(apitypes.Running)
 		}
 		return string(r.State)
 	}

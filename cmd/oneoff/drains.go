@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/oneoffd/oneoffd/logs"
+	"github.com/oneoffd/oneoffd/apitypes"
 )
 
 func drainsCommand(g *globals) *cobra.Command {
@@ -77,12 +77,12 @@ drain the daemon runs, daemon-wide and per app.`,
 				return nil
 			}
 			// One row per URL recorded, with its drain's state if it runs.
-			rows := make([]logs.DrainStatus, 0, len(drains.URLs))
+			rows := make([]apitypes.DrainStatus, 0, len(drains.URLs))
 			for _, u := range drains.URLs {
 				shown := redactURL(u)
-				i := slices.IndexFunc(drains.Status, func(s logs.DrainStatus) bool { return s.URL == shown })
+				i := slices.IndexFunc(drains.Status, func(s apitypes.DrainStatus) bool { return s.URL == shown })
 				if i < 0 {
-					rows = append(rows, logs.DrainStatus{URL: shown, State: "not running"})
+					rows = append(rows, apitypes.DrainStatus{URL: shown, State: "not running"})
 					continue
 				}
 				rows = append(rows, drains.Status[i])
@@ -94,7 +94,7 @@ drain the daemon runs, daemon-wide and per app.`,
 }
 
 // printDrains writes a table of drains, with their app when withApp.
-func printDrains(w io.Writer, drains []logs.DrainStatus, withApp bool) error {
+func printDrains(w io.Writer, drains []apitypes.DrainStatus, withApp bool) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if withApp {
 		fmt.Fprint(tw, "APP\t")

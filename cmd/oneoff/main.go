@@ -11,7 +11,6 @@ import (
 	"io"
 	"os"
 	"os/user"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -153,9 +152,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root.AddCommand(runCommand(g), logsCommand(g), psCommand(g), inspectCommand(g), stopCommand(g),
 		deployCommand(g), appsCommand(g), drainsCommand(g), auditCommand(g), versionCommand(g), healthCommand(g),
 		cronCommand(g))
-	err := root.ExecuteContext(ctx)
-	if err != nil && strings.HasPrefix(err.Error(), "unknown ") {
-		return fmt.Errorf("%w (see oneoff --help)", err)
+	root.SetFlagErrorFunc(flagError)
+	cmd, err := root.ExecuteContextC(ctx)
+	if err != nil {
+		err = requiredFlags(cmd, commandError(root, err))
 	}
 	return err
 }

@@ -13,10 +13,9 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/attach"
 	"github.com/oneoffd/oneoffd/client"
-	"github.com/oneoffd/oneoffd/oneoff"
 )
 
 func runCommand(g *globals) *cobra.Command {
@@ -25,7 +24,7 @@ func runCommand(g *globals) *cobra.Command {
 		noTTY    bool
 		typ      string
 		detached bool
-		ttl      time.Duration
+		ttl      string
 		tail     bool
 		size     string
 		files    []string
@@ -54,16 +53,28 @@ that off); the exit status is the command's.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			app, err := g.needApp()
 			if err != nil {
+				for _, a := range args {
+					if strings.HasPrefix(a, "-") {
+						// What follows the command is the command's: a flag
+						// there is not oneoff's.
+						return fmt.Errorf("%w; %w (%q came after it)", err, errFlagsAfterCommand, a)
+					}
+				}
 				return err
 			}
 			env, err := parseEnv(envs)
 			if err != nil {
 				return err
 			}
-			if !detached && (tail || ttl != 0) {
+			if !detached && (tail || ttl != "") {
 				return errors.New("--tail and --ttl go with --detached")
 			}
-			req := api.CreateOneOff{Command: command(args), Type: typ, Env: env, Size: size}
+			if ttl != "" {
+				if _, err := apitypes.ParseTTL(ttl); err != nil {
+					return fmt.Errorf("--ttl: %w", err)
+				}
+			}
+			req := apitypes.CreateOneOff{Command: command(args), Type: typ, Env: env, Size: size}
 			uploads, cleanup, err := uploadFiles(files)
 			if err != nil {
 				return err
@@ -83,12 +94,12 @@ that off); the exit status is the command's.`,
 	attachViaFlag(cmd, g)
 	cmd.Flags().BoolVar(&noTTY, "no-tty", false, "do not allocate a TTY even when stdin is a terminal")
 	cmd.Flags().BoolVarP(&detached, "detached", "d", false, "run in the background, the output going to the app's log")
-	cmd.Flags().DurationVar(&ttl, "ttl", 0, "with --detached: stop it after this long (default and most: the daemon's maximum lifetime)")
+	cmd.Flags().StringVar(&ttl, "ttl", "", "with --detached: stop it after this long, such as 90m or 2h (default and most: the daemon's maximum lifetime)")
 	cmd.Flags().BoolVar(&tail, "tail", false, "with --detached: follow its output at once, and exit with its exit code")
 	return cmd
 }
 
-func runOneOff(ctx context.Context, g *globals, app string, req api.CreateOneOff, files []client.File, noTTY bool) error {
+func runOneOff(ctx context.Context, g *globals, app string, req apitypes.CreateOneOff, files []client.File, noTTY bool) error {
 	c, err := g.client()
 	if err != nil {
 		return err
@@ -103,7 +114,7 @@ func runOneOff(ctx context.Context, g *globals, app string, req api.CreateOneOff
 	if tty {
 		rows, cols = termSize(stdinFd, g.out)
 		if rows > 0 {
-			req.Window = &oneoff.TermSize{Rows: rows, Cols: cols}
+			req.Window = &apitypes.TermSize{Rows: rows, Cols: cols}
 		}
 		req.Term = os.Getenv("TERM")
 	}
@@ -124,32 +135,35 @@ func runOneOff(ctx context.Context, g *globals, app string, req api.CreateOneOff
 
 // command is what the CLI sends for its arguments: one runs through the
 // shell, several run as they are.
-func command(args []string) oneoff.Command {
+func command(args []string) apitypes.Command {
 	switch len(args) {
 	case 0:
-		return oneoff.Command{}
+		return apitypes.Command{}
 	case 1:
-		return oneoff.Command{Line: args[0]}
+		return apitypes.Command{Line: args[0]}
 	}
-	return oneoff.Command{Args: args}
+	return apitypes.Command{Args: args}
 }
 
 // runDetached starts a detached one-off and says how to follow it, or with
 // tail follows it to its end.
-func runDetached(ctx context.Context, g *globals, app string, req api.CreateOneOff, files []client.File, ttl time.Duration, tail bool) error {
+func runDetached(ctx context.Context, g *globals, app string, req apitypes.CreateOneOff, files []client.File, ttl string, tail bool) error {
 	c, err := g.client()
 	if err != nil {
 		return err
 	}
-	req.Detached = true
-	if ttl != 0 {
-		req.TTL = ttl.String()
-	}
+	req.Detached, req.TTL = true, ttl
 	created, err := create(ctx, g, c, app, req, files)
 	if err != nil {
 		return err
 	}
-	o := created.OneOff
+	o, err := started(ctx, c, created.OneOff)
+	if err != nil {
+		return err
+	}
+	if o.Outcome == apitypes.Failed {
+		return fmt.Errorf("%s could not start: %s", o.Name, o.Error)
+	}
 	lifetime := ""
 	if o.ExpiresAt != nil && o.StartedAt != nil {
 		lifetime = fmt.Sprintf(", stopped if still running after %s", o.ExpiresAt.Sub(*o.StartedAt).Round(time.Second))
@@ -160,12 +174,35 @@ func runDetached(ctx context.Context, g *globals, app string, req api.CreateOneO
 	}
 	fmt.Fprintf(g.out, "Started %s on %s (id %s)%s.\n", o.Name, app, o.ID, lifetime)
 	fmt.Fprintf(g.out, "Follow its output:  oneoff --app %s logs -f --filter %s\n", app, o.Name)
-	fmt.Fprintf(g.out, "See how it ended:   oneoff inspect %s\n", o.ID)
+	fmt.Fprintf(g.out, "See how it ended:   oneoff --app %s inspect %s\n", app, o.Name)
 	return nil
 }
 
+// startWait bounds how long run --detached waits for a one-off whose image
+// is being pulled to start, or fail.
+const startWait = 30 * time.Second
+
+// started waits, for at most startWait, until a detached one-off that the
+// daemon answered pending (its image being pulled) has started or failed.
+func started(ctx context.Context, c *client.Client, o apitypes.OneOff) (apitypes.OneOff, error) {
+	deadline := time.Now().Add(startWait)
+	for o.State == apitypes.Pending && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return o, ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+		next, err := c.OneOff(ctx, o.ID)
+		if err != nil {
+			return o, err
+		}
+		o = next
+	}
+	return o, nil
+}
+
 // create starts the one-off, sending files with it when there are some.
-func create(ctx context.Context, g *globals, c *client.Client, app string, req api.CreateOneOff, files []client.File) (api.Created, error) {
+func create(ctx context.Context, g *globals, c *client.Client, app string, req apitypes.CreateOneOff, files []client.File) (apitypes.Created, error) {
 	if len(files) == 0 {
 		return c.CreateOneOff(ctx, app, req)
 	}
@@ -173,12 +210,12 @@ func create(ctx context.Context, g *globals, c *client.Client, app string, req a
 }
 
 // exitStatusOf turns a finished one-off's record into the CLI's exit status.
-func exitStatusOf(g *globals, o oneoff.OneOff) error {
+func exitStatusOf(g *globals, o apitypes.OneOff) error {
 	msg := o.Error
 	switch o.Outcome {
-	case oneoff.LifetimeExceeded:
+	case apitypes.LifetimeExceeded:
 		msg = "stopped: it ran past its lifetime"
-	case oneoff.OutOfMemory:
+	case apitypes.OutOfMemory:
 		msg = "killed: it ran out of memory"
 	}
 	return exitStatus(g, o.Name, attach.ExitStatus{Outcome: string(o.Outcome), ExitCode: o.ExitCode, Message: msg})
@@ -191,7 +228,7 @@ func exitStatus(g *globals, name string, s attach.ExitStatus) error {
 	if s.ExitCode != nil {
 		code = *s.ExitCode
 	}
-	if s.Outcome == string(oneoff.Exited) {
+	if s.Outcome == string(apitypes.Exited) {
 		if code == 0 {
 			return nil
 		}
@@ -221,7 +258,7 @@ func termSize(fd int, out io.Writer) (rows, cols uint16) {
 	return uint16(h), uint16(w)
 }
 
-func quoteCommand(cmd oneoff.Command, typ string) string {
+func quoteCommand(cmd apitypes.Command, typ string) string {
 	s := cmd.Line
 	if cmd.Args != nil {
 		s = strings.Join(cmd.Args, " ")

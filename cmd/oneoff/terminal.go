@@ -10,10 +10,11 @@ import (
 	"sync"
 	"syscall"
 
+	"github.com/oneoffd/oneoffd/apitypes"
+
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/oneoffd/oneoffd/api"
 	"github.com/oneoffd/oneoffd/client"
 )
 
@@ -70,7 +71,7 @@ move a console to another machine. The audit trail records who did.`,
 // default --attach-via, in one request on the API's connection; otherwise,
 // or with files to send, or from a daemon that does not switch the
 // request's connection, by dialling the attach URL the answer gives.
-func openTerminal(ctx context.Context, g *globals, c *client.Client, app string, req api.CreateOneOff, files []client.File, opts client.TerminalOptions) (*client.Terminal, api.Created, error) {
+func openTerminal(ctx context.Context, g *globals, c *client.Client, app string, req apitypes.CreateOneOff, files []client.File, opts client.TerminalOptions) (*client.Terminal, apitypes.Created, error) {
 	if opts.Via == client.ViaAuto && len(files) == 0 {
 		t, created, err := c.CreateAttached(ctx, app, req, opts)
 		if err != nil || t != nil {
@@ -85,7 +86,7 @@ func openTerminal(ctx context.Context, g *globals, c *client.Client, app string,
 	return dialTerminal(ctx, c, created, opts)
 }
 
-func dialTerminal(ctx context.Context, c *client.Client, created api.Created, opts client.TerminalOptions) (*client.Terminal, api.Created, error) {
+func dialTerminal(ctx context.Context, c *client.Client, created apitypes.Created, opts client.TerminalOptions) (*client.Terminal, apitypes.Created, error) {
 	t, err := c.OpenTerminal(ctx, created.AttachURL, created.AttachSecret, opts)
 	if err != nil {
 		// Do not leave it waiting for a terminal that will not come.

@@ -52,6 +52,11 @@ func run(ctx context.Context, args []string) error {
 	if err := privateDataDir(cfg.DataDir, log); err != nil {
 		return err
 	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	token, tokenFile, err := loadToken(cfg, log)
 	if err != nil {
 		return err
@@ -151,6 +156,7 @@ func run(ctx context.Context, args []string) error {
 		Metrics:   reg,
 		MaxPerApp: cfg.MaxOneOffsPerApp, MaxTotal: cfg.MaxOneOffs, RecordRetention: cfg.RecordRetention,
 	}, docker, db, deploys, logStore, log)
+	deploys.CheckImage = mgr.CheckImage // a deploy of an image that cannot run fails then
 	probeCtx, cancelProbe := context.WithTimeout(ctx, 30*time.Second)
 	err = docker.Probe(probeCtx)
 	cancelProbe()

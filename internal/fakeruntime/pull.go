@@ -47,3 +47,15 @@ func (r *Runtime) Pull(ctx context.Context, ref string, progress func(oneoff.Pul
 	delete(r.images.missing, ref)
 	return nil
 }
+
+// CanPull runs PullHook, if set, without making ref present.
+func (r *Runtime) CanPull(ctx context.Context, ref string) error {
+	r.mu.Lock()
+	r.record("check %s", ref)
+	hook := r.PullHook
+	r.mu.Unlock()
+	if hook != nil {
+		return hook(ctx, ref, nil)
+	}
+	return nil
+}

@@ -179,8 +179,15 @@ func (t *Terminal) connect(ctx context.Context, hello attach.Hello) error {
 	if hello.Resume && hello.From >= 0 {
 		t.acked = hello.From
 	}
+	acked := t.acked
 	t.cond.Broadcast()
 	t.mu.Unlock()
+	if hello.Resume && acc.Token != "" {
+		// Say at once that the reply, and so the next token, arrived:
+		// until then the daemon still takes the token this connection
+		// resumed with, in case the reply was lost.
+		_ = att.w.WriteFrame(attach.Ack, attach.EncodeAck(max(acked, 0)))
+	}
 	return nil
 }
 

@@ -45,11 +45,14 @@ type resumable struct {
 	grace time.Duration
 	limit int64
 
-	mu     sync.Mutex
-	cond   *sync.Cond
-	wmu    sync.Mutex // held while output is written to the terminal, taken under mu
-	token  [sha256.Size]byte
-	cur    *plugged
+	mu    sync.Mutex
+	cond  *sync.Cond
+	wmu   sync.Mutex // held while output is written to the terminal, taken under mu
+	token [sha256.Size]byte
+	cur   *plugged
+	// lost is the connection last lost, while no other is plugged in; see
+	// accepts.
+	lost   *plugged
 	chunks []replayChunkData
 	start  int64 // offset of chunks[0]'s first byte
 	end    int64 // offset after the last byte
@@ -72,6 +75,11 @@ type plugged struct {
 	// replaying says a goroutine is sending it what it missed; once it has
 	// caught up, the output is written to it as it comes.
 	replaying bool
+	// resumedWith is the hash of the token it resumed with, if it did;
+	// spoke says it has sent something since, so it read the reply that
+	// carried its next token.
+	resumedWith *[sha256.Size]byte
+	spoke       bool
 }
 
 func newPlugged(conn Conn, from int64, replaying bool) *plugged {
@@ -127,6 +135,11 @@ func (m *Manager) Rejoin(ctx context.Context, id, actor string) (OneOff, string,
 		return rec, "", errdefs.Conflict("not_resumable", "one-off %s is ending: there is no terminal to rejoin", rec.Name)
 	}
 	token := r.rotate()
+	// The tokens before are refused from now on.
+	r.lost = nil
+	if r.cur != nil {
+		r.cur.resumedWith = nil
+	}
 	r.mu.Unlock()
 	rec := r.l.snapshot()
 	m.audit(rec, AuditAttach, actor, "terminal taken over from another one")
@@ -152,7 +165,7 @@ func (m *Manager) Resume(ctx context.Context, id, token string, from int64, clie
 	r := v.(*resumable)
 	hash := sha256.Sum256([]byte(token))
 	r.mu.Lock()
-	if subtle.ConstantTimeCompare(hash[:], r.token[:]) != 1 {
+	if !r.accepts(hash) {
 		r.mu.Unlock()
 		return errdefs.Unauthorized("wrong_resume_token", "the resume token is not the one-off's current one: it was replaced at a reconnect or by oneoff attach")
 	}
@@ -176,7 +189,8 @@ func (m *Manager) Resume(ctx context.Context, id, token string, from int64, clie
 	r.forget(from)
 	old := r.cur
 	p := newPlugged(conn, from, true)
-	r.cur = p
+	p.resumedWith = &hash
+	r.cur, r.lost = p, nil
 	if r.timer != nil {
 		r.timer.Stop()
 		r.timer = nil
@@ -189,6 +203,21 @@ func (m *Manager) Resume(ctx context.Context, id, token string, from int64, clie
 	m.audit(r.l.snapshot(), AuditAttach, ActorDaemon, "terminal reconnected from "+client)
 	go r.send(p)
 	return nil
+}
+
+// accepts reports whether a resume token of hash may plug a terminal in:
+// the current token, or, while no connection is plugged in, the one the
+// connection last lost resumed with if it went before it spoke: the reply
+// that carried its next token may have been lost with it. A terminal
+// speaks (acknowledges) as soon as it has read the reply; from then on, or
+// once another connection is plugged in, only the current token is good.
+func (r *resumable) accepts(hash [sha256.Size]byte) bool {
+	if subtle.ConstantTimeCompare(hash[:], r.token[:]) == 1 {
+		return true
+	}
+	l := r.lost
+	return r.cur == nil && l != nil && !l.spoke && l.resumedWith != nil &&
+		subtle.ConstantTimeCompare(hash[:], l.resumedWith[:]) == 1
 }
 
 // abandon closes c on a goroutine of its own: a close may wait for the
@@ -270,7 +299,7 @@ func (r *resumable) lose(p *plugged) {
 		r.mu.Unlock()
 		return
 	}
-	r.cur = nil
+	r.cur, r.lost = nil, p
 	final := r.final != nil
 	r.expireIn(r.grace)
 	r.cond.Broadcast()
@@ -329,6 +358,9 @@ func (r *resumable) Next() (Input, error) {
 			r.lose(p)
 			continue
 		}
+		r.mu.Lock()
+		p.spoke = true
+		r.mu.Unlock()
 		if in.Kind == InputAck {
 			r.mu.Lock()
 			if r.cur == p {

@@ -129,6 +129,10 @@ func TestSession_Resume(t *testing.T) {
 			t.Errorf("the reconnect got token %q, want a new one", next)
 		}
 		waitFor(t, "the missed output", func() bool { return second.output() == "two\nthree\n" })
+		// The terminal acknowledges the reply, as it does at once: the
+		// token it resumed with is spent.
+		second.in <- oneoff.Input{Kind: oneoff.InputAck, Offset: from}
+		second.in <- oneoff.Input{Kind: oneoff.InputAck, Offset: from}
 		err = h.m.Resume(context.Background(), r.rec.ID, token, 0, "127.0.0.1:3", newDropConn(t), func(string, string) error { return nil })
 		wantClass(t, err, errdefs.ErrUnauthorized, "wrong_resume_token")
 		h.rt.Exit(t, r.rec.ContainerID, 7, true)
@@ -140,6 +144,47 @@ func TestSession_Resume(t *testing.T) {
 		if got := first.output() + second.output(); got != "one\ntwo\nthree\n" {
 			t.Errorf("the terminal got %q over its two connections, want each line once", got)
 		}
+	})
+
+	t.Run("a reconnect lost before it spoke may come again with its token", func(t *testing.T) {
+		h := newHarness(t, oneoff.Config{ReconnectGrace: time.Hour})
+		r, first, token := resumableRun(t, h)
+		first.drop()
+		waitFor(t, "the first connection lost", func() bool {
+			return slices.ContainsFunc(h.audits(t, r.rec.ID), func(d string) bool { return strings.Contains(d, "terminal lost") })
+		})
+		resume := func(tok string, c *dropConn) (string, error) {
+			var next string
+			err := h.m.Resume(context.Background(), r.rec.ID, tok, 0, "127.0.0.1:2", c, func(_, n string) error { next = n; return nil })
+			return next, err
+		}
+		// The reply with the next token is lost with the connection.
+		second := newDropConn(t)
+		if _, err := resume(token, second); err != nil {
+			t.Fatalf("first reconnect: %v", err)
+		}
+		second.drop()
+		waitFor(t, "the second connection lost", func() bool {
+			return len(slices.DeleteFunc(h.audits(t, r.rec.ID), func(d string) bool { return !strings.Contains(d, "terminal lost") })) == 2
+		})
+		third := newDropConn(t)
+		next, err := resume(token, third)
+		if err != nil {
+			t.Fatalf("reconnect with the token of a reconnect lost before it spoke: %v, want it taken", err)
+		}
+		// Once the terminal has spoken on its connection, it has read its
+		// next token: the one before is refused.
+		// (The second acknowledgement is taken once the first was.)
+		third.in <- oneoff.Input{Kind: oneoff.InputAck, Offset: 0}
+		third.in <- oneoff.Input{Kind: oneoff.InputAck, Offset: 0}
+		third.drop()
+		_, err = resume(token, newDropConn(t))
+		wantClass(t, err, errdefs.ErrUnauthorized, "wrong_resume_token")
+		if _, err := resume(next, newDropConn(t)); err != nil {
+			t.Errorf("reconnect with the current token: %v", err)
+		}
+		h.rt.Exit(t, r.rec.ContainerID, 0, true)
+		r.wait(t)
 	})
 
 	t.Run("an offset it does not hold is refused", func(t *testing.T) {
@@ -187,4 +232,18 @@ func TestSession_Resume(t *testing.T) {
 		h.rt.Exit(t, rec.ContainerID, 0, true)
 		h.waitStored(t, rec.ID, oneoff.Finished)
 	})
+}
+
+// audits returns the details of one-off id's audit events.
+func (h *harness) audits(t *testing.T, id string) []string {
+	t.Helper()
+	events, err := h.db.Audit(context.Background(), oneoff.AuditFilter{OneOffID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	details := make([]string, len(events))
+	for i, e := range events {
+		details[i] = e.Detail
+	}
+	return details
 }

@@ -142,6 +142,9 @@ func TestDocker_Lifecycle(t *testing.T) {
 		if len(list) != 1 || list[0].ID != id || !list[0].Running || list[0].Labels[oneoff.LabelManaged] != "true" {
 			t.Fatalf("list = %+v, want the one running container", list)
 		}
+		// A SIGTERM that comes before the init has started sleep finds no
+		// child to pass it to: stop once sleep runs.
+		waitSleeping(t, d, id)
 		if err := d.Stop(ctx, id, time.Second); err != nil {
 			t.Fatal(err)
 		}
@@ -192,4 +195,24 @@ func TestDocker_Errors(t *testing.T) {
 			}
 		}
 	})
+}
+
+// waitSleeping waits until the container's processes include sleep.
+func waitSleeping(t *testing.T, d *runtime.Docker, id string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		top, err := d.Client().ContainerTop(context.Background(), id, nil)
+		if err == nil {
+			for _, p := range top.Processes {
+				if strings.Contains(strings.Join(p, " "), "sleep") {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sleep not running in %s after 30s: %+v, %v", id, top, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

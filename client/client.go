@@ -7,20 +7,16 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/errdefs"
-	"github.com/oneoffd/oneoffd/internal/version"
 )
 
 // Client calls the HTTP API.
@@ -256,28 +252,7 @@ func (c *Client) sendBody(ctx context.Context, method, path string, body io.Read
 	if c.requester != "" {
 		req.Header.Set(apitypes.RequesterHeader, c.requester)
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		var opErr *net.OpError
-		if errors.As(err, &opErr) {
-			return nil, fmt.Errorf("cannot reach oneoffd at %s: is it running? (set --api or ONEOFF_API_URL): %w", c.base, err)
-		}
-		return nil, fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	if v := resp.Header.Get(apitypes.VersionHeader); v != "" && c.mismatch != nil && v != strconv.Itoa(version.API) {
-		c.warned.Do(func() { c.mismatch(v) })
-	}
-	if resp.StatusCode < 300 {
-		return resp, nil
-	}
-	defer resp.Body.Close()
-	var eb apitypes.ErrorBody
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if json.Unmarshal(raw, &eb) != nil || eb.Error.Message == "" {
-		return nil, &Error{Status: resp.StatusCode, Code: "http_error",
-			Message: fmt.Sprintf("%s %s: unexpected answer %s from %s", method, path, resp.Status, c.base)}
-	}
-	return nil, &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+	return c.sendRequest(c.http, req, method, path)
 }
 
 // Filter narrows a listing of one-offs. Zero fields match everything.

@@ -299,13 +299,8 @@ func handshake(ctx context.Context, conn net.Conn, hello attach.Hello) (*Attachm
 		return nil, attach.Accept{}, fmt.Errorf("send handshake: %w", err)
 	}
 	br := bufio.NewReader(conn)
-	acc, err := attach.ReadAccept(br)
+	acc, err := readAccept(conn, br)
 	if err != nil {
-		conn.Close()
-		var refused *attach.RefusedError
-		if errors.As(err, &refused) {
-			return nil, acc, &Error{Code: refused.Code, Message: refused.Message}
-		}
 		return nil, acc, err
 	}
 	return &Attachment{Name: acc.Name, conn: conn, r: attach.NewReader(br), w: attach.NewWriter(conn)}, acc, nil
@@ -490,4 +485,20 @@ func (t *Terminal) reconnect(ctx context.Context, lost *Attachment, notices io.W
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// readAccept reads the daemon's answer to a handshake from br; a refusal
+// is an *Error with the daemon's code. conn is closed when it is no
+// accept.
+func readAccept(conn io.Closer, br *bufio.Reader) (attach.Accept, error) {
+	acc, err := attach.ReadAccept(br)
+	if err != nil {
+		conn.Close()
+		var refused *attach.RefusedError
+		if errors.As(err, &refused) {
+			return acc, &Error{Code: refused.Code, Message: refused.Message}
+		}
+		return acc, err
+	}
+	return acc, nil
 }

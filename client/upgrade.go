@@ -12,9 +12,11 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 
 	"github.com/oneoffd/oneoffd/apitypes"
+	"github.com/oneoffd/oneoffd/internal/version"
 
 	"github.com/oneoffd/oneoffd/attach"
 )
@@ -72,13 +74,8 @@ func (c *Client) CreateAttached(ctx context.Context, app string, in apitypes.Cre
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	br := bufio.NewReader(conn)
-	acc, err := attach.ReadAccept(br)
+	acc, err := readAccept(conn, br)
 	if err != nil {
-		conn.Close()
-		var refused *attach.RefusedError
-		if errors.As(err, &refused) {
-			return nil, created, &Error{Code: refused.Code, Message: refused.Message}
-		}
 		return nil, created, err
 	}
 	t.Name, t.token = acc.Name, acc.Token
@@ -96,6 +93,9 @@ func (c *Client) sendRequest(hc *http.Client, req *http.Request, method, path st
 			return nil, fmt.Errorf("cannot reach oneoffd at %s: is it running? (set --api or ONEOFF_API_URL): %w", c.base, err)
 		}
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	if v := resp.Header.Get(apitypes.VersionHeader); v != "" && c.mismatch != nil && v != strconv.Itoa(version.API) {
+		c.warned.Do(func() { c.mismatch(v) })
 	}
 	if resp.StatusCode < 300 {
 		return resp, nil

@@ -321,6 +321,7 @@ func (d *Docker) Stop(ctx context.Context, id string, grace time.Duration) error
 // Remove deletes the container and its anonymous volumes.
 func (d *Docker) Remove(ctx context.Context, id string) error {
 	defer d.timed("remove")()
+	d.leaveAppNetworks(ctx, id)
 	err := d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
 	switch {
 	case err == nil, cerrdefs.IsNotFound(err):

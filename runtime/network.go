@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
@@ -22,6 +23,9 @@ import (
 // BridgePrefix begins the host interface name of every app network's
 // bridge, so that one firewall rule (iptables -i oo-+) covers them all.
 const BridgePrefix = "oo-"
+
+// networkPrefix begins the engine's name of every app network.
+const networkPrefix = "oneoffd-"
 
 // The options of the engine's bridge driver that app networks set.
 const (
@@ -37,7 +41,7 @@ const (
 func NetworkNames(instance, app string) (name, bridge string) {
 	sum := sha256.Sum256([]byte(instance + "\x00" + app))
 	h := hex.EncodeToString(sum[:6])
-	return "oneoffd-" + app + "-" + h, BridgePrefix + h
+	return networkPrefix + app + "-" + h, BridgePrefix + h
 }
 
 // appNetwork is what this process knows of one app's network.
@@ -157,22 +161,53 @@ func (d *Docker) defaultMTU(ctx context.Context) string {
 // more, and that no Create is using at the moment. A network that turns
 // out to be in use is left for a later round.
 func (d *Docker) Prune(ctx context.Context) error {
+	_, err := d.prune(ctx)
+	return err
+}
+
+// PruneWait is Prune for a daemon about to stop: a network the engine
+// still holds an endpoint on, for a container whose removal it has yet to
+// finish, is tried again until ctx is done.
+func (d *Docker) PruneWait(ctx context.Context) error {
+	for {
+		busy, err := d.prune(ctx)
+		if err != nil || busy == 0 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d app network(s) still held by the engine: %w", busy, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// prune removes the unused app networks, and says how many the engine
+// would not let go for endpoints of containers no longer listed.
+func (d *Docker) prune(ctx context.Context) (busy int, err error) {
 	defer d.timed("network")()
 	list, err := d.cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(
 		filters.Arg("label", oneoff.LabelManaged+"=true"),
 		filters.Arg("label", oneoff.LabelInstance+"="+d.iso.Instance),
 	)})
 	if err != nil {
-		return d.wrap("network list", err)
+		return 0, d.wrap("network list", err)
 	}
 	var errs []error
 	for _, nw := range list {
-		if err := d.pruneNetwork(ctx, nw); err != nil {
+		switch err := d.pruneNetwork(ctx, nw); {
+		case errors.Is(err, errEndpointsHeld):
+			busy++
+		case err != nil:
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	return busy, errors.Join(errs...)
 }
+
+// errEndpointsHeld is a network the engine will not remove yet: it still
+// holds an endpoint of a container being removed.
+var errEndpointsHeld = errors.New("the engine still holds endpoints on the network")
 
 // pruneNetwork removes an app network if no container uses it.
 func (d *Docker) pruneNetwork(ctx context.Context, nw network.Summary) error {
@@ -185,19 +220,24 @@ func (d *Docker) pruneNetwork(ctx context.Context, nw network.Summary) error {
 	// engine would let their network go: they are counted here. The
 	// engine knows those by the network's name only, running ones by its
 	// ID too; either matches.
-	users, err := d.cli.ContainerList(ctx, container.ListOptions{All: true, Limit: 1,
+	users, err := d.cli.ContainerList(ctx, container.ListOptions{All: true,
 		Filters: filters.NewArgs(filters.Arg("network", nw.Name), filters.Arg("network", nw.ID))})
 	if err != nil {
 		return d.wrap("list containers", err)
 	}
+	for _, u := range users {
+		if u.State != "removing" && u.State != "dead" {
+			return nil
+		}
+	}
 	if len(users) > 0 {
-		return nil
+		return errEndpointsHeld // on their way out: the next round tries again
 	}
 	err = d.cli.NetworkRemove(ctx, nw.ID)
 	switch {
 	case err == nil, cerrdefs.IsNotFound(err):
 	case strings.Contains(err.Error(), "active endpoints"):
-		return nil
+		return errEndpointsHeld // the next round tries again
 	default:
 		return d.wrap("network remove", err)
 	}
@@ -210,4 +250,27 @@ func (d *Docker) pruneNetwork(ctx context.Context, nw network.Summary) error {
 		d.log.Debug("removed an app network no container uses", "network", nw.Name, "app", nw.Labels[oneoff.LabelApp])
 	}
 	return nil
+}
+
+// leaveAppNetworks takes container id off its app networks before it is
+// removed. The engine (20.10 at least) may otherwise keep the endpoint of a
+// container removed while it stops, and then never lets the network go
+// ("has active endpoints", with no container on it). A container that is
+// gone, or on no app network, is left as it is.
+func (d *Docker) leaveAppNetworks(ctx context.Context, id string) {
+	if !d.iso.AppNetworks {
+		return
+	}
+	info, err := d.cli.ContainerInspect(ctx, id)
+	if err != nil || info.NetworkSettings == nil {
+		return
+	}
+	for name, ep := range info.NetworkSettings.Networks {
+		if !strings.HasPrefix(name, networkPrefix) || ep == nil {
+			continue
+		}
+		if err := d.cli.NetworkDisconnect(ctx, ep.NetworkID, id, true); err != nil && d.log != nil {
+			d.log.Debug("leave app network before removal", "container", id, "network", name, "err", err)
+		}
+	}
 }

@@ -262,7 +262,11 @@ func run(ctx context.Context, args []string) error {
 	}
 	// The networks of the one-offs that ended; those of detached jobs
 	// still running, and of pending one-offs, stay for the next start.
-	if err := docker.Prune(shutdown); err != nil {
+	// The engine may take a moment to let a removed container's endpoint
+	// go: a few seconds, not the whole shutdown timeout.
+	pruneCtx, cancelPrune := context.WithTimeout(shutdown, 5*time.Second)
+	defer cancelPrune()
+	if err := docker.PruneWait(pruneCtx); err != nil {
 		log.Warn("remove unused app networks", "err", err)
 	}
 	log.Info("oneoffd stopped")

@@ -77,12 +77,11 @@ func timeInPTY(b *testing.B, cmd *exec.Cmd) (time.Duration, int64) {
 // delay after it was read, in each direction: a network delay between
 // client and server, as far as latency goes.
 type delayProxy struct {
-	ln     net.Listener
-	delay  time.Duration
-	dial   func() (net.Conn, error)
-	mu     sync.Mutex
-	conns  []net.Conn
-	closed bool
+	ln    net.Listener
+	delay time.Duration
+	dial  func() (net.Conn, error)
+	mu    sync.Mutex
+	conns []net.Conn
 }
 
 func newDelayProxy(tb testing.TB, delay time.Duration, dial func() (net.Conn, error)) *delayProxy {

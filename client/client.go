@@ -25,6 +25,9 @@ type Client struct {
 	token     string
 	requester string
 	http      *http.Client
+	// h1 is http held to HTTP/1.1, made once and shared by the copies of
+	// the Client: see http1.
+	h1 *lazyHTTP1
 	// mismatch, when set, hears once of a daemon speaking another API
 	// version.
 	mismatch func(daemon string)
@@ -53,7 +56,7 @@ func (c *Client) WithRequester(name string) *Client {
 func New(baseURL, token string, tlsConfig *tls.Config) *Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsConfig
-	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, http: &http.Client{Transport: tr}}
+	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, http: &http.Client{Transport: tr}, h1: &lazyHTTP1{}}
 }
 
 // Error is an error the API answered with.

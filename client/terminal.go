@@ -280,8 +280,9 @@ func (t *Terminal) dialWebSocket(ctx context.Context) (net.Conn, error) {
 	u := t.c.base + "/v1/oneoffs/" + url.PathEscape(t.id) + "/attach"
 	ws, resp, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: t.c.http1(), HTTPHeader: h})
 	if err != nil {
-		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			return nil, fmt.Errorf("attach through the API's port: %s", resp.Status)
+		if resp != nil && resp.StatusCode >= 300 {
+			// The daemon's own words: a bad token, an unknown one-off...
+			return nil, fmt.Errorf("attach through the API's port: %w", t.c.apiError(resp, http.MethodGet, "/v1/oneoffs/"+t.id+"/attach"))
 		}
 		return nil, fmt.Errorf("attach through the API's port: %w", err)
 	}

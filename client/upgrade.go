@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/oneoffd/oneoffd/apitypes"
@@ -101,29 +102,46 @@ func (c *Client) sendRequest(hc *http.Client, req *http.Request, method, path st
 		return resp, nil
 	}
 	defer resp.Body.Close()
+	return nil, c.apiError(resp, method, path)
+}
+
+// apiError is the API's error in resp, an answer of an error status, as an
+// *Error: the daemon's code and message when the body holds them.
+func (c *Client) apiError(resp *http.Response, method, path string) error {
 	var eb apitypes.ErrorBody
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if json.Unmarshal(raw, &eb) != nil || eb.Error.Message == "" {
-		return nil, &Error{Status: resp.StatusCode, Code: "http_error",
+		return &Error{Status: resp.StatusCode, Code: "http_error",
 			Message: fmt.Sprintf("%s %s: unexpected answer %s from %s", method, path, resp.Status, c.base)}
 	}
-	return nil, &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+	return &Error{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
 }
 
 // http1 is the Client's HTTP client held to HTTP/1.1, in which a
-// connection can switch protocols (HTTP/2 has no Upgrade).
+// connection can switch protocols (HTTP/2 has no Upgrade); it is made once
+// and shares its connections from then on.
 func (c *Client) http1() *http.Client {
-	tr, ok := c.http.Transport.(*http.Transport)
-	if !ok {
-		return c.http
-	}
-	tr = tr.Clone()
-	tr.ForceAttemptHTTP2 = false
-	tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
-	if tr.TLSClientConfig != nil {
-		tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
-	}
-	return &http.Client{Transport: tr}
+	c.h1.once.Do(func() {
+		c.h1.client = c.http
+		tr, ok := c.http.Transport.(*http.Transport)
+		if !ok {
+			return
+		}
+		tr = tr.Clone()
+		tr.ForceAttemptHTTP2 = false
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+		if tr.TLSClientConfig != nil {
+			tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+		}
+		c.h1.client = &http.Client{Transport: tr}
+	})
+	return c.h1.client
+}
+
+// lazyHTTP1 holds a Client's HTTP/1.1 client once made.
+type lazyHTTP1 struct {
+	once   sync.Once
+	client *http.Client
 }
 
 // upgradedConn is an HTTP connection switched to the attach protocol, as a

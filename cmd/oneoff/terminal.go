@@ -74,6 +74,11 @@ move a console to another machine. The audit trail records who did.`,
 func openTerminal(ctx context.Context, g *globals, c *client.Client, app string, req apitypes.CreateOneOff, files []client.File, opts client.TerminalOptions) (*client.Terminal, apitypes.Created, error) {
 	if opts.Via == client.ViaAuto && len(files) == 0 {
 		t, created, err := c.CreateAttached(ctx, app, req, opts)
+		if err != nil && created.ID != "" {
+			// Created, but its terminal could not be opened: do not leave
+			// it waiting for one that will not come.
+			_, _ = c.Stop(context.WithoutCancel(ctx), created.ID)
+		}
 		if err != nil || t != nil {
 			return t, created, err
 		}

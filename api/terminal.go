@@ -34,11 +34,12 @@ func (s *Server) mountTerminal(r chi.Router) {
 
 // recording serves a session's asciicast v2 recording.
 func (s *Server) recording(w http.ResponseWriter, r *http.Request) {
-	id := chi.URLParam(r, "id")
-	if _, err := s.oneoffs.Get(r.Context(), id); err != nil {
+	o, err := s.oneOff(r)
+	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	id := o.ID
 	f, err := s.oneoffs.Recording(id)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -56,7 +57,12 @@ func (s *Server) recording(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) rejoin(w http.ResponseWriter, r *http.Request) {
-	rec, token, err := s.oneoffs.Rejoin(r.Context(), chi.URLParam(r, "id"), r.Header.Get(RequesterHeader))
+	o, err := s.oneOff(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	rec, token, err := s.oneoffs.Rejoin(r.Context(), o.ID, r.Header.Get(RequesterHeader))
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -76,6 +82,11 @@ func (s *Server) attachWebSocket(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errdefs.Invalid("websocket_required", "GET /v1/oneoffs/{id}/attach is a WebSocket: send the Upgrade: websocket headers"))
 		return
 	}
+	o, err := s.oneOff(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	ws, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		s.log.Debug("attach WebSocket upgrade failed", "err", err)
@@ -84,7 +95,7 @@ func (s *Server) attachWebSocket(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(attach.MaxFrameLen + 64)
 	remote, _ := net.ResolveTCPAddr("tcp", r.RemoteAddr)
 	c := &wsConn{Conn: websocket.NetConn(context.Background(), ws, websocket.MessageBinary), remote: remote}
-	s.attach.serveWebSocket(c, chi.URLParam(r, "id"))
+	s.attach.serveWebSocket(c, o.ID)
 }
 
 // wsConn is a WebSocket as a net.Conn, with the client's address.

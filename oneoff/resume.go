@@ -181,11 +181,14 @@ func (m *Manager) Resume(ctx context.Context, id, token string, from int64, clie
 		r.mu.Unlock()
 		return errdefs.Invalid("bad_resume_offset", "cannot resume from byte %d: the session holds bytes %s", from, have)
 	}
-	next := r.rotate()
+	// The new token replaces the old one only once the reply carrying it
+	// is sent: a reply that cannot be sent leaves the old one good.
+	next := randomString(32)
 	if err := accept(r.l.snapshot().Name, next); err != nil {
 		r.mu.Unlock()
 		return fmt.Errorf("accept reconnect: %w", err)
 	}
+	r.token = sha256.Sum256([]byte(next))
 	r.forget(from)
 	old := r.cur
 	p := newPlugged(conn, from, true)
@@ -344,12 +347,18 @@ func (r *resumable) expire() {
 func (r *resumable) Next() (Input, error) {
 	for {
 		r.mu.Lock()
-		for r.cur == nil && !r.dead {
+		for r.cur == nil && !r.dead && r.final == nil {
 			r.cond.Wait()
 		}
 		if r.dead {
 			r.mu.Unlock()
 			return Input{}, errTerminalGone
+		}
+		if r.cur == nil {
+			// The end was told: input has nowhere to go, and a terminal
+			// coming back for the end gets it without this reader.
+			r.mu.Unlock()
+			return Input{}, io.EOF
 		}
 		p := r.cur
 		r.mu.Unlock()

@@ -46,8 +46,9 @@ func run(ctx context.Context, args []string) error {
 	nofile, err := raiseOpenFiles()
 	if err != nil {
 		log.Warn("open-files limit", "err", err)
+	} else {
+		log.Info("open-files limit", "limit", nofile)
 	}
-	log.Info("open-files limit", "limit", nofile)
 	fitOpenFiles(&cfg, nofile, log)
 	if err := privateDataDir(cfg.DataDir, log); err != nil {
 		return err
@@ -111,22 +112,24 @@ func run(ctx context.Context, args []string) error {
 		tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 
+	// Closed on every way out, an early one included; the servers close
+	// them again on shutdown, which is harmless.
 	apiLn, err := net.Listen("tcp", cfg.APIAddr)
 	if err != nil {
 		return fmt.Errorf("listen for the API on %s: %w", cfg.APIAddr, err)
 	}
+	defer apiLn.Close()
 	attachLn, err := net.Listen("tcp", cfg.AttachAddr)
 	if err != nil {
-		apiLn.Close()
 		return fmt.Errorf("listen for attach on %s: %w", cfg.AttachAddr, err)
 	}
+	defer attachLn.Close()
 	var metricsLn net.Listener
 	if cfg.MetricsAddr != "" {
 		if metricsLn, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
-			apiLn.Close()
-			attachLn.Close()
 			return fmt.Errorf("listen for metrics on %s: %w", cfg.MetricsAddr, err)
 		}
+		defer metricsLn.Close()
 	}
 
 	reg := prometheus.NewRegistry()
@@ -172,6 +175,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	sched := cron.New(cron.Config{Rules: cronRules, Metrics: reg}, mgr, deploys, db, log)
 	if err := sched.Start(ctx); err != nil {
+		_ = mgr.Close(context.Background())
 		return err
 	}
 	defer deploys.Subscribe(func(deploy.Release) { sched.Wake() })()

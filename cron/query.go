@@ -60,9 +60,11 @@ func (s *Scheduler) RunNow(ctx context.Context, app, job, requester string) (Run
 			if requester == "" {
 				requester = s.cfg.Requester
 			}
-			run := s.start(ctx, app, j, Manual, now, now, requester)
-			if run.Status == StartFailed {
-				return run, errdefs.Conflict("cron_start_failed", "cron job %q of app %q could not start: %s", job, app, run.Reason)
+			run, err := s.start(ctx, app, j, Manual, now, now, requester)
+			if err != nil {
+				// The one-off's own error, with its class: an engine down
+				// is a 503, an image gone a 404, a quota a 429.
+				return run, fmt.Errorf("cron job %q of app %q could not start: %w", job, app, err)
 			}
 			return run, nil
 		}

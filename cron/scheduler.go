@@ -332,14 +332,14 @@ func (s *Scheduler) fire(ctx context.Context, app string, j Job, since, now time
 		}
 	}
 	st.LastTick = latest
-	s.start(ctx, app, j, trigger, latest, now, s.cfg.Requester)
+	_, _ = s.start(ctx, app, j, trigger, latest, now, s.cfg.Requester) // recorded, and logged
 	return true
 }
 
 // start applies the job's overlap policy and starts a one-off for it, asked
 // for by requester. Called with mu held, which it lets go while the engine
 // is called.
-func (s *Scheduler) start(ctx context.Context, app string, j Job, trigger Trigger, due, now time.Time, requester string) Run {
+func (s *Scheduler) start(ctx context.Context, app string, j Job, trigger Trigger, due, now time.Time, requester string) (Run, error) {
 	st := s.state(key{app, j.Name})
 	run := Run{App: app, Job: j.Name, Trigger: trigger, ScheduledAt: due, At: now}
 	if prev := s.running[key{app, j.Name}]; trigger != Manual && j.overlap() != Allow && len(prev) > 0 {
@@ -353,7 +353,7 @@ func (s *Scheduler) start(ctx context.Context, app string, j Job, trigger Trigge
 			run.Status = Skipped
 			run.Reason = fmt.Sprintf("the previous run %s still runs (overlap: forbid)", strings.Join(names, ", "))
 			s.log.Info("cron: skipping a run, the previous one still runs", "app", app, "job", j.Name, "previous", names)
-			return s.record(ctx, run, st)
+			return s.record(ctx, run, st), nil
 		}
 		// Replace: asked to stop, not waited for.
 		s.log.Info("cron: replacing the previous run", "app", app, "job", j.Name, "previous", names)
@@ -377,7 +377,7 @@ func (s *Scheduler) start(ctx context.Context, app string, j Job, trigger Trigge
 		s.gauge(app, j.Name, st.Failures)
 		run.Status, run.Reason = StartFailed, message(err)
 		s.log.Error("cron: start a job's one-off", "app", app, "job", j.Name, "err", err)
-		return s.record(ctx, run, st)
+		return s.record(ctx, run, st), err
 	}
 	if trigger != Manual {
 		s.met.delay.Observe(s.cfg.Clock.Now().Sub(due).Seconds())
@@ -387,7 +387,7 @@ func (s *Scheduler) start(ctx context.Context, app string, j Job, trigger Trigge
 	s.log.Info("cron: job started", "app", app, "job", j.Name, "oneoff", o.ID, "name", o.Name, "trigger", trigger, "due", due)
 	run = s.record(ctx, run, st)
 	s.follow(run)
-	return run
+	return run, nil
 }
 
 // follow counts a started run as under way and watches it to its end.

@@ -144,7 +144,8 @@ type Store interface {
 	// CreateOneOff inserts a new record; a name already taken within the
 	// app is an errdefs.ErrConflict error.
 	CreateOneOff(ctx context.Context, o OneOff) error
-	// UpdateOneOff replaces a record.
+	// UpdateOneOff replaces a record, unless the record is finished and o
+	// is not: a finished one-off's end, once recorded, stays.
 	UpdateOneOff(ctx context.Context, o OneOff) error
 	// OneOff returns a record, or an errdefs.ErrNotFound error.
 	OneOff(ctx context.Context, id string) (OneOff, error)

@@ -79,17 +79,29 @@ func (db *DB) UpdateOneOff(ctx context.Context, o oneoff.OneOff) error {
 				state = ?, outcome = ?, exit_code = ?, error = ?, container_id = ?, client = ?,
 				started_at = ?, finished_at = ?, attach_deadline = ?, secret_hash = ?, expires_at = ?, size = ?,
 				uploads = ?, bytes_in = ?, bytes_out = ?, last_activity = ?, step = ?
-			WHERE id = ?`,
+			WHERE id = ? AND (state != 'finished' OR ? = 'finished')`,
 			o.Release, o.Image, cmd, envNames, string(o.Mode), o.TTY, o.Requester,
 			string(o.State), string(o.Outcome), exitCode(o.ExitCode), o.Error, o.ContainerID, o.Client,
 			formatNullTime(o.StartedAt), formatNullTime(o.FinishedAt), formatNullTime(o.AttachDeadline),
 			secretHash(o.SecretHash), formatNullTime(o.ExpiresAt), o.Size, uploads,
-			o.BytesIn, o.BytesOut, formatNullTime(o.LastActivity), string(o.Step), o.ID)
+			o.BytesIn, o.BytesOut, formatNullTime(o.LastActivity), string(o.Step), o.ID, string(o.State))
 		if err != nil {
 			return err
 		}
-		n, err = res.RowsAffected()
-		return err
+		if n, err = res.RowsAffected(); err != nil || n > 0 {
+			return err
+		}
+		// Nothing updated: no such record, or a finished one that an
+		// unfinished copy, written late by a path that lost a race with
+		// the end, must not reopen.
+		var state string
+		switch err := tx.QueryRowContext(ctx, `SELECT state FROM oneoffs WHERE id = ?`, o.ID).Scan(&state); {
+		case err == nil:
+			n = 1
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
+		}
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("update one-off %q: %w", o.ID, err)

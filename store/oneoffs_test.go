@@ -248,6 +248,19 @@ func TestDB_UpdateOneOff(t *testing.T) {
 		assertOneOff(t, got, o)
 	})
 
+	t.Run("a finished record is not reopened by a late copy", func(t *testing.T) {
+		late := o
+		late.State, late.Outcome, late.FinishedAt = oneoff.Pending, "", nil
+		if err := db.UpdateOneOff(ctx, late); err != nil {
+			t.Fatalf("UpdateOneOff: %v", err)
+		}
+		got, err := db.OneOff(ctx, o.ID)
+		if err != nil {
+			t.Fatalf("OneOff: %v", err)
+		}
+		assertOneOff(t, got, o)
+	})
+
 	t.Run("not found", func(t *testing.T) {
 		err := db.UpdateOneOff(ctx, minimalOneOff("ghost", "web", created))
 		if !errors.Is(err, errdefs.ErrNotFound) {

@@ -156,6 +156,11 @@ func (l *ConnLimit) shedIdlest() bool {
 			idlest = c
 		}
 	}
+	if idlest != nil {
+		// Closed while still known idle: a request arriving now cannot
+		// have started on it. Its place is given back below, unlocked.
+		_ = idlest.Conn.Close()
+	}
 	l.mu.Unlock()
 	if idlest == nil {
 		return false

@@ -93,10 +93,12 @@ func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
 func TestConnLimit_shedsIdle(t *testing.T) {
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
 	addr, reg := serveLimited(t, ok, 2)
-	first, firstR := keepAliveGet(t, addr, "/")
-	keepAliveGet(t, addr, "/")
 	// The server marks a connection idle once it has written the answer,
-	// which the client may read first.
+	// which the client may read first: wait for each, so that the first
+	// is the idlest however the server's goroutines are scheduled.
+	first, firstR := keepAliveGet(t, addr, "/")
+	waitGathered(t, reg, "oneoffd_api_connections_idle", 1)
+	keepAliveGet(t, addr, "/")
 	waitGathered(t, reg, "oneoffd_api_connections_idle", 2)
 	// Both places are held by idle keep-alive connections: a third client
 	// still gets an answer, the idlest connection making room.

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"slices"
 	"strings"
 	"time"
 
@@ -14,7 +15,7 @@ type engineMetrics struct {
 }
 
 // engineOps are the operations measured, as their metrics label them.
-var engineOps = []string{"ping", "create", "attach", "wait", "logs", "start", "copy", "resize", "signal", "stop", "remove", "list", "inspect", "pull", "network", "probe"}
+var engineOps = []string{"ping", "create", "attach", "wait", "logs", "start", "copy", "resize", "signal", "stop", "remove", "list", "inspect", "pull", "network", "probe", "distribution_inspect"}
 
 // Instrument registers the engine's metrics with reg: how long each kind of
 // call takes, and how many fail.
@@ -53,11 +54,10 @@ func (d *Docker) failed(op string) {
 		return
 	}
 	name, _, _ := strings.Cut(op, " ")
-	switch name {
-	case "read":
+	switch {
+	case name == "read":
 		name = "logs"
-	case "ping", "create", "attach", "wait", "start", "copy", "resize", "signal", "stop", "remove", "list", "inspect", "pull", "network", "probe":
-	default:
+	case !slices.Contains(engineOps, name):
 		name = "other"
 	}
 	d.met.errors.WithLabelValues(name).Inc()

@@ -65,6 +65,7 @@ type OneOff struct {
 	Error    string  `json:"error,omitempty"`
 
 	ContainerID  string     `json:"container_id,omitempty"`
+	Node         string     `json:"node,omitempty"`
 	Client       string     `json:"client,omitempty"`
 	BytesIn      int64      `json:"bytes_in"`
 	BytesOut     int64      `json:"bytes_out"`

@@ -18,7 +18,7 @@ import (
 	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/internal/testenv"
 	"github.com/oneoffd/oneoffd/oneoff"
-	"github.com/oneoffd/oneoffd/runtime"
+	"github.com/oneoffd/oneoffd/runtime/docker"
 )
 
 // deployNamed registers a release of the test image for app.
@@ -83,7 +83,7 @@ func (d *daemon) readyDetails(t testing.TB) []string {
 // inspectNetwork returns the engine's view of an app's network, or a
 // not-found error.
 func (d *daemon) inspectNetwork(app string) (network.Inspect, error) {
-	name, _ := runtime.NetworkNames(d.instance, app)
+	name, _ := docker.NetworkNames(d.instance, app)
 	return testenv.Docker(d.t).NetworkInspect(context.Background(), name, network.InspectOptions{})
 }
 
@@ -125,7 +125,7 @@ func TestIsolation_Defaults(t *testing.T) {
 	alpha, beta := d.deployNamed("isolation-alpha"), d.deployNamed("isolation-beta")
 
 	t.Run("a one-off holds the default capabilities only, and no new privileges", func(t *testing.T) {
-		d.checkCaps(t, alpha, runtime.DefaultCapabilities, "1")
+		d.checkCaps(t, alpha, docker.DefaultCapabilities, "1")
 	})
 
 	t.Run("readyz says what the engine cannot enforce, naming only the driver", func(t *testing.T) {
@@ -151,7 +151,7 @@ func TestIsolation_Defaults(t *testing.T) {
 		if err != nil {
 			t.Fatalf("the app's network while its one-off runs: %v", err)
 		}
-		_, bridge := runtime.NetworkNames(d.instance, alpha)
+		_, bridge := docker.NetworkNames(d.instance, alpha)
 		if got := nw.Options["com.docker.network.bridge.name"]; got != bridge {
 			t.Errorf("bridge = %q, want %q", got, bridge)
 		}

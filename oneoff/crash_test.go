@@ -44,19 +44,19 @@ func (c *crashRuntime) after(call string) {
 
 func (c *crashRuntime) gone() bool { return c.dead.Load() }
 
-func (c *crashRuntime) Create(ctx context.Context, spec oneoff.Spec) (string, error) {
+func (c *crashRuntime) Create(ctx context.Context, spec oneoff.Spec) (oneoff.Placement, error) {
 	c.after("before create")
 	if c.gone() {
-		return "", errDead
+		return oneoff.Placement{}, errDead
 	}
-	id, err := c.Runtime.Create(ctx, spec)
+	p, err := c.Runtime.Create(ctx, spec)
 	if err == nil {
 		c.after("create")
 	}
 	if c.gone() {
-		return "", errDead
+		return oneoff.Placement{}, errDead
 	}
-	return id, err
+	return p, err
 }
 
 func (c *crashRuntime) CopyTo(ctx context.Context, id, dir string, tar io.Reader) error {
@@ -73,25 +73,18 @@ func (c *crashRuntime) CopyTo(ctx context.Context, id, dir string, tar io.Reader
 	return err
 }
 
-func (c *crashRuntime) Start(ctx context.Context, id string) error {
+func (c *crashRuntime) Start(ctx context.Context, id string, opts oneoff.StartOptions) (oneoff.Process, error) {
 	if c.gone() {
-		return errDead
+		return oneoff.Process{}, errDead
 	}
-	err := c.Runtime.Start(ctx, id)
+	p, err := c.Runtime.Start(ctx, id, opts)
 	if err == nil {
 		c.after("start")
 	}
 	if c.gone() {
-		return errDead
+		return oneoff.Process{}, errDead
 	}
-	return err
-}
-
-func (c *crashRuntime) Attach(ctx context.Context, id string, tty bool) (oneoff.Stream, error) {
-	if c.gone() {
-		return nil, errDead
-	}
-	return c.Runtime.Attach(ctx, id, tty)
+	return p, err
 }
 
 func (c *crashRuntime) Stop(ctx context.Context, id string, grace time.Duration) error {

@@ -152,7 +152,8 @@ func (m *Manager) prepare(ctx context.Context, l *live, p plan) (OneOff, error) 
 	log := m.log.With("oneoff", rec.ID, "app", rec.App, "name", rec.Name)
 	ectx, cancel := m.engineContext(ctx)
 	defer cancel()
-	cid, err := m.rt.Create(ectx, p.spec)
+	placed, err := m.rt.Create(ectx, p.spec)
+	cid := placed.ID
 	if err != nil {
 		log.Warn("create container failed", "err", err)
 		m.finish(l, Failed, nil, userMessage(err))
@@ -160,7 +161,7 @@ func (m *Manager) prepare(ctx context.Context, l *live, p plan) (OneOff, error) 
 	}
 	// The next step's intent goes with the container's id, in one write.
 	l.mu.Lock()
-	l.rec.ContainerID, l.rec.Step = cid, StepNone
+	l.rec.ContainerID, l.rec.Node, l.rec.Step = cid, placed.Node, StepNone
 	if len(p.uploads) > 0 {
 		l.rec.Step = StepUpload
 	}

@@ -9,43 +9,76 @@ import (
 	"github.com/oneoffd/oneoffd/errdefs"
 )
 
-// Runtime runs containers. Its methods follow a container's life: Create,
-// Attach, Start, Resize, Wait, Stop, Remove.
+// Runtime runs one-offs' containers, on one engine or on a cluster that
+// places them. It speaks of what a one-off needs rather than of an engine's
+// calls: Create prepares the container with nothing of the one-off's running
+// yet, so that its files go in first (CopyTo); Start runs its command,
+// attached or detached; Resize, Signal, Stop and Wait act on the running
+// command; Remove takes everything away; List finds what is left. A
+// container is named by the ID that Create returns, which only the runtime
+// interprets.
 type Runtime interface {
 	Puller
-	// Create makes a container from spec without starting it.
-	Create(ctx context.Context, spec Spec) (containerID string, err error)
-	// Attach connects to the container's stdio; call it before Start so
-	// that no early output is lost.
-	Attach(ctx context.Context, containerID string, tty bool) (Stream, error)
-	// Wait returns a channel that yields how the container's run ends. For
-	// a container yet to start (started false; call it before Start) that
-	// is its next exit; for one already started, the end of that run, at
-	// once if it has ended.
-	Wait(ctx context.Context, containerID string, started bool) <-chan Exit
-	// Logs reads what the container wrote to its log, from opts.Since on
-	// (inclusive), and with opts.Follow goes on until the container stops.
-	// Only containers created with Spec.Logs keep a log.
-	Logs(ctx context.Context, containerID string, opts LogOptions) (LogReader, error)
-	// Start starts a created container.
-	Start(ctx context.Context, containerID string) error
-	// CopyTo unpacks a tar stream into dir in the container, which may
-	// not have started yet.
-	CopyTo(ctx context.Context, containerID, dir string, tar io.Reader) error
-	// Resize sets the size of the container's TTY.
-	Resize(ctx context.Context, containerID string, size TermSize) error
-	// Signal sends a signal, by name (e.g. "INT"), to the container's process.
-	Signal(ctx context.Context, containerID, signal string) error
-	// Stop sends SIGTERM, then SIGKILL after grace.
-	Stop(ctx context.Context, containerID string, grace time.Duration) error
-	// Remove deletes the container, running or not. Removing a container
-	// that does not exist is not an error.
-	Remove(ctx context.Context, containerID string) error
+	// Create prepares a container from spec and says where it was placed.
+	// Nothing of spec.Cmd runs before Start.
+	Create(ctx context.Context, spec Spec) (Placement, error)
+	// CopyTo unpacks a tar stream into dir in the container, before Start.
+	CopyTo(ctx context.Context, id, dir string, tar io.Reader) error
+	// Start runs the container's command. With opts.Attach the command's
+	// stdio is connected before it starts, so that nothing it prints is
+	// lost, and comes back as Process.Stream. ctx bounds the call;
+	// Process.Exit yields how the command ends, or an error once opts.Watch
+	// is done.
+	Start(ctx context.Context, id string, opts StartOptions) (Process, error)
+	// Wait yields how the command of a container started before, by this
+	// process or an earlier one, ends: at once if it has ended.
+	Wait(ctx context.Context, id string) <-chan Exit
+	// Logs reads what the command wrote to its log, from opts.Since on
+	// (inclusive), and with opts.Follow goes on until it ends. Only
+	// containers created with Spec.Logs keep a log.
+	Logs(ctx context.Context, id string, opts LogOptions) (LogReader, error)
+	// Resize sets the size of the command's TTY.
+	Resize(ctx context.Context, id string, size TermSize) error
+	// Signal sends a signal, by name (e.g. "INT"), to the command.
+	Signal(ctx context.Context, id, signal string) error
+	// Stop sends SIGTERM to the command, then SIGKILL after grace.
+	Stop(ctx context.Context, id string, grace time.Duration) error
+	// Remove deletes the container and all the runtime made for it,
+	// running or not. Removing one that does not exist is not an error.
+	Remove(ctx context.Context, id string) error
 	// List returns the containers, running or not, carrying all of labels.
 	List(ctx context.Context, labels map[string]string) ([]Container, error)
 	// Prune removes what the runtime made for containers that are gone,
-	// such as an app's network once none of its containers is left.
+	// such as an app's network once none of its containers is left, or a
+	// container a lost node left behind.
 	Prune(ctx context.Context) error
+}
+
+// Placement is where Create put a container.
+type Placement struct {
+	// ID names the container in the Runtime's other calls.
+	ID string
+	// Node is the name of the host that runs it, for operators.
+	Node string
+}
+
+// StartOptions say how to run a container's command.
+type StartOptions struct {
+	// Attach connects the command's stdio before it starts.
+	Attach bool
+	// TTY says the container has a terminal: its output is one stream.
+	TTY bool
+	// Watch bounds how long Process.Exit is watched; nil watches until the
+	// command ends.
+	Watch context.Context
+}
+
+// Process is a command that Start started.
+type Process struct {
+	// Stream is the command's stdio, when attached.
+	Stream Stream
+	// Exit yields how the command ends.
+	Exit <-chan Exit
 }
 
 // CodeEngineUnavailable is the errdefs code of a Runtime error that says
@@ -132,8 +165,10 @@ type Exit struct {
 
 // Container is a container the Runtime found.
 type Container struct {
-	ID      string
-	Labels  map[string]string
+	ID     string
+	Labels map[string]string
+	// Node is the name of the host it is on, when the runtime knows.
+	Node    string
 	Running bool
 	// Started says it was started once: it runs, or it ran and exited.
 	Started bool

@@ -36,9 +36,10 @@ func (m *Manager) startDetached(ctx context.Context, l *live, ttl time.Duration)
 		m.discard(l, Failed, userMessage(err))
 		return rec, fmt.Errorf("record one-off %q: %w", rec.ID, err)
 	}
-	exitc := m.rt.Wait(m.ctx, cid, false) // for as long as the daemon runs
 	m.logLifecycle(rec, startingLine(rec))
-	if err := m.rt.Start(ctx, cid); err != nil {
+	// Its end is watched for as long as the daemon runs.
+	proc, err := m.rt.Start(ctx, cid, StartOptions{TTY: rec.TTY, Watch: m.ctx})
+	if err != nil {
 		unstarted()
 		m.logLifecycle(rec, "Process failed to start: "+userMessage(err))
 		m.discard(l, Failed, userMessage(err))
@@ -53,7 +54,7 @@ func (m *Manager) startDetached(ctx context.Context, l *live, ttl time.Duration)
 	}
 	m.started(l)
 	m.bg.Add(1)
-	go m.followDetached(l, exitc, true)
+	go m.followDetached(l, proc.Exit, true)
 	return rec, nil
 }
 
@@ -64,12 +65,12 @@ func (m *Manager) adoptDetached(l *live) {
 	l.mu.Lock()
 	l.claimed = true
 	l.running = true
-	cid, name := l.rec.ContainerID, l.rec.Name
+	cid, name, rec := l.rec.ContainerID, l.rec.Name, l.rec
 	l.mu.Unlock()
-	m.met.running.WithLabelValues(string(Detached)).Inc()
+	m.met.runningOn(rec, 1)
 	m.log.Info("adopting a detached one-off", "oneoff", l.id, "app", l.app, "name", name)
 	m.bg.Add(1)
-	go m.followDetached(l, m.rt.Wait(m.ctx, cid, true), false)
+	go m.followDetached(l, m.rt.Wait(m.ctx, cid), false)
 }
 
 // followDetached feeds a detached one-off's output to the app's log,
@@ -146,7 +147,7 @@ func (m *Manager) followDetached(l *live, exitc <-chan Exit, fresh bool) {
 				}
 				engineWasGone = true
 				if present {
-					exitc = m.rt.Wait(ctx, rec.ContainerID, true)
+					exitc = m.rt.Wait(ctx, rec.ContainerID)
 					follow() // from the cursor on: no line twice
 					l.mu.Lock()
 					why := l.reason

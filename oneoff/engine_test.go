@@ -50,13 +50,29 @@ func (e *flakyEngine) isAway() bool {
 	return e.away != nil
 }
 
-func (e *flakyEngine) Wait(ctx context.Context, id string, started bool) <-chan oneoff.Exit {
-	out := make(chan oneoff.Exit, 1)
+func (e *flakyEngine) Wait(ctx context.Context, id string) <-chan oneoff.Exit {
 	if e.isAway() {
+		out := make(chan oneoff.Exit, 1)
 		out <- oneoff.Exit{Code: -1, Err: errEngineGone}
 		return out
 	}
-	inner := e.Runtime.Wait(ctx, id, started)
+	return e.watch(e.Runtime.Wait(ctx, id))
+}
+
+func (e *flakyEngine) Start(ctx context.Context, id string, opts oneoff.StartOptions) (oneoff.Process, error) {
+	if e.isAway() {
+		return oneoff.Process{}, errEngineGone
+	}
+	p, err := e.Runtime.Start(ctx, id, opts)
+	if err == nil {
+		p.Exit = e.watch(p.Exit)
+	}
+	return p, err
+}
+
+// watch passes inner's exit on, or errEngineGone once the engine goes away.
+func (e *flakyEngine) watch(inner <-chan oneoff.Exit) <-chan oneoff.Exit {
+	out := make(chan oneoff.Exit, 1)
 	go func() {
 		for {
 			e.mu.Lock()

@@ -245,7 +245,7 @@ func (m *Manager) Claim(ctx context.Context, id, secret, client string) (*Sessio
 	l.rec.Client = client
 	rec := l.rec
 	m.wg.Add(1)
-	go m.audit(rec, AuditAttach, rec.Requester, "terminal from "+client)
+	go m.audit(rec, AuditAttach, rec.Requester, "terminal from "+client+onNode(rec))
 	return &Session{m: m, l: l}, nil
 }
 
@@ -298,7 +298,7 @@ func (m *Manager) finish(l *live, outcome Outcome, code *int, msg string) {
 	l.mu.Unlock()
 	m.met.finished.WithLabelValues(string(rec.Mode), string(outcome)).Inc()
 	if running {
-		m.met.running.WithLabelValues(string(rec.Mode)).Dec()
+		m.met.runningOn(rec, -1)
 	}
 	if rec.StartedAt != nil {
 		m.met.runDuration.WithLabelValues(string(rec.Mode)).Observe(now.Sub(*rec.StartedAt).Seconds())

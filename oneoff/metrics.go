@@ -9,6 +9,7 @@ type metrics struct {
 	started        *prometheus.CounterVec
 	finished       *prometheus.CounterVec
 	running        *prometheus.GaugeVec
+	nodeRunning    *prometheus.GaugeVec
 	startLatency   *prometheus.HistogramVec
 	runDuration    *prometheus.HistogramVec
 	sessions       prometheus.Gauge
@@ -42,6 +43,10 @@ func newMetrics(reg prometheus.Registerer, sizes []Size) *metrics {
 			Name: "oneoffd_oneoffs_running",
 			Help: "One-offs whose container runs now, by mode.",
 		}, []string{"mode"}),
+		nodeRunning: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "oneoffd_node_oneoffs_running",
+			Help: "One-offs whose container runs now, by the node that runs it.",
+		}, []string{"node"}),
 		startLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "oneoffd_start_latency_seconds",
 			Help:    "Time from a one-off's request to its container running, by mode (an attached one-off's includes the wait for its terminal).",
@@ -93,7 +98,7 @@ func newMetrics(reg prometheus.Registerer, sizes []Size) *metrics {
 			Help: "Records deleted after the retention: finished one-offs (oneoff) and audit events (audit).",
 		}, []string{"kind"}),
 	}
-	reg.MustRegister(m.started, m.finished, m.running, m.startLatency, m.runDuration, m.sessions,
+	reg.MustRegister(m.started, m.finished, m.running, m.nodeRunning, m.startLatency, m.runDuration, m.sessions,
 		m.attachBytes, m.idleReaps, m.attachExpiries, m.lifetimeStops, m.uploadBytes, m.logLines, m.logDropped,
 		m.quotaRefusals, m.recordsPruned)
 	// Every series exists from the start, at zero, so that rates and
@@ -125,8 +130,16 @@ func (m *Manager) started(l *live) {
 	rec := l.rec
 	l.mu.Unlock()
 	m.met.started.WithLabelValues(string(rec.Mode), rec.Size).Inc()
-	m.met.running.WithLabelValues(string(rec.Mode)).Inc()
+	m.met.runningOn(rec, 1)
 	if rec.StartedAt != nil {
 		m.met.startLatency.WithLabelValues(string(rec.Mode)).Observe(rec.StartedAt.Sub(rec.CreatedAt).Seconds())
+	}
+}
+
+// runningOn moves the running gauges of rec's mode and node by delta.
+func (m *metrics) runningOn(rec OneOff, delta float64) {
+	m.running.WithLabelValues(string(rec.Mode)).Add(delta)
+	if rec.Node != "" {
+		m.nodeRunning.WithLabelValues(rec.Node).Add(delta)
 	}
 }

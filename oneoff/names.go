@@ -22,13 +22,22 @@ func userMessage(err error) string {
 
 // describe says in a few words how a finished one-off ended.
 func describe(rec OneOff) string {
-	if rec.Error != "" {
-		return fmt.Sprintf("%s: %s", rec.Outcome, rec.Error)
+	d := string(rec.Outcome)
+	switch {
+	case rec.Error != "":
+		d = fmt.Sprintf("%s: %s", rec.Outcome, rec.Error)
+	case rec.ExitCode != nil:
+		d = fmt.Sprintf("%s, exit code %d", rec.Outcome, *rec.ExitCode)
 	}
-	if rec.ExitCode != nil {
-		return fmt.Sprintf("%s, exit code %d", rec.Outcome, *rec.ExitCode)
+	return d + onNode(rec)
+}
+
+// onNode says where rec ran, for the audit trail: "" before it was placed.
+func onNode(rec OneOff) string {
+	if rec.Node == "" {
+		return ""
 	}
-	return string(rec.Outcome)
+	return " (node " + rec.Node + ")"
 }
 
 var idEncoding = base32.NewEncoding("0123456789abcdefghjkmnpqrstvwxyz").WithPadding(base32.NoPadding)

@@ -113,6 +113,8 @@ type OneOff struct {
 	Error string `json:"error,omitempty"`
 
 	ContainerID string `json:"container_id,omitempty"`
+	// Node is the host that runs it, as its runtime names it.
+	Node string `json:"node,omitempty"`
 	// Step is the engine call under way, recorded before it is made.
 	Step Step `json:"-"`
 	// Client is the address of the attached terminal, once attached.

@@ -97,15 +97,12 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 		conn.Finish(res)
 		return res
 	}
-	stream, err := m.rt.Attach(ectx, cid, rec.TTY)
+	proc, err := m.rt.Start(ectx, cid, StartOptions{Attach: true, TTY: rec.TTY})
 	if err != nil {
 		return fail(err)
 	}
+	stream, exitc := proc.Stream, proc.Exit
 	defer stream.Close()
-	exitc := m.rt.Wait(ectx, cid, false)
-	if err := m.rt.Start(ectx, cid); err != nil {
-		return fail(err)
-	}
 	now := m.cfg.Now().UTC()
 	l.mu.Lock()
 	l.rec.State, l.rec.StartedAt, l.rec.AttachDeadline = Running, &now, nil

@@ -17,7 +17,7 @@ import (
 const oneOffColumns = `id, name, app, "release", image, command, env_names, mode, tty, requester,
 	state, outcome, exit_code, error, container_id, client,
 	created_at, started_at, finished_at, attach_deadline, secret_hash, expires_at, size, uploads,
-	bytes_in, bytes_out, last_activity, step`
+	bytes_in, bytes_out, last_activity, step, node`
 
 // CreateOneOff inserts a new record; a name already taken within the app is
 // an errdefs.ErrConflict error.
@@ -37,12 +37,12 @@ func (db *DB) CreateOneOff(ctx context.Context, o oneoff.OneOff) error {
 	err = db.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx,
 			`INSERT INTO oneoffs (`+oneOffColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			o.ID, o.Name, o.App, o.Release, o.Image, cmd, envNames, string(o.Mode), o.TTY, o.Requester,
 			string(o.State), string(o.Outcome), exitCode(o.ExitCode), o.Error, o.ContainerID, o.Client,
 			formatTime(o.CreatedAt), formatNullTime(o.StartedAt), formatNullTime(o.FinishedAt),
 			formatNullTime(o.AttachDeadline), secretHash(o.SecretHash), formatNullTime(o.ExpiresAt), o.Size, uploads,
-			o.BytesIn, o.BytesOut, formatNullTime(o.LastActivity), string(o.Step))
+			o.BytesIn, o.BytesOut, formatNullTime(o.LastActivity), string(o.Step), o.Node)
 		return err
 	})
 	if isUniqueViolation(err) {
@@ -78,13 +78,13 @@ func (db *DB) UpdateOneOff(ctx context.Context, o oneoff.OneOff) error {
 				"release" = ?, image = ?, command = ?, env_names = ?, mode = ?, tty = ?, requester = ?,
 				state = ?, outcome = ?, exit_code = ?, error = ?, container_id = ?, client = ?,
 				started_at = ?, finished_at = ?, attach_deadline = ?, secret_hash = ?, expires_at = ?, size = ?,
-				uploads = ?, bytes_in = ?, bytes_out = ?, last_activity = ?, step = ?
+				uploads = ?, bytes_in = ?, bytes_out = ?, last_activity = ?, step = ?, node = ?
 			WHERE id = ? AND (state != 'finished' OR ? = 'finished')`,
 			o.Release, o.Image, cmd, envNames, string(o.Mode), o.TTY, o.Requester,
 			string(o.State), string(o.Outcome), exitCode(o.ExitCode), o.Error, o.ContainerID, o.Client,
 			formatNullTime(o.StartedAt), formatNullTime(o.FinishedAt), formatNullTime(o.AttachDeadline),
 			secretHash(o.SecretHash), formatNullTime(o.ExpiresAt), o.Size, uploads,
-			o.BytesIn, o.BytesOut, formatNullTime(o.LastActivity), string(o.Step), o.ID, string(o.State))
+			o.BytesIn, o.BytesOut, formatNullTime(o.LastActivity), string(o.Step), o.Node, o.ID, string(o.State))
 		if err != nil {
 			return err
 		}
@@ -194,7 +194,7 @@ func scanOneOff(s scanner) (oneoff.OneOff, error) {
 	if err := s.Scan(&o.ID, &o.Name, &o.App, &o.Release, &o.Image, &cmd, &envNames, &mode, &o.TTY, &o.Requester,
 		&state, &outcome, &code, &o.Error, &o.ContainerID, &o.Client,
 		&created, &started, &finished, &deadline, &hash, &expires, &o.Size, &uploads,
-		&o.BytesIn, &o.BytesOut, &lastActivity, &step); err != nil {
+		&o.BytesIn, &o.BytesOut, &lastActivity, &step, &o.Node); err != nil {
 		return oneoff.OneOff{}, err
 	}
 	o.Mode, o.State, o.Outcome, o.Step = oneoff.Mode(mode), oneoff.State(state), oneoff.Outcome(outcome), oneoff.Step(step)

@@ -322,6 +322,8 @@ CREATE TABLE cron_runs (
 CREATE INDEX cron_runs_by_job ON cron_runs (app, job, seq);
 CREATE INDEX cron_runs_unfinished ON cron_runs (status, finished_at);
 `,
+	// 8: the node a one-off runs on, on a cluster.
+	`ALTER TABLE oneoffs ADD COLUMN node TEXT NOT NULL DEFAULT '';`,
 }
 
 // migrate applies the migrations the database lacks, each in its own

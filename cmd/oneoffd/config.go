@@ -18,7 +18,7 @@ import (
 	"github.com/oneoffd/oneoffd/cron"
 	"github.com/oneoffd/oneoffd/logs"
 	"github.com/oneoffd/oneoffd/oneoff"
-	"github.com/oneoffd/oneoffd/runtime"
+	"github.com/oneoffd/oneoffd/runtime/docker"
 	"github.com/oneoffd/oneoffd/store"
 )
 
@@ -56,7 +56,7 @@ type config struct {
 	LogFormat         string
 	Version           bool
 	// How one-offs are isolated; the instance is set at start-up.
-	Isolation runtime.Isolation
+	Isolation docker.Isolation
 	// MaxOneOffsPerApp and MaxOneOffs are the quotas of one-offs pending
 	// or running, of one app and of all.
 	MaxOneOffsPerApp int
@@ -148,7 +148,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		}
 		fs.BoolVar(p, name, *p, usage+" (env "+env+")")
 	}
-	caps := strings.Join(shortCapabilities(runtime.DefaultCapabilities), ",")
+	caps := strings.Join(shortCapabilities(docker.DefaultCapabilities), ",")
 	str(&caps, "capabilities", "ONEOFFD_CAPABILITIES", caps, "the only capabilities one-offs keep, comma-separated (none for none); all others are dropped")
 	boolean(&c.Isolation.NoNewPrivileges, "no-new-privileges", "ONEOFFD_NO_NEW_PRIVILEGES", true, "keep setuid binaries and file capabilities from granting one-offs' processes more")
 	boolean(&c.Isolation.AppNetworks, "app-networks", "ONEOFFD_APP_NETWORKS", true, "put each app's one-offs on a network of their own (false: the engine's default bridge)")
@@ -212,7 +212,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("--log-retention %q: give a size of at least 1MiB, such as 64MiB or 1GB", retention)
 	}
 	c.LogRetention = int64(n)
-	if c.Isolation.Capabilities, err = runtime.ParseCapabilities(caps); err != nil {
+	if c.Isolation.Capabilities, err = docker.ParseCapabilities(caps); err != nil {
 		return c, fmt.Errorf("--capabilities: %w", err)
 	}
 	if q, err := humanize.ParseBytes(diskQuota); err != nil {

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/oneoffd/oneoffd/runtime"
+	"github.com/oneoffd/oneoffd/runtime/docker"
 )
 
 func TestParseConfig_isolation(t *testing.T) {
@@ -16,7 +16,7 @@ func TestParseConfig_isolation(t *testing.T) {
 			t.Fatal(err)
 		}
 		iso := c.Isolation
-		if !slices.Equal(iso.Capabilities, runtime.DefaultCapabilities) || !iso.NoNewPrivileges || !iso.AppNetworks || iso.DiskQuota != runtime.DefaultDiskQuota {
+		if !slices.Equal(iso.Capabilities, docker.DefaultCapabilities) || !iso.NoNewPrivileges || !iso.AppNetworks || iso.DiskQuota != docker.DefaultDiskQuota {
 			t.Errorf("isolation = %+v, want the defaults", iso)
 		}
 	})

@@ -26,7 +26,7 @@ import (
 	"github.com/oneoffd/oneoffd/internal/version"
 	"github.com/oneoffd/oneoffd/logs"
 	"github.com/oneoffd/oneoffd/oneoff"
-	"github.com/oneoffd/oneoffd/runtime"
+	"github.com/oneoffd/oneoffd/runtime/docker"
 	"github.com/oneoffd/oneoffd/store"
 )
 
@@ -85,23 +85,23 @@ func run(ctx context.Context, args []string) error {
 	drainsDone := make(chan struct{})
 	go func() { defer close(drainsDone); drains.Run(drainsCtx) }()
 	defer func() { stopDrains(); <-drainsDone }()
-	docker, err := runtime.NewDocker(cfg.DockerHost)
+	engine, err := docker.New(cfg.DockerHost)
 	if err != nil {
 		return err
 	}
-	defer docker.Close()
+	defer engine.Close()
 	cfg.Isolation.Instance = instance
-	docker.SetIsolation(cfg.Isolation)
-	docker.SetLogger(log)
-	if risky := runtime.RiskyCapabilities(cfg.Isolation.Capabilities); len(risky) > 0 {
+	engine.SetIsolation(cfg.Isolation)
+	engine.SetLogger(log)
+	if risky := docker.RiskyCapabilities(cfg.Isolation.Capabilities); len(risky) > 0 {
 		log.Warn("one-offs keep capabilities that reach beyond their container", "capabilities", strings.Join(risky, ","))
 	}
 	if cfg.RegistryConfig != "" {
-		auths, err := runtime.LoadDockerConfig(cfg.RegistryConfig)
+		auths, err := docker.LoadDockerConfig(cfg.RegistryConfig)
 		if err != nil {
 			return fmt.Errorf("--registry-config: %w", err)
 		}
-		docker.SetRegistryAuth(auths)
+		engine.SetRegistryAuth(auths)
 	}
 	var tlsConfig *tls.Config
 	if cfg.TLSCert != "" {
@@ -139,7 +139,7 @@ func run(ctx context.Context, args []string) error {
 			Help:        "The running build: always 1, with its version and commit as labels.",
 			ConstLabels: prometheus.Labels{"version": version.Version(), "commit": version.Commit()},
 		}, func() float64 { return 1 }))
-	docker.Instrument(reg)
+	engine.Instrument(reg)
 	sizeNames := make([]string, len(cfg.Sizes))
 	for i, sz := range cfg.Sizes {
 		sizeNames[i] = sz.Name
@@ -158,10 +158,10 @@ func run(ctx context.Context, args []string) error {
 		RecordDir: recordDir, RecordingMaxSize: cfg.RecordingMaxSize,
 		Metrics:   reg,
 		MaxPerApp: cfg.MaxOneOffsPerApp, MaxTotal: cfg.MaxOneOffs, RecordRetention: cfg.RecordRetention,
-	}, docker, db, deploys, logStore, log)
+	}, engine, db, deploys, logStore, log)
 	deploys.CheckImage = mgr.CheckImage // a deploy of an image that cannot run fails then
 	probeCtx, cancelProbe := context.WithTimeout(ctx, 30*time.Second)
-	err = docker.Probe(probeCtx)
+	err = engine.Probe(probeCtx)
 	cancelProbe()
 	if err != nil {
 		log.Warn("could not ask the engine whether it supports disk quotas; the first one-off will ask again", "err", err)
@@ -184,8 +184,8 @@ func run(ctx context.Context, args []string) error {
 		Version: version.Version(), Commit: version.Commit(), MetricsPublic: cfg.MetricsPublic,
 	}, api.Deps{
 		OneOffs: mgr, Deploys: deploys, Logs: logStore, Drains: drains, DrainStore: db, Log: log, Metrics: apiMetrics,
-		Ready:        map[string]api.Checker{"engine": docker.Ping, "database": db.Ping},
-		ReadyDetails: func() []string { return docker.Isolation().Details() },
+		Ready:        map[string]api.Checker{"engine": engine.Ping, "database": db.Ping},
+		ReadyDetails: func() []string { return engine.Isolation().Details() },
 		Cron:         sched,
 	})
 	apiConns := api.NewConnLimit(apiLn, cfg.APIMaxConns, log, reg)
@@ -230,7 +230,7 @@ func run(ctx context.Context, args []string) error {
 		}()
 	}
 	attrs := []any{"version", version.Version(), "commit", version.Commit(), "api_addr", apiLn.Addr().String(), "attach_addr", attachLn.Addr().String(),
-		"data_dir", cfg.DataDir, "docker_host", docker.Client().DaemonHost()}
+		"data_dir", cfg.DataDir, "docker_host", engine.Client().DaemonHost()}
 	if metricsLn != nil {
 		attrs = append(attrs, "metrics_addr", metricsLn.Addr().String())
 	}
@@ -238,7 +238,7 @@ func run(ctx context.Context, args []string) error {
 		attrs = append(attrs, "token_file", tokenFile)
 	}
 	log.Info("oneoffd ready", attrs...)
-	if err := docker.Ping(ctx); err != nil {
+	if err := engine.Ping(ctx); err != nil {
 		log.Warn("the Docker engine does not answer yet; one-offs will fail until it does", "err", err)
 	}
 
@@ -270,7 +270,7 @@ func run(ctx context.Context, args []string) error {
 	// go: a few seconds, not the whole shutdown timeout.
 	pruneCtx, cancelPrune := context.WithTimeout(shutdown, 5*time.Second)
 	defer cancelPrune()
-	if err := docker.PruneWait(pruneCtx); err != nil {
+	if err := engine.PruneWait(pruneCtx); err != nil {
 		log.Warn("remove unused app networks", "err", err)
 	}
 	log.Info("oneoffd stopped")

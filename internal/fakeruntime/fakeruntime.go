@@ -92,7 +92,7 @@ func (r *Runtime) get(id string) (*container, error) {
 }
 
 // Create makes a stopped container from spec, unless CreateErr is set.
-func (r *Runtime) Create(_ context.Context, spec oneoff.Spec) (string, error) {
+func (r *Runtime) Create(_ context.Context, spec oneoff.Spec) (oneoff.Placement, error) {
 	if r.CreateHook != nil {
 		r.CreateHook(spec)
 	}
@@ -100,9 +100,35 @@ func (r *Runtime) Create(_ context.Context, spec oneoff.Spec) (string, error) {
 	defer r.mu.Unlock()
 	r.record("create")
 	if r.CreateErr != nil {
-		return "", r.CreateErr
+		return oneoff.Placement{}, r.CreateErr
 	}
-	return r.addLocked(spec, false), nil
+	return oneoff.Placement{ID: r.addLocked(spec, false), Node: Node}, nil
+}
+
+// Node is the node every fake container is placed on.
+const Node = "fake-node"
+
+// Start runs container id: attached first when asked, its exit awaited,
+// then marked running (unless StartErr is set).
+func (r *Runtime) Start(ctx context.Context, id string, opts oneoff.StartOptions) (oneoff.Process, error) {
+	var p oneoff.Process
+	if opts.Attach {
+		s, err := r.attach(ctx, id)
+		if err != nil {
+			return p, err
+		}
+		p.Stream = s
+	}
+	p.Exit = r.wait(ctx, id, false)
+	if err := r.start(ctx, id); err != nil {
+		return oneoff.Process{}, err
+	}
+	return p, nil
+}
+
+// Wait yields how container id's current run ends, at once if it has.
+func (r *Runtime) Wait(ctx context.Context, id string) <-chan oneoff.Exit {
+	return r.wait(ctx, id, true)
 }
 
 func (r *Runtime) addLocked(spec oneoff.Spec, running bool) string {
@@ -116,8 +142,8 @@ func (r *Runtime) addLocked(spec oneoff.Spec, running bool) string {
 	return id
 }
 
-// Attach gives container id a Stream the test can feed and read.
-func (r *Runtime) Attach(_ context.Context, id string, _ bool) (oneoff.Stream, error) {
+// attach gives container id a Stream the test can feed and read.
+func (r *Runtime) attach(_ context.Context, id string) (oneoff.Stream, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.record("attach %s", id)
@@ -130,9 +156,9 @@ func (r *Runtime) Attach(_ context.Context, id string, _ bool) (oneoff.Stream, e
 	return c.stream, nil
 }
 
-// Wait returns a channel that yields container id's next exit, or with
+// wait returns a channel that yields container id's next exit, or with
 // started the end of its current run, at once if it has ended.
-func (r *Runtime) Wait(_ context.Context, id string, started bool) <-chan oneoff.Exit {
+func (r *Runtime) wait(_ context.Context, id string, started bool) <-chan oneoff.Exit {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ch := make(chan oneoff.Exit, 1)
@@ -213,8 +239,8 @@ func (l *logReader) Next() (oneoff.LogEntry, error) {
 
 func (l *logReader) Close() error { return nil }
 
-// Start marks container id running, unless StartErr is set.
-func (r *Runtime) Start(_ context.Context, id string) error {
+// start marks container id running, unless StartErr is set.
+func (r *Runtime) start(_ context.Context, id string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.record("start %s", id)

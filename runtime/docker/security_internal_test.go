@@ -1,4 +1,4 @@
-package runtime
+package docker
 
 import (
 	"slices"
@@ -24,7 +24,7 @@ func TestDocker_containerConfig(t *testing.T) {
 		{"no-new-privileges off", Isolation{Capabilities: []string{"CAP_KILL"}}, false, nil, nil},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			d := &Docker{iso: tt.iso}
+			d := &Runtime{iso: tt.iso}
 			_, host := d.containerConfig(spec, tt.quota)
 			if got, want := host.CapDrop, []string{"ALL"}; !slices.Equal(got, want) {
 				t.Errorf("CapDrop = %v, want %v", got, want)

@@ -1,4 +1,4 @@
-package runtime_test
+package docker_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 	"github.com/oneoffd/oneoffd/errdefs"
 	"github.com/oneoffd/oneoffd/internal/testenv"
 	"github.com/oneoffd/oneoffd/oneoff"
-	"github.com/oneoffd/oneoffd/runtime"
+	"github.com/oneoffd/oneoffd/runtime/docker"
 )
 
 // TestDocker_engineKilled kills the engine under a wait, a log follow and
@@ -20,7 +20,7 @@ import (
 func TestDocker_engineKilled(t *testing.T) {
 	t.Parallel()
 	eng := testenv.StartEngine(t, testenv.EngineOptions{})
-	d, err := runtime.NewDocker(eng.Host)
+	d, err := docker.New(eng.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,14 +28,15 @@ func TestDocker_engineKilled(t *testing.T) {
 	ctx := context.Background()
 	labels := map[string]string{oneoff.LabelManaged: "true", oneoff.LabelInstance: "runtime-engine-test"}
 	s := oneoff.Spec{Image: testenv.Image(t), Cmd: []string{"sh", "-c", "while :; do echo tick; sleep 0.1; done"}, Labels: labels, Logs: true}
-	cid, err := d.Create(ctx, s)
+	cid, err := created(d.Create(ctx, s))
 	if err != nil {
 		t.Fatal(err)
 	}
-	exitc := d.Wait(ctx, cid, false)
-	if err := d.Start(ctx, cid); err != nil {
+	proc, err := d.Start(ctx, cid, oneoff.StartOptions{})
+	if err != nil {
 		t.Fatal(err)
 	}
+	exitc := proc.Exit
 	logs, err := d.Logs(ctx, cid, oneoff.LogOptions{Follow: true})
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +93,7 @@ func TestDocker_engineKilled(t *testing.T) {
 		if err != nil || len(list) != 1 || list[0].Running {
 			t.Fatalf("list: %+v, %v; want the container, not running", list, err)
 		}
-		exit := <-d.Wait(ctx, cid, true)
+		exit := <-d.Wait(ctx, cid)
 		if exit.Err != nil || exit.Code == 0 {
 			t.Errorf("wait after the restart: %+v, want the non-zero code of a lost container", exit)
 		}

@@ -1,4 +1,4 @@
-package runtime
+package docker
 
 import (
 	"slices"
@@ -19,7 +19,7 @@ var engineOps = []string{"ping", "create", "attach", "wait", "logs", "start", "c
 
 // Instrument registers the engine's metrics with reg: how long each kind of
 // call takes, and how many fail.
-func (d *Docker) Instrument(reg prometheus.Registerer) {
+func (d *Runtime) Instrument(reg prometheus.Registerer) {
 	m := &engineMetrics{
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "oneoffd_engine_request_duration_seconds",
@@ -40,7 +40,7 @@ func (d *Docker) Instrument(reg prometheus.Registerer) {
 }
 
 // timed starts timing a call; the returned function ends it.
-func (d *Docker) timed(op string) func() {
+func (d *Runtime) timed(op string) func() {
 	if d.met == nil {
 		return func() {}
 	}
@@ -49,7 +49,7 @@ func (d *Docker) timed(op string) func() {
 }
 
 // failed counts a failed call; op is wrap's, whose first word names it.
-func (d *Docker) failed(op string) {
+func (d *Runtime) failed(op string) {
 	if d.met == nil {
 		return
 	}

@@ -1,4 +1,4 @@
-package runtime
+package docker
 
 import (
 	"context"
@@ -57,7 +57,7 @@ type appNetwork struct {
 }
 
 // appNetwork returns the entry of an app's network, made on first use.
-func (d *Docker) appNetwork(app string) *appNetwork {
+func (d *Runtime) appNetwork(app string) *appNetwork {
 	d.netMu.Lock()
 	defer d.netMu.Unlock()
 	if d.nets == nil {
@@ -74,7 +74,7 @@ func (d *Docker) appNetwork(app string) *appNetwork {
 // ensureNetwork returns the ID of the app's network, creating it if the
 // engine has none. Concurrent calls for one app create it once; a network
 // another call or process created first is taken as it is.
-func (d *Docker) ensureNetwork(ctx context.Context, n *appNetwork, app string) (string, error) {
+func (d *Runtime) ensureNetwork(ctx context.Context, n *appNetwork, app string) (string, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.id != "" {
@@ -129,7 +129,7 @@ func (n *appNetwork) forget() {
 
 // findNetwork returns the ID of this daemon's network of app named name,
 // the oldest if there are several; "" if there is none.
-func (d *Docker) findNetwork(ctx context.Context, app, name string) (string, error) {
+func (d *Runtime) findNetwork(ctx context.Context, app, name string) (string, error) {
 	list, err := d.cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(
 		filters.Arg("label", oneoff.LabelManaged+"=true"),
 		filters.Arg("label", oneoff.LabelInstance+"="+d.iso.Instance),
@@ -149,7 +149,7 @@ func (d *Docker) findNetwork(ctx context.Context, app, name string) (string, err
 // defaultMTU is the MTU the engine gives its default bridge (daemon.json's
 // "mtu"), which new networks do not inherit: on a host whose own links are
 // narrower than 1500 bytes, an app network needs it too.
-func (d *Docker) defaultMTU(ctx context.Context) string {
+func (d *Runtime) defaultMTU(ctx context.Context) string {
 	nw, err := d.cli.NetworkInspect(ctx, "bridge", network.InspectOptions{})
 	if err != nil {
 		return ""
@@ -160,7 +160,7 @@ func (d *Docker) defaultMTU(ctx context.Context) string {
 // Prune removes this daemon's app networks that no container uses any
 // more, and that no Create is using at the moment. A network that turns
 // out to be in use is left for a later round.
-func (d *Docker) Prune(ctx context.Context) error {
+func (d *Runtime) Prune(ctx context.Context) error {
 	_, err := d.prune(ctx)
 	return err
 }
@@ -168,7 +168,7 @@ func (d *Docker) Prune(ctx context.Context) error {
 // PruneWait is Prune for a daemon about to stop: a network the engine
 // still holds an endpoint on, for a container whose removal it has yet to
 // finish, is tried again until ctx is done.
-func (d *Docker) PruneWait(ctx context.Context) error {
+func (d *Runtime) PruneWait(ctx context.Context) error {
 	for {
 		busy, err := d.prune(ctx)
 		if err != nil || busy == 0 {
@@ -184,7 +184,7 @@ func (d *Docker) PruneWait(ctx context.Context) error {
 
 // prune removes the unused app networks, and says how many the engine
 // would not let go for endpoints of containers no longer listed.
-func (d *Docker) prune(ctx context.Context) (busy int, err error) {
+func (d *Runtime) prune(ctx context.Context) (busy int, err error) {
 	defer d.timed("network")()
 	list, err := d.cli.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(
 		filters.Arg("label", oneoff.LabelManaged+"=true"),
@@ -210,7 +210,7 @@ func (d *Docker) prune(ctx context.Context) (busy int, err error) {
 var errEndpointsHeld = errors.New("the engine still holds endpoints on the network")
 
 // pruneNetwork removes an app network if no container uses it.
-func (d *Docker) pruneNetwork(ctx context.Context, nw network.Summary) error {
+func (d *Runtime) pruneNetwork(ctx context.Context, nw network.Summary) error {
 	n := d.appNetwork(nw.Labels[oneoff.LabelApp])
 	if !n.use.TryLock() {
 		return nil // a container is being created on it
@@ -257,7 +257,7 @@ func (d *Docker) pruneNetwork(ctx context.Context, nw network.Summary) error {
 // container removed while it stops, and then never lets the network go
 // ("has active endpoints", with no container on it). A container that is
 // gone, or on no app network, is left as it is.
-func (d *Docker) leaveAppNetworks(ctx context.Context, id string) {
+func (d *Runtime) leaveAppNetworks(ctx context.Context, id string) {
 	if !d.iso.AppNetworks {
 		return
 	}

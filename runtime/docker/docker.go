@@ -1,7 +1,7 @@
-// Package runtime runs one-off containers on a Docker Engine. It speaks the
+// Package docker runs one-off containers on a Docker Engine. It speaks the
 // engine's API through the official client, negotiating the API version so
 // that engines as old as API 1.41 work.
-package runtime
+package docker
 
 import (
 	"context"
@@ -30,15 +30,15 @@ import (
 	"github.com/oneoffd/oneoffd/oneoff"
 )
 
-var _ oneoff.Runtime = (*Docker)(nil)
+var _ oneoff.Runtime = (*Runtime)(nil)
 
 // detachKeys replaces the engine's default detach sequence (Ctrl-P Ctrl-Q),
 // which would swallow a shell user's Ctrl-P, and which cannot be turned off.
 // Bytes 0xFF 0xFE never occur in UTF-8 text, so no user types them.
 const detachKeys = "\xff,\xfe"
 
-// Docker is a Runtime backed by a Docker Engine.
-type Docker struct {
+// Runtime is a oneoff.Runtime backed by a Docker Engine.
+type Runtime struct {
 	cli *client.Client
 
 	authMu sync.Mutex
@@ -53,12 +53,14 @@ type Docker struct {
 	quota   quotaState
 	netMu   sync.Mutex
 	nets    map[string]*appNetwork // by app
+	nodeMu  sync.Mutex
+	node    string // the engine's host name, once known
 }
 
-// NewDocker connects to the engine at host, or where DOCKER_HOST and the
+// New connects to the engine at host, or where DOCKER_HOST and the
 // other DOCKER_* variables say when host is empty. Its containers get the
 // default isolation until SetIsolation.
-func NewDocker(host string) (*Docker, error) {
+func New(host string) (*Runtime, error) {
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	if host != "" {
 		opts = append(opts, client.WithHost(host))
@@ -67,12 +69,12 @@ func NewDocker(host string) (*Docker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w", err)
 	}
-	return &Docker{cli: cli, iso: DefaultIsolation("")}, nil
+	return &Runtime{cli: cli, iso: DefaultIsolation("")}, nil
 }
 
 // SetIsolation sets how containers are isolated; call it before the first
 // Create.
-func (d *Docker) SetIsolation(iso Isolation) {
+func (d *Runtime) SetIsolation(iso Isolation) {
 	d.quotaMu.Lock()
 	defer d.quotaMu.Unlock()
 	iso.Capabilities = slices.Clone(iso.Capabilities)
@@ -81,7 +83,7 @@ func (d *Docker) SetIsolation(iso Isolation) {
 
 // Isolation reports the isolation in force, and what the engine said of
 // disk quotas.
-func (d *Docker) Isolation() IsolationReport {
+func (d *Runtime) Isolation() IsolationReport {
 	d.quotaMu.Lock()
 	defer d.quotaMu.Unlock()
 	r := IsolationReport{Isolation: d.iso, StorageDriver: d.quota.driver,
@@ -92,16 +94,16 @@ func (d *Docker) Isolation() IsolationReport {
 
 // SetLogger is where the runtime says what it finds out on its own: a
 // storage driver without quotas, a network pruned.
-func (d *Docker) SetLogger(log *slog.Logger) { d.log = log }
+func (d *Runtime) SetLogger(log *slog.Logger) { d.log = log }
 
 // Client returns the underlying engine client.
-func (d *Docker) Client() *client.Client { return d.cli }
+func (d *Runtime) Client() *client.Client { return d.cli }
 
 // Close releases the client's connections.
-func (d *Docker) Close() error { return d.cli.Close() }
+func (d *Runtime) Close() error { return d.cli.Close() }
 
 // Ping checks that the engine answers.
-func (d *Docker) Ping(ctx context.Context) error {
+func (d *Runtime) Ping(ctx context.Context) error {
 	defer d.timed("ping")()
 	if _, err := d.cli.Ping(ctx); err != nil {
 		return d.wrap("ping engine", err)
@@ -110,8 +112,30 @@ func (d *Docker) Ping(ctx context.Context) error {
 }
 
 // Create makes a container from spec without starting it, isolated as
-// configured: on its app's network, created if need be.
-func (d *Docker) Create(ctx context.Context, spec oneoff.Spec) (string, error) {
+// configured: on its app's network, created if need be. Its node is the
+// engine's host.
+func (d *Runtime) Create(ctx context.Context, spec oneoff.Spec) (oneoff.Placement, error) {
+	id, err := d.create(ctx, spec)
+	if err != nil {
+		return oneoff.Placement{}, err
+	}
+	return oneoff.Placement{ID: id, Node: d.Node(ctx)}, nil
+}
+
+// Node returns the name of the engine's host, as the engine tells it, or ""
+// while the engine cannot say.
+func (d *Runtime) Node(ctx context.Context) string {
+	d.nodeMu.Lock()
+	defer d.nodeMu.Unlock()
+	if d.node == "" {
+		if info, err := d.cli.Info(ctx); err == nil {
+			d.node = info.Name
+		}
+	}
+	return d.node
+}
+
+func (d *Runtime) create(ctx context.Context, spec oneoff.Spec) (string, error) {
 	defer d.timed("create")()
 	cfg, host := d.containerConfig(spec, d.quotaSupported(ctx))
 	var appNet *appNetwork
@@ -146,7 +170,7 @@ func (d *Docker) Create(ctx context.Context, spec oneoff.Spec) (string, error) {
 
 // containerConfig is what the engine is asked to make for spec; quota says
 // the storage driver can bound the writable layer.
-func (d *Docker) containerConfig(spec oneoff.Spec, quota bool) (*container.Config, *container.HostConfig) {
+func (d *Runtime) containerConfig(spec oneoff.Spec, quota bool) (*container.Config, *container.HostConfig) {
 	cfg := &container.Config{
 		Image:        spec.Image,
 		Cmd:          spec.Cmd,
@@ -193,8 +217,34 @@ func (d *Docker) containerConfig(spec oneoff.Spec, quota bool) (*container.Confi
 	return cfg, host
 }
 
-// Attach connects to the container's stdio.
-func (d *Docker) Attach(ctx context.Context, id string, tty bool) (oneoff.Stream, error) {
+// Start starts a created container: attached first when asked, and with
+// its exit awaited before it starts, so that neither its first output nor
+// a quick exit is missed.
+func (d *Runtime) Start(ctx context.Context, id string, opts oneoff.StartOptions) (oneoff.Process, error) {
+	var p oneoff.Process
+	if opts.Attach {
+		s, err := d.attach(ctx, id, opts.TTY)
+		if err != nil {
+			return p, err
+		}
+		p.Stream = s
+	}
+	watch := opts.Watch
+	if watch == nil {
+		watch = context.Background()
+	}
+	p.Exit = d.wait(watch, id, container.WaitConditionNextExit)
+	if err := d.start(ctx, id); err != nil {
+		if p.Stream != nil {
+			p.Stream.Close()
+		}
+		return oneoff.Process{}, err
+	}
+	return p, nil
+}
+
+// attach connects to the container's stdio.
+func (d *Runtime) attach(ctx context.Context, id string, tty bool) (oneoff.Stream, error) {
 	defer d.timed("attach")()
 	resp, err := d.cli.ContainerAttach(ctx, id, container.AttachOptions{
 		Stream: true, Stdin: true, Stdout: true, Stderr: true, DetachKeys: detachKeys,
@@ -205,14 +255,14 @@ func (d *Docker) Attach(ctx context.Context, id string, tty bool) (oneoff.Stream
 	return &stream{resp: resp, tty: tty}, nil
 }
 
-// Wait yields how the container's run ends, and whether the kernel killed
-// it for memory.
-func (d *Docker) Wait(ctx context.Context, id string, started bool) <-chan oneoff.Exit {
+// Wait yields how the run of a started container ends, and whether the
+// kernel killed it for memory.
+func (d *Runtime) Wait(ctx context.Context, id string) <-chan oneoff.Exit {
+	return d.wait(ctx, id, container.WaitConditionNotRunning)
+}
+
+func (d *Runtime) wait(ctx context.Context, id string, cond container.WaitCondition) <-chan oneoff.Exit {
 	out := make(chan oneoff.Exit, 1)
-	cond := container.WaitConditionNextExit
-	if started {
-		cond = container.WaitConditionNotRunning
-	}
 	done := d.timed("wait")
 	resC, errC := d.cli.ContainerWait(ctx, id, cond)
 	done()
@@ -236,7 +286,7 @@ func (d *Docker) Wait(ctx context.Context, id string, started bool) <-chan oneof
 }
 
 // Logs reads the container's log with the engine's timestamps.
-func (d *Docker) Logs(ctx context.Context, id string, opts oneoff.LogOptions) (oneoff.LogReader, error) {
+func (d *Runtime) Logs(ctx context.Context, id string, opts oneoff.LogOptions) (oneoff.LogReader, error) {
 	defer d.timed("logs")()
 	o := container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: opts.Follow, Timestamps: true}
 	if !opts.Since.IsZero() {
@@ -252,8 +302,8 @@ func (d *Docker) Logs(ctx context.Context, id string, opts oneoff.LogOptions) (o
 	return newLogReader(rc, opts.TTY), nil
 }
 
-// Start starts a created container.
-func (d *Docker) Start(ctx context.Context, id string) error {
+// start starts a created container.
+func (d *Runtime) start(ctx context.Context, id string) error {
 	defer d.timed("start")()
 	if err := d.cli.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
 		return d.wrap("start container", err)
@@ -262,7 +312,7 @@ func (d *Docker) Start(ctx context.Context, id string) error {
 }
 
 // CopyTo unpacks a tar stream into dir in the container.
-func (d *Docker) CopyTo(ctx context.Context, id, dir string, content io.Reader) error {
+func (d *Runtime) CopyTo(ctx context.Context, id, dir string, content io.Reader) error {
 	defer d.timed("copy")()
 	if err := d.cli.CopyToContainer(ctx, id, dir, content, container.CopyToContainerOptions{}); err != nil {
 		return d.wrap("copy into container", err)
@@ -272,7 +322,7 @@ func (d *Docker) CopyTo(ctx context.Context, id, dir string, content io.Reader) 
 
 // Resize sets the TTY's size. Right after Start the engine may not be ready
 // to resize yet, so failures are retried briefly.
-func (d *Docker) Resize(ctx context.Context, id string, size oneoff.TermSize) error {
+func (d *Runtime) Resize(ctx context.Context, id string, size oneoff.TermSize) error {
 	if size.IsZero() {
 		return nil
 	}
@@ -298,7 +348,7 @@ func (d *Docker) Resize(ctx context.Context, id string, size oneoff.TermSize) er
 }
 
 // Signal sends a signal to the container's main process.
-func (d *Docker) Signal(ctx context.Context, id, signal string) error {
+func (d *Runtime) Signal(ctx context.Context, id, signal string) error {
 	defer d.timed("signal")()
 	if err := d.cli.ContainerKill(ctx, id, signal); err != nil {
 		return d.wrap("signal container", err)
@@ -308,7 +358,7 @@ func (d *Docker) Signal(ctx context.Context, id, signal string) error {
 
 // Stop sends SIGTERM, then SIGKILL after grace. Stopping a container that
 // is not running or does not exist is not an error.
-func (d *Docker) Stop(ctx context.Context, id string, grace time.Duration) error {
+func (d *Runtime) Stop(ctx context.Context, id string, grace time.Duration) error {
 	defer d.timed("stop")()
 	secs := int(math.Ceil(grace.Seconds()))
 	err := d.cli.ContainerStop(ctx, id, container.StopOptions{Timeout: &secs})
@@ -319,7 +369,7 @@ func (d *Docker) Stop(ctx context.Context, id string, grace time.Duration) error
 }
 
 // Remove deletes the container and its anonymous volumes.
-func (d *Docker) Remove(ctx context.Context, id string) error {
+func (d *Runtime) Remove(ctx context.Context, id string) error {
 	defer d.timed("remove")()
 	d.leaveAppNetworks(ctx, id)
 	err := d.cli.ContainerRemove(ctx, id, container.RemoveOptions{Force: true, RemoveVolumes: true})
@@ -333,7 +383,7 @@ func (d *Docker) Remove(ctx context.Context, id string) error {
 }
 
 // List returns the containers carrying all of labels.
-func (d *Docker) List(ctx context.Context, labels map[string]string) ([]oneoff.Container, error) {
+func (d *Runtime) List(ctx context.Context, labels map[string]string) ([]oneoff.Container, error) {
 	defer d.timed("list")()
 	args := filters.NewArgs()
 	for k, v := range labels {
@@ -346,14 +396,14 @@ func (d *Docker) List(ctx context.Context, labels map[string]string) ([]oneoff.C
 	out := make([]oneoff.Container, 0, len(list))
 	for _, c := range list {
 		out = append(out, oneoff.Container{ID: c.ID, Labels: c.Labels, Running: c.State == "running",
-			Started: c.State != "created"})
+			Started: c.State != "created", Node: d.Node(ctx)})
 	}
 	return out, nil
 }
 
 // wrap turns an engine error into an error with a class the API can map,
 // and counts it.
-func (d *Docker) wrap(op string, err error) error {
+func (d *Runtime) wrap(op string, err error) error {
 	d.failed(op)
 	switch {
 	case client.IsErrConnectionFailed(err):

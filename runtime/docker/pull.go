@@ -1,4 +1,4 @@
-package runtime
+package docker
 
 import (
 	"context"
@@ -23,7 +23,7 @@ import (
 	"github.com/oneoffd/oneoffd/oneoff"
 )
 
-var _ oneoff.Puller = (*Docker)(nil)
+var _ oneoff.Puller = (*Runtime)(nil)
 
 // pullProgressEvery is how often, at most, Pull reports progress.
 const pullProgressEvery = 250 * time.Millisecond
@@ -32,7 +32,7 @@ const pullProgressEvery = 250 * time.Millisecond
 // each registry, keyed as in a docker config.json: "host:port", a URL such
 // as "https://host/v1/", or "https://index.docker.io/v1/" for Docker Hub.
 // It replaces those set before.
-func (d *Docker) SetRegistryAuth(auths map[string]registry.AuthConfig) {
+func (d *Runtime) SetRegistryAuth(auths map[string]registry.AuthConfig) {
 	byHost := make(map[string]registry.AuthConfig, len(auths))
 	keys := make([]string, 0, len(auths))
 	for k := range auths {
@@ -55,7 +55,7 @@ func (d *Docker) SetRegistryAuth(auths map[string]registry.AuthConfig) {
 }
 
 // registryAuth returns the credentials set for a registry host.
-func (d *Docker) registryAuth(host string) (registry.AuthConfig, bool) {
+func (d *Runtime) registryAuth(host string) (registry.AuthConfig, bool) {
 	d.authMu.Lock()
 	defer d.authMu.Unlock()
 	ac, ok := d.auths[registryHost(host)]
@@ -153,7 +153,7 @@ func LoadDockerConfig(path string) (map[string]registry.AuthConfig, error) {
 }
 
 // HasImage reports whether the engine has the image ref.
-func (d *Docker) HasImage(ctx context.Context, ref string) (bool, error) {
+func (d *Runtime) HasImage(ctx context.Context, ref string) (bool, error) {
 	defer d.timed("inspect")()
 	if _, err := reference.ParseAnyReference(ref); err != nil {
 		return false, invalidImage(ref, err)
@@ -173,7 +173,7 @@ func (d *Docker) HasImage(ctx context.Context, ref string) (bool, error) {
 // quarter of a second while the pull goes on, and once when it has
 // succeeded. A pull that outlasts ctx is abandoned with an error that
 // wraps ctx's.
-func (d *Docker) Pull(ctx context.Context, ref string, progress func(oneoff.PullProgress)) error {
+func (d *Runtime) Pull(ctx context.Context, ref string, progress func(oneoff.PullProgress)) error {
 	defer d.timed("pull")()
 	start := time.Now()
 	named, err := reference.ParseNormalizedNamed(ref)
@@ -233,7 +233,7 @@ func (d *Docker) Pull(ctx context.Context, ref string, progress func(oneoff.Pull
 // CanPull asks ref's registry, through the engine and with the
 // credentials set for that registry, for the image's manifest: whether a
 // pull would find it, without pulling it.
-func (d *Docker) CanPull(ctx context.Context, ref string) error {
+func (d *Runtime) CanPull(ctx context.Context, ref string) error {
 	defer d.timed("distribution_inspect")()
 	named, err := reference.ParseNormalizedNamed(ref)
 	if err != nil {
@@ -255,7 +255,7 @@ func (d *Docker) CanPull(ctx context.Context, ref string) error {
 
 // puller is one pull's context, for its errors.
 type puller struct {
-	d      *Docker
+	d      *Runtime
 	ref    string
 	host   string // the registry's, as in the reference
 	authed bool   // credentials were given for host

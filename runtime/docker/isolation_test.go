@@ -1,4 +1,4 @@
-package runtime_test
+package docker_test
 
 import (
 	"context"
@@ -19,12 +19,12 @@ import (
 
 	"github.com/oneoffd/oneoffd/internal/testenv"
 	"github.com/oneoffd/oneoffd/oneoff"
-	"github.com/oneoffd/oneoffd/runtime"
+	"github.com/oneoffd/oneoffd/runtime/docker"
 )
 
 // isolated returns a runtime isolated as iso under an instance of its own,
 // and removes the test's containers and networks when it ends.
-func isolated(t *testing.T, iso runtime.Isolation) (*runtime.Docker, string) {
+func isolated(t *testing.T, iso docker.Isolation) (*docker.Runtime, string) {
 	t.Helper()
 	d := newDocker(t)
 	b := make([]byte, 6)
@@ -54,7 +54,7 @@ func isolated(t *testing.T, iso runtime.Isolation) (*runtime.Docker, string) {
 }
 
 // networks lists the engine's networks of an instance.
-func networks(t *testing.T, d *runtime.Docker, instance string) []network.Summary {
+func networks(t *testing.T, d *docker.Runtime, instance string) []network.Summary {
 	t.Helper()
 	list, err := d.Client().NetworkList(context.Background(), network.ListOptions{Filters: filters.NewArgs(
 		filters.Arg("label", oneoff.LabelInstance+"="+instance))})
@@ -71,23 +71,20 @@ func appSpec(t *testing.T, instance, app string, cmd ...string) oneoff.Spec {
 }
 
 // run runs a container to its end and returns its output and exit code.
-func run(t *testing.T, d *runtime.Docker, s oneoff.Spec) (string, int) {
+func run(t *testing.T, d *docker.Runtime, s oneoff.Spec) (string, int) {
 	t.Helper()
 	ctx := context.Background()
-	id, err := d.Create(ctx, s)
+	id, err := created(d.Create(ctx, s))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Remove(ctx, id)
-	st, err := d.Attach(ctx, id, false)
+	proc, err := d.Start(ctx, id, oneoff.StartOptions{Attach: true, TTY: false})
 	if err != nil {
 		t.Fatal(err)
 	}
+	st, exit := proc.Stream, proc.Exit
 	defer st.Close()
-	exit := d.Wait(ctx, id, false)
-	if err := d.Start(ctx, id); err != nil {
-		t.Fatal(err)
-	}
 	var out testenv.Buffer
 	done := make(chan error, 1)
 	go func() { done <- st.CopyOutput(&out, &out) }()
@@ -105,15 +102,15 @@ func run(t *testing.T, d *runtime.Docker, s oneoff.Spec) (string, int) {
 }
 
 // start starts a container and returns its ID.
-func start(t *testing.T, d *runtime.Docker, s oneoff.Spec) string {
+func start(t *testing.T, d *docker.Runtime, s oneoff.Spec) string {
 	t.Helper()
 	ctx := context.Background()
-	id, err := d.Create(ctx, s)
+	id, err := created(d.Create(ctx, s))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = d.Remove(context.Background(), id) })
-	if err := d.Start(ctx, id); err != nil {
+	if _, err := d.Start(ctx, id, oneoff.StartOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return id
@@ -121,7 +118,7 @@ func start(t *testing.T, d *runtime.Docker, s oneoff.Spec) string {
 
 // procStatus reads fields of /proc/self/status as a container's process
 // sees them.
-func procStatus(t *testing.T, d *runtime.Docker, s oneoff.Spec) map[string]string {
+func procStatus(t *testing.T, d *docker.Runtime, s oneoff.Spec) map[string]string {
 	t.Helper()
 	s.Cmd = []string{"cat", "/proc/self/status"}
 	out, code := run(t, d, s)
@@ -144,13 +141,13 @@ func TestDocker_Capabilities(t *testing.T) {
 		caps []string
 		nnp  bool
 	}{
-		{"the defaults", runtime.DefaultCapabilities, true},
+		{"the defaults", docker.DefaultCapabilities, true},
 		{"a set of two, no-new-privileges off", []string{"CAP_CHOWN", "CAP_KILL"}, false},
 		{"none", []string{}, true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			iso := runtime.DefaultIsolation("")
+			iso := docker.DefaultIsolation("")
 			iso.Capabilities, iso.NoNewPrivileges = tt.caps, tt.nnp
 			d, instance := isolated(t, iso)
 			st := procStatus(t, d, appSpec(t, instance, "caps"))
@@ -169,7 +166,7 @@ func TestDocker_Capabilities(t *testing.T) {
 
 // listen starts a container of app that accepts connection after connection
 // on port 7000, and returns its address on its network.
-func listen(t *testing.T, d *runtime.Docker, instance, app string) string {
+func listen(t *testing.T, d *docker.Runtime, instance, app string) string {
 	t.Helper()
 	id := start(t, d, appSpec(t, instance, app, "sh", "-c", "while :; do nc -l -p 7000; done"))
 	info, err := d.Client().ContainerInspect(context.Background(), id)
@@ -187,7 +184,7 @@ func listen(t *testing.T, d *runtime.Docker, instance, app string) string {
 
 // dial runs a container of app that connects to addr:7000, retrying for
 // a few seconds, and says whether it got through.
-func dial(t *testing.T, d *runtime.Docker, instance, app, addr string) bool {
+func dial(t *testing.T, d *docker.Runtime, instance, app, addr string) bool {
 	t.Helper()
 	script := fmt.Sprintf("for i in 1 2 3; do echo hi | nc -w 2 %s 7000 && exit 0; sleep 0.2; done; exit 1", addr)
 	out, code := run(t, d, appSpec(t, instance, app, "sh", "-c", script))
@@ -201,7 +198,7 @@ func TestDocker_AppNetworks(t *testing.T) {
 
 	t.Run("one app cannot reach another's; within an app it can", func(t *testing.T) {
 		t.Parallel()
-		d, instance := isolated(t, runtime.DefaultIsolation(""))
+		d, instance := isolated(t, docker.DefaultIsolation(""))
 		addr := listen(t, d, instance, "alpha")
 		if !dial(t, d, instance, "alpha", addr) {
 			t.Fatal("a one-off cannot reach a one-off of its own app: the test cannot tell isolation from a broken listener")
@@ -213,7 +210,7 @@ func TestDocker_AppNetworks(t *testing.T) {
 
 	t.Run("with app networks off, apps share the default bridge", func(t *testing.T) {
 		t.Parallel()
-		iso := runtime.DefaultIsolation("")
+		iso := docker.DefaultIsolation("")
 		iso.AppNetworks = false
 		d, instance := isolated(t, iso)
 		addr := listen(t, d, instance, "alpha")
@@ -227,9 +224,9 @@ func TestDocker_AppNetworks(t *testing.T) {
 
 	t.Run("the network lives while a container uses it, and is pruned after", func(t *testing.T) {
 		t.Parallel()
-		d, instance := isolated(t, runtime.DefaultIsolation(""))
-		name, bridge := runtime.NetworkNames(instance, "gamma")
-		id, err := d.Create(ctx, appSpec(t, instance, "gamma", "sleep", "600"))
+		d, instance := isolated(t, docker.DefaultIsolation(""))
+		name, bridge := docker.NetworkNames(instance, "gamma")
+		id, err := created(d.Create(ctx, appSpec(t, instance, "gamma", "sleep", "600")))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -251,7 +248,7 @@ func TestDocker_AppNetworks(t *testing.T) {
 		if _, err := d.Client().NetworkInspect(ctx, name, network.InspectOptions{}); err != nil {
 			t.Fatalf("prune removed a network a created container is to run on: %v", err)
 		}
-		if err := d.Start(ctx, id); err != nil {
+		if _, err := d.Start(ctx, id, oneoff.StartOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		if err := d.Prune(ctx); err != nil {
@@ -277,7 +274,7 @@ func TestDocker_AppNetworks(t *testing.T) {
 
 	t.Run("concurrent creates for one app all succeed, on one network", func(t *testing.T) {
 		t.Parallel()
-		d, instance := isolated(t, runtime.DefaultIsolation(""))
+		d, instance := isolated(t, docker.DefaultIsolation(""))
 		const n = 4
 		var wg sync.WaitGroup
 		errs := make([]error, n)
@@ -301,19 +298,19 @@ func TestDocker_AppNetworks(t *testing.T) {
 
 	t.Run("a create and a prune at once", func(t *testing.T) {
 		t.Parallel()
-		d, instance := isolated(t, runtime.DefaultIsolation(""))
+		d, instance := isolated(t, docker.DefaultIsolation(""))
 		for range 5 {
 			var wg sync.WaitGroup
 			var id string
 			var err error
 			wg.Add(2)
-			go func() { defer wg.Done(); id, err = d.Create(ctx, appSpec(t, instance, "epsilon", "true")) }()
+			go func() { defer wg.Done(); id, err = created(d.Create(ctx, appSpec(t, instance, "epsilon", "true"))) }()
 			go func() { defer wg.Done(); _ = d.Prune(ctx) }()
 			wg.Wait()
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := d.Start(ctx, id); err != nil {
+			if _, err := d.Start(ctx, id, oneoff.StartOptions{}); err != nil {
 				t.Fatalf("start after a concurrent prune: %v", err)
 			}
 			if err := d.Remove(ctx, id); err != nil {
@@ -326,7 +323,7 @@ func TestDocker_AppNetworks(t *testing.T) {
 func TestDocker_DiskQuota(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	d, instance := isolated(t, runtime.DefaultIsolation(""))
+	d, instance := isolated(t, docker.DefaultIsolation(""))
 	if err := d.Probe(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +340,7 @@ func TestDocker_DiskQuota(t *testing.T) {
 	if (info.Driver == "fuse-overlayfs" || info.Driver == "vfs") && r.DiskQuotaSupported {
 		t.Errorf("the probe says %s supports disk quotas", info.Driver)
 	}
-	id, err := d.Create(ctx, appSpec(t, instance, "quota", "true"))
+	id, err := created(d.Create(ctx, appSpec(t, instance, "quota", "true")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +350,7 @@ func TestDocker_DiskQuota(t *testing.T) {
 		t.Fatal(err)
 	}
 	if r.DiskQuotaSupported {
-		if got, want := c.HostConfig.StorageOpt["size"], strconv.Itoa(runtime.DefaultDiskQuota); got != want {
+		if got, want := c.HostConfig.StorageOpt["size"], strconv.Itoa(docker.DefaultDiskQuota); got != want {
 			t.Errorf("storage opt size = %q, want %q", got, want)
 		}
 		return
@@ -365,7 +362,7 @@ func TestDocker_DiskQuota(t *testing.T) {
 		t.Errorf("details = %q, want %q", got, want)
 	}
 	left, err := d.Client().ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
-		filters.Arg("label", runtime.LabelProbe), filters.Arg("label", oneoff.LabelInstance+"="+instance))})
+		filters.Arg("label", docker.LabelProbe), filters.Arg("label", oneoff.LabelInstance+"="+instance))})
 	if err != nil || len(left) > 0 {
 		t.Errorf("probe containers left: %v, %v", left, err)
 	}

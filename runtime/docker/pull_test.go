@@ -1,4 +1,4 @@
-package runtime_test
+package docker_test
 
 import (
 	"archive/tar"
@@ -24,7 +24,7 @@ import (
 	"github.com/oneoffd/oneoffd/errdefs"
 	"github.com/oneoffd/oneoffd/internal/testenv"
 	"github.com/oneoffd/oneoffd/oneoff"
-	"github.com/oneoffd/oneoffd/runtime"
+	"github.com/oneoffd/oneoffd/runtime/docker"
 )
 
 // pullTimeout bounds each pull of the tests.
@@ -211,7 +211,7 @@ func TestDocker_PullAuth(t *testing.T) {
 		{
 			name: "right credentials from a config.json",
 			auths: func(t *testing.T) map[string]registry.AuthConfig {
-				auths, err := runtime.LoadDockerConfig(configFile(t, reg.User, reg.Password))
+				auths, err := docker.LoadDockerConfig(configFile(t, reg.User, reg.Password))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -221,7 +221,7 @@ func TestDocker_PullAuth(t *testing.T) {
 		{
 			name: "wrong password",
 			auths: func(t *testing.T) map[string]registry.AuthConfig {
-				auths, err := runtime.LoadDockerConfig(configFile(t, reg.User, "wrong"))
+				auths, err := docker.LoadDockerConfig(configFile(t, reg.User, "wrong"))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -323,7 +323,7 @@ func TestDocker_PullErrors(t *testing.T) {
 		}
 	})
 	t.Run("engine down", func(t *testing.T) {
-		down, err := runtime.NewDocker("unix:///nonexistent/docker.sock")
+		down, err := docker.New("unix:///nonexistent/docker.sock")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -380,7 +380,7 @@ func TestLoadDockerConfig(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			got, err := runtime.LoadDockerConfig(path)
+			got, err := docker.LoadDockerConfig(path)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err = %v, want one saying %q", err, tc.wantErr)

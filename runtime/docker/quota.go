@@ -1,4 +1,4 @@
-package runtime
+package docker
 
 import (
 	"archive/tar"
@@ -34,7 +34,7 @@ type quotaState struct {
 // with the configured quota. The answer is kept, and Create sets the quota
 // only where it is supported. While the engine does not answer the
 // question stays open, and the next Create asks again.
-func (d *Docker) Probe(ctx context.Context) error {
+func (d *Runtime) Probe(ctx context.Context) error {
 	d.probeMu.Lock()
 	defer d.probeMu.Unlock()
 	if d.quotaState().probed || d.iso.DiskQuota <= 0 {
@@ -65,7 +65,7 @@ func (d *Docker) Probe(ctx context.Context) error {
 
 // probeQuota creates a container of an empty image with the quota: nil
 // means the engine accepted it.
-func (d *Docker) probeQuota(ctx context.Context) error {
+func (d *Runtime) probeQuota(ctx context.Context) error {
 	img, err := d.importEmpty(ctx)
 	if err != nil {
 		return err
@@ -87,7 +87,7 @@ func (d *Docker) probeQuota(ctx context.Context) error {
 
 // quotaSupported says whether Create may set the disk quota, probing the
 // engine if it has not answered yet.
-func (d *Docker) quotaSupported(ctx context.Context) bool {
+func (d *Runtime) quotaSupported(ctx context.Context) bool {
 	if d.iso.DiskQuota <= 0 {
 		return false
 	}
@@ -95,20 +95,20 @@ func (d *Docker) quotaSupported(ctx context.Context) bool {
 	return d.quotaState().supported
 }
 
-func (d *Docker) quotaState() quotaState {
+func (d *Runtime) quotaState() quotaState {
 	d.quotaMu.Lock()
 	defer d.quotaMu.Unlock()
 	return d.quota
 }
 
-func (d *Docker) setQuotaState(q quotaState) {
+func (d *Runtime) setQuotaState(q quotaState) {
 	d.quotaMu.Lock()
 	defer d.quotaMu.Unlock()
 	d.quota = q
 }
 
 // probeCreate creates, then removes, a container of img with storage opts.
-func (d *Docker) probeCreate(ctx context.Context, img string, opts map[string]string) error {
+func (d *Runtime) probeCreate(ctx context.Context, img string, opts map[string]string) error {
 	cfg := &container.Config{Image: img, Cmd: []string{"/probe"}, Labels: map[string]string{
 		oneoff.LabelManaged: "true", oneoff.LabelInstance: d.iso.Instance, LabelProbe: "disk-quota",
 	}}
@@ -122,7 +122,7 @@ func (d *Docker) probeCreate(ctx context.Context, img string, opts map[string]st
 
 // importEmpty imports an image with nothing in it, untagged, and returns
 // its ID: a probe needs an image, and the engine may have none.
-func (d *Docker) importEmpty(ctx context.Context) (string, error) {
+func (d *Runtime) importEmpty(ctx context.Context) (string, error) {
 	var buf bytes.Buffer
 	if err := tar.NewWriter(&buf).Close(); err != nil {
 		return "", err

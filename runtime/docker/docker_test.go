@@ -1,4 +1,4 @@
-package runtime_test
+package docker_test
 
 import (
 	"context"
@@ -10,13 +10,13 @@ import (
 	"github.com/oneoffd/oneoffd/errdefs"
 	"github.com/oneoffd/oneoffd/internal/testenv"
 	"github.com/oneoffd/oneoffd/oneoff"
-	"github.com/oneoffd/oneoffd/runtime"
+	"github.com/oneoffd/oneoffd/runtime/docker"
 )
 
-func newDocker(t *testing.T) *runtime.Docker {
+func newDocker(t *testing.T) *docker.Runtime {
 	t.Helper()
 	testenv.Docker(t)
-	d, err := runtime.NewDocker("")
+	d, err := docker.New("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +26,7 @@ func newDocker(t *testing.T) *runtime.Docker {
 
 // spec returns a container spec with labels unique to the test, and removes
 // the test's containers when it ends.
-func spec(t *testing.T, d *runtime.Docker, cmd ...string) oneoff.Spec {
+func spec(t *testing.T, d *docker.Runtime, cmd ...string) oneoff.Spec {
 	t.Helper()
 	labels := map[string]string{oneoff.LabelManaged: "true", oneoff.LabelInstance: "runtime-test-" + strings.ReplaceAll(t.Name(), "/", "-")}
 	t.Cleanup(func() {
@@ -51,19 +51,16 @@ func TestDocker_Lifecycle(t *testing.T) {
 		t.Parallel()
 		s := spec(t, d, "/bin/sh", "-c", "echo first; echo oops >&2; read line; echo got $line; exit 4")
 		s.Stdin = true
-		id, err := d.Create(ctx, s)
+		id, err := created(d.Create(ctx, s))
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := d.Attach(ctx, id, false)
+		proc, err := d.Start(ctx, id, oneoff.StartOptions{Attach: true, TTY: false})
 		if err != nil {
 			t.Fatal(err)
 		}
+		st, exit := proc.Stream, proc.Exit
 		defer st.Close()
-		exit := d.Wait(ctx, id, false)
-		if err := d.Start(ctx, id); err != nil {
-			t.Fatal(err)
-		}
 		var stdout, stderr testenv.Buffer
 		done := make(chan error, 1)
 		go func() { done <- st.CopyOutput(&stdout, &stderr) }()
@@ -97,19 +94,16 @@ func TestDocker_Lifecycle(t *testing.T) {
 		t.Parallel()
 		s := spec(t, d, "/bin/sh", "-c", "read line; stty size")
 		s.Stdin, s.TTY, s.Window = true, true, oneoff.TermSize{Rows: 10, Cols: 20}
-		id, err := d.Create(ctx, s)
+		id, err := created(d.Create(ctx, s))
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, err := d.Attach(ctx, id, true)
+		proc, err := d.Start(ctx, id, oneoff.StartOptions{Attach: true, TTY: true})
 		if err != nil {
 			t.Fatal(err)
 		}
+		st, exit := proc.Stream, proc.Exit
 		defer st.Close()
-		exit := d.Wait(ctx, id, false)
-		if err := d.Start(ctx, id); err != nil {
-			t.Fatal(err)
-		}
 		if err := d.Resize(ctx, id, oneoff.TermSize{Rows: 33, Cols: 101}); err != nil {
 			t.Fatal(err)
 		}
@@ -127,14 +121,15 @@ func TestDocker_Lifecycle(t *testing.T) {
 	t.Run("stop ends a running container, list finds it by label", func(t *testing.T) {
 		t.Parallel()
 		s := spec(t, d, "sleep", "600")
-		id, err := d.Create(ctx, s)
+		id, err := created(d.Create(ctx, s))
 		if err != nil {
 			t.Fatal(err)
 		}
-		exit := d.Wait(ctx, id, false)
-		if err := d.Start(ctx, id); err != nil {
+		proc, err := d.Start(ctx, id, oneoff.StartOptions{})
+		if err != nil {
 			t.Fatal(err)
 		}
+		exit := proc.Exit
 		list, err := d.List(ctx, s.Labels)
 		if err != nil {
 			t.Fatal(err)
@@ -170,7 +165,7 @@ func TestDocker_Errors(t *testing.T) {
 	t.Run("image not on the engine", func(t *testing.T) {
 		s := spec(t, d, "true")
 		s.Image = "oneoffd-test/never-built:1"
-		_, err := d.Create(ctx, s)
+		_, err := created(d.Create(ctx, s))
 		if !errors.Is(err, errdefs.ErrNotFound) {
 			t.Fatalf("err = %v, want ErrNotFound", err)
 		}
@@ -179,7 +174,7 @@ func TestDocker_Errors(t *testing.T) {
 		}
 	})
 	t.Run("engine down", func(t *testing.T) {
-		down, err := runtime.NewDocker("unix:///nonexistent/docker.sock")
+		down, err := docker.New("unix:///nonexistent/docker.sock")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -198,7 +193,7 @@ func TestDocker_Errors(t *testing.T) {
 }
 
 // waitSleeping waits until the container's processes include sleep.
-func waitSleeping(t *testing.T, d *runtime.Docker, id string) {
+func waitSleeping(t *testing.T, d *docker.Runtime, id string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -216,3 +211,6 @@ func waitSleeping(t *testing.T, d *runtime.Docker, id string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// created returns the ID of what Create placed.
+func created(p oneoff.Placement, err error) (string, error) { return p.ID, err }

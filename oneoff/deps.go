@@ -92,6 +92,18 @@ func EngineGone(err error) bool {
 	return ok && e.Code == CodeEngineUnavailable
 }
 
+// CodeNodeLost is the errdefs code of an Exit error that says the node
+// running the container was lost: the cluster has given it up, and the
+// one-off with it.
+const CodeNodeLost = "node_lost"
+
+// NodeLost reports whether err says the node running the container was
+// lost.
+func NodeLost(err error) bool {
+	e, ok := errdefs.As(err)
+	return ok && e.Code == CodeNodeLost
+}
+
 // Spec is what a container is made from.
 type Spec struct {
 	Name   string

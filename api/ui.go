@@ -179,6 +179,7 @@ type uiRow struct {
 	ID, Name, App       string
 	Command, FullCmd    string
 	Mode, Size, Client  string
+	Node                string
 	Requester           string
 	Age, Idle, Ran, Ago string
 	Status, Class       string
@@ -295,7 +296,7 @@ func uiRowOf(o oneoff.OneOff, now time.Time, f uiFilter) uiRow {
 	}
 	row := uiRow{
 		ID: o.ID, Name: o.Name, App: o.App, Command: truncateRunes(shown, uiCommandWidth), FullCmd: full,
-		Mode: string(o.Mode), Size: dash(o.Size), Client: o.Client, Requester: dash(o.Requester),
+		Mode: string(o.Mode), Size: dash(o.Size), Node: dash(o.Node), Client: o.Client, Requester: dash(o.Requester),
 		Age: humanDuration(now.Sub(o.CreatedAt)), Idle: "—", Ran: "—", Ago: "—", State: string(o.State),
 	}
 	switch o.State {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/oneoffd/oneoffd/api"
+	"github.com/oneoffd/oneoffd/internal/fakeruntime"
 	"github.com/oneoffd/oneoffd/oneoff"
 )
 
@@ -141,6 +142,7 @@ func TestUI_page(t *testing.T) {
 			o.Name, o.ID, testApp, "alice@example.com", "pending", "attached",
 			"echo &lt;b&gt;bold&lt;/b&gt;; &lt;script&gt;alert(1)&lt;/script&gt;",
 			`action="/ui/oneoffs/` + o.ID + `/stop"`,
+			"<td>" + fakeruntime.Node + "</td>", // where it runs
 			done.Name, "bob@example.com", "stopped",
 			`<meta http-equiv="refresh" content="5; url=/ui">`,
 		} {

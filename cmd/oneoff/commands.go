@@ -53,7 +53,7 @@ func psCommand(g *globals) *cobra.Command {
 			}
 			slices.SortStableFunc(list, func(a, b apitypes.OneOff) int { return b.CreatedAt.Compare(a.CreatedAt) })
 			tw := tabwriter.NewWriter(g.out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tAPP\tNAME\tSTATE\tAGE\tCOMMAND")
+			fmt.Fprintln(tw, "ID\tAPP\tNAME\tSTATE\tAGE\tNODE\tCOMMAND")
 			for _, o := range list {
 				if !all && o.State == apitypes.Finished {
 					continue
@@ -62,8 +62,12 @@ func psCommand(g *globals) *cobra.Command {
 				if o.State == apitypes.Finished {
 					state = describe(o)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", o.ID, o.App, o.Name, state,
-					age(o.CreatedAt), truncate(strings.Join(o.Command, " "), 48))
+				node := o.Node
+				if node == "" {
+					node = "-" // not placed yet
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", o.ID, o.App, o.Name, state,
+					age(o.CreatedAt), node, truncate(strings.Join(o.Command, " "), 48))
 			}
 			return tw.Flush()
 		},
@@ -132,6 +136,7 @@ func printOneOff(g *globals, o apitypes.OneOff) {
 		row("Outcome", describe(o))
 	}
 	row("Error", o.Error)
+	row("Node", o.Node)
 	row("Client", o.Client)
 	if o.Mode == apitypes.Attached && o.StartedAt != nil {
 		row("Traffic", fmt.Sprintf("%d bytes in, %d bytes out", o.BytesIn, o.BytesOut))

@@ -27,11 +27,20 @@ var errUsage = errors.New("usage")
 // config is the daemon's configuration: flags, each with an ONEOFFD_*
 // environment variable as fallback.
 type config struct {
-	APIAddr           string
-	AttachAddr        string
-	AttachHost        string
-	DataDir           string
-	DockerHost        string
+	APIAddr    string
+	AttachAddr string
+	AttachHost string
+	DataDir    string
+	DockerHost string
+	// Engine is what runs the one-offs: "docker", the engine at
+	// DockerHost, or "swarm", the cluster whose manager is at DockerHost.
+	Engine string
+	// NodeTLSDir holds ca.pem, cert.pem and key.pem: the client
+	// certificate the swarm runtime reaches the manager and the nodes'
+	// engines with; NodePort is the port of the nodes' engines.
+	NodeTLSDir        string
+	NodePort          int
+	PlaceTimeout      time.Duration
 	Token             string
 	IdleTimeout       time.Duration
 	AttachWaitTimeout time.Duration
@@ -108,6 +117,9 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	str(&c.AttachHost, "attach-host", "ONEOFFD_ATTACH_HOST", "", "host[:port] clients dial to attach (default: the host the API was reached at)")
 	str(&c.DataDir, "data-dir", "ONEOFFD_DATA_DIR", client.DefaultDataDir(), "directory for the database and the generated API token")
 	str(&c.DockerHost, "docker-host", "DOCKER_HOST", "", "Docker engine address (default: the local engine)")
+	str(&c.Engine, "engine", "ONEOFFD_ENGINE", "docker", "what runs the one-offs: docker (the engine at --docker-host) or swarm (the Swarm cluster whose manager's engine is at --docker-host)")
+	str(&c.NodeTLSDir, "node-tls-dir", "ONEOFFD_NODE_TLS_DIR", "", "with --engine swarm: a directory with ca.pem, cert.pem and key.pem, the client certificate for the manager's and the nodes' engines (mutual TLS)")
+	dur(&c.PlaceTimeout, "place-timeout", "ONEOFFD_PLACE_TIMEOUT", 30*time.Second, "with --engine swarm: how long a one-off may wait for a node with room for its size before it fails")
 	str(&c.Token, "token", "ONEOFFD_TOKEN", "", "API bearer token (default: generated into the data dir)")
 	dur(&c.IdleTimeout, "idle-timeout", "ONEOFFD_IDLE_TIMEOUT", oneoff.DefaultIdleTimeout, "close an attached session after this long without input or output")
 	dur(&c.AttachWaitTimeout, "attach-wait-timeout", "ONEOFFD_ATTACH_WAIT_TIMEOUT", oneoff.DefaultAttachWait, "discard an attached one-off nobody attached to after this long")
@@ -167,6 +179,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	}
 	integer(&c.MaxOneOffsPerApp, "max-oneoffs-per-app", "ONEOFFD_MAX_ONEOFFS_PER_APP", oneoff.DefaultMaxPerApp, "the most one-offs, pending or running, one app may have at once (429 beyond)")
 	integer(&c.MaxOneOffs, "max-oneoffs", "ONEOFFD_MAX_ONEOFFS", oneoff.DefaultMaxTotal, "the most one-offs, pending or running, of all apps at once (429 beyond)")
+	integer(&c.NodePort, "node-port", "ONEOFFD_NODE_PORT", 2376, "with --engine swarm: the TCP port of the nodes' engines, which speak mutual TLS")
 	integer(&c.ReleasesKeep, "releases-keep", "ONEOFFD_RELEASES_KEEP", store.DefaultReleasesKept, "how many releases of each app are kept, the current one among them")
 	recordRetention := "90d"
 	str(&recordRetention, "record-retention", "ONEOFFD_RECORD_RETENTION", recordRetention, "how long finished one-offs' records and audit events are kept: a duration such as 720h, or days such as 90d")
@@ -261,6 +274,21 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.CronMinInterval < time.Second {
 		return c, fmt.Errorf("--cron-min-interval must be at least 1s, got %s", c.CronMinInterval)
+	}
+	switch c.Engine {
+	case "docker":
+	case "swarm":
+		if c.NodeTLSDir == "" {
+			return c, errors.New("--engine swarm needs --node-tls-dir: the client certificate (ca.pem, cert.pem, key.pem) that reaches the nodes' engines")
+		}
+		if c.NodePort < 1 || c.NodePort > 65535 {
+			return c, fmt.Errorf("--node-port %d is not a TCP port", c.NodePort)
+		}
+		if c.PlaceTimeout <= 0 {
+			return c, fmt.Errorf("--place-timeout must be positive, got %s", c.PlaceTimeout)
+		}
+	default:
+		return c, fmt.Errorf("--engine %q: use docker (one engine) or swarm (a Swarm cluster)", c.Engine)
 	}
 	c.LogLevel = strings.ToLower(c.LogLevel)
 	return c, nil

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,7 +25,6 @@ import (
 	"github.com/oneoffd/oneoffd/internal/version"
 	"github.com/oneoffd/oneoffd/logs"
 	"github.com/oneoffd/oneoffd/oneoff"
-	"github.com/oneoffd/oneoffd/runtime/docker"
 	"github.com/oneoffd/oneoffd/store"
 )
 
@@ -85,24 +83,12 @@ func run(ctx context.Context, args []string) error {
 	drainsDone := make(chan struct{})
 	go func() { defer close(drainsDone); drains.Run(drainsCtx) }()
 	defer func() { stopDrains(); <-drainsDone }()
-	engine, err := docker.New(cfg.DockerHost)
+	cfg.Isolation.Instance = instance
+	engine, err := openEngine(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer engine.Close()
-	cfg.Isolation.Instance = instance
-	engine.SetIsolation(cfg.Isolation)
-	engine.SetLogger(log)
-	if risky := docker.RiskyCapabilities(cfg.Isolation.Capabilities); len(risky) > 0 {
-		log.Warn("one-offs keep capabilities that reach beyond their container", "capabilities", strings.Join(risky, ","))
-	}
-	if cfg.RegistryConfig != "" {
-		auths, err := docker.LoadDockerConfig(cfg.RegistryConfig)
-		if err != nil {
-			return fmt.Errorf("--registry-config: %w", err)
-		}
-		engine.SetRegistryAuth(auths)
-	}
 	var tlsConfig *tls.Config
 	if cfg.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
@@ -185,7 +171,7 @@ func run(ctx context.Context, args []string) error {
 	}, api.Deps{
 		OneOffs: mgr, Deploys: deploys, Logs: logStore, Drains: drains, DrainStore: db, Log: log, Metrics: apiMetrics,
 		Ready:        map[string]api.Checker{"engine": engine.Ping, "database": db.Ping},
-		ReadyDetails: func() []string { return engine.Isolation().Details() },
+		ReadyDetails: engine.ReadyDetails,
 		Cron:         sched,
 	})
 	apiConns := api.NewConnLimit(apiLn, cfg.APIMaxConns, log, reg)
@@ -230,7 +216,7 @@ func run(ctx context.Context, args []string) error {
 		}()
 	}
 	attrs := []any{"version", version.Version(), "commit", version.Commit(), "api_addr", apiLn.Addr().String(), "attach_addr", attachLn.Addr().String(),
-		"data_dir", cfg.DataDir, "docker_host", engine.Client().DaemonHost()}
+		"data_dir", cfg.DataDir, "engine", cfg.Engine, "docker_host", engine.Address()}
 	if metricsLn != nil {
 		attrs = append(attrs, "metrics_addr", metricsLn.Addr().String())
 	}

@@ -38,9 +38,12 @@ type config struct {
 	// NodeTLSDir holds ca.pem, cert.pem and key.pem: the client
 	// certificate the swarm runtime reaches the manager and the nodes'
 	// engines with; NodePort is the port of the nodes' engines.
-	NodeTLSDir        string
-	NodePort          int
-	PlaceTimeout      time.Duration
+	NodeTLSDir   string
+	NodePort     int
+	PlaceTimeout time.Duration
+	// Placement are the Swarm placement constraints of every one-off,
+	// such as node.role==worker.
+	Placement         []string
 	Token             string
 	IdleTimeout       time.Duration
 	AttachWaitTimeout time.Duration
@@ -120,6 +123,8 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	str(&c.Engine, "engine", "ONEOFFD_ENGINE", "docker", "what runs the one-offs: docker (the engine at --docker-host) or swarm (the Swarm cluster whose manager's engine is at --docker-host)")
 	str(&c.NodeTLSDir, "node-tls-dir", "ONEOFFD_NODE_TLS_DIR", "", "with --engine swarm: a directory with ca.pem, cert.pem and key.pem, the client certificate for the manager's and the nodes' engines (mutual TLS)")
 	dur(&c.PlaceTimeout, "place-timeout", "ONEOFFD_PLACE_TIMEOUT", 30*time.Second, "with --engine swarm: how long a one-off may wait for a node with room for its size before it fails")
+	var placement string
+	str(&placement, "placement", "ONEOFFD_PLACEMENT", "", "with --engine swarm: comma-separated placement constraints for one-offs, such as node.role==worker or node.labels.oneoffs==yes")
 	str(&c.Token, "token", "ONEOFFD_TOKEN", "", "API bearer token (default: generated into the data dir)")
 	dur(&c.IdleTimeout, "idle-timeout", "ONEOFFD_IDLE_TIMEOUT", oneoff.DefaultIdleTimeout, "close an attached session after this long without input or output")
 	dur(&c.AttachWaitTimeout, "attach-wait-timeout", "ONEOFFD_ATTACH_WAIT_TIMEOUT", oneoff.DefaultAttachWait, "discard an attached one-off nobody attached to after this long")
@@ -283,6 +288,14 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		}
 		if c.NodePort < 1 || c.NodePort > 65535 {
 			return c, fmt.Errorf("--node-port %d is not a TCP port", c.NodePort)
+		}
+		for _, p := range strings.Split(placement, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				if !strings.Contains(p, "==") && !strings.Contains(p, "!=") {
+					return c, fmt.Errorf("--placement %q: a constraint compares with == or !=, such as node.role==worker", p)
+				}
+				c.Placement = append(c.Placement, p)
+			}
 		}
 		if c.PlaceTimeout <= 0 {
 			return c, fmt.Errorf("--place-timeout must be positive, got %s", c.PlaceTimeout)

@@ -433,3 +433,33 @@ func TestSystemdUnit(t *testing.T) {
 		t.Logf("systemd-analyze verify, on other units:\n%s", out)
 	}
 }
+
+// TestSwarmStack checks that docs/swarm-stack.yml is a valid stack file
+// that runs the daemon on the swarm engine with its node certificate, and
+// that it refuses to deploy without the manager's address.
+func TestSwarmStack(t *testing.T) {
+	if _, err := exec.LookPath("docker-compose"); err != nil {
+		if testenv.InCI() {
+			t.Fatalf("docker-compose is missing, and CI needs it: %v", err)
+		}
+		t.Skipf("no docker-compose: %v", err)
+	}
+	config := func(env ...string) (string, error) {
+		cmd := exec.Command("docker-compose", "-f", "../docs/swarm-stack.yml", "config")
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := config("ONEOFFD_MANAGER=10.9.8.7", "ONEOFFD_TOKEN=0123456789abcdef0123456789abcdef")
+	if err != nil {
+		t.Fatalf("docker-compose config: %v\n%s", err, out)
+	}
+	for _, want := range []string{"--engine=swarm", "--docker-host=tcp://10.9.8.7:2376", "--node-tls-dir=/etc/oneoffd/node-tls", "mode: host", "replicas: 1", "order: stop-first"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the stack lacks %q:\n%s", want, out)
+		}
+	}
+	if out, err := config("ONEOFFD_MANAGER=", "ONEOFFD_TOKEN=x"); err == nil || !strings.Contains(out, "ONEOFFD_MANAGER") {
+		t.Errorf("without ONEOFFD_MANAGER: %v, %q; want it refused, naming the variable", err, out)
+	}
+}

@@ -17,11 +17,7 @@ func cronCommand(g *globals) *cobra.Command {
 		Short: "List an app's cron jobs: schedule, next run, last run and its outcome",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			app, err := g.needApp()
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
+			app, c, err := g.appClient()
 			if err != nil {
 				return err
 			}
@@ -66,11 +62,7 @@ func cronRunCommand(g *globals) *cobra.Command {
 		Short: "Start a cron job now, as a detached one-off",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			app, err := g.needApp()
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
+			app, c, err := g.appClient()
 			if err != nil {
 				return err
 			}
@@ -91,11 +83,7 @@ func cronHistoryCommand(g *globals) *cobra.Command {
 		Short: "Show a cron job's runs, newest first: started, skipped, missed or failed to start",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			app, err := g.needApp()
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
+			app, c, err := g.appClient()
 			if err != nil {
 				return err
 			}

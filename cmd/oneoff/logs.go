@@ -27,11 +27,7 @@ func logsCommand(g *globals) *cobra.Command {
   oneoff --app my-app logs --tail --filter one-off-4821`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			app, err := g.needApp()
-			if err != nil {
-				return err
-			}
-			c, err := g.client()
+			app, c, err := g.appClient()
 			if err != nil {
 				return err
 			}

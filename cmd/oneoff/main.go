@@ -123,6 +123,17 @@ func (g *globals) needApp() (string, error) {
 	return g.app, nil
 }
 
+// appClient returns the app the command is for and a client of the
+// daemon, for the commands that need both.
+func (g *globals) appClient() (string, *client.Client, error) {
+	app, err := g.needApp()
+	if err != nil {
+		return "", nil, err
+	}
+	c, err := g.client()
+	return app, c, err
+}
+
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
 		return v

@@ -293,6 +293,8 @@ func needNetns(tb testing.TB) {
 		missing = "root, to make network namespaces"
 	case lookPath("ip") != nil:
 		missing = "the ip command: install Debian's iproute2 (apt-get install iproute2)"
+	case lookPath("unshare") != nil:
+		missing = "the unshare command: install Debian's util-linux (apt-get install util-linux)"
 	case lookPath("mount") != nil:
 		missing = "the mount command: install Debian's mount (apt-get install mount)"
 	case lookPath("dockerd") != nil:

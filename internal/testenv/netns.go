@@ -48,6 +48,7 @@ type Network struct {
 func NewNetwork(tb testing.TB) *Network {
 	tb.Helper()
 	needNetns(tb)
+	sweepOnce.Do(func() { sweepStale(tb) })
 	start := rand.IntN(255)
 	for i := 0; i < 255; i++ {
 		x := (start + i) % 255
@@ -68,7 +69,30 @@ func (n *Network) NodeIP(node int) string { return n.subnet() + strconv.Itoa(10+
 
 func (n *Network) subnet() string { return fmt.Sprintf("%s%d.", netPrefix, n.Index) }
 
-var claimMu sync.Mutex
+var (
+	claimMu   sync.Mutex
+	sweepOnce sync.Once
+)
+
+// sweepStale tears down every network whose owner process is gone: a test
+// binary killed, as by go test's -timeout, leaves its engines running.
+func sweepStale(tb testing.TB) {
+	owners, _ := filepath.Glob("/tmp/ooe-*/owner")
+	for _, o := range owners {
+		x, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(filepath.Dir(o)), "ooe-"))
+		if err != nil {
+			continue
+		}
+		unlock, ok := lockStale(x)
+		if !ok {
+			continue
+		}
+		n := &Network{Index: x, Hub: fmt.Sprintf("ooe-%d-hub", x), Dir: filepath.Dir(o), tb: tb}
+		tb.Logf("removing the test network %s0/24 that a test binary which is gone left behind", n.subnet())
+		n.teardown()
+		unlock()
+	}
+}
 
 // claimNetwork takes X for this process: creating the hub namespace is the
 // claim, since a namespace's name is taken once. A network whose owner
@@ -82,11 +106,13 @@ func claimNetwork(tb testing.TB, x int) (*Network, bool) {
 		return nil, false
 	}
 	if err := ipCmd("netns", "add", n.Hub); err != nil {
-		if !staleNetwork(x) {
+		unlock, ok := lockStale(x)
+		if !ok {
 			return nil, false
 		}
 		tb.Logf("removing the test network %s0/24 that a test binary which is gone left behind", n.subnet())
 		n.teardown()
+		unlock()
 		if err := ipCmd("netns", "add", n.Hub); err != nil {
 			return nil, false
 		}
@@ -283,6 +309,30 @@ func staleNetwork(x int) bool {
 		return false
 	}
 	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+// lockStale takes network X's owner file, with an exclusive lock that the
+// process's death also releases, when the owner process is gone: one
+// process alone then tears the network down. unlock releases it.
+func lockStale(x int) (unlock func(), ok bool) {
+	path := fmt.Sprintf("/tmp/ooe-%d/owner", x)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, false
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, false
+	}
+	// Torn down by another process, and maybe made again, since it was
+	// opened: not this file's to judge any more.
+	locked, err1 := f.Stat()
+	now, err2 := os.Stat(path)
+	if err1 != nil || err2 != nil || !os.SameFile(locked, now) || !staleNetwork(x) {
+		f.Close()
+		return nil, false
+	}
+	return func() { f.Close() }, true
 }
 
 // subnetInUse reports whether an address of the root namespace is in the

@@ -41,7 +41,7 @@ var errTerminalGone = errors.New("the terminal went away and did not come back")
 // within the grace.
 type resumable struct {
 	m     *Manager
-	l     *live
+	h     *handle
 	grace time.Duration
 	limit int64
 
@@ -99,11 +99,11 @@ func (s *Session) Resumable(conn Conn) (Conn, string) {
 	if limit <= 0 {
 		limit = DefaultReplayBuffer
 	}
-	r := &resumable{m: m, l: s.l, grace: m.cfg.ReconnectGrace, limit: limit}
+	r := &resumable{m: m, h: s.h, grace: m.cfg.ReconnectGrace, limit: limit}
 	r.cond = sync.NewCond(&r.mu)
 	token := r.rotate()
 	r.cur = newPlugged(conn, 0, false)
-	m.resumes.Store(s.l.id, r)
+	m.resumes.Store(s.h.id, r)
 	return r, token
 }
 
@@ -131,7 +131,7 @@ func (m *Manager) Rejoin(ctx context.Context, id, actor string) (OneOff, string,
 	r.mu.Lock()
 	if r.dead || r.final != nil {
 		r.mu.Unlock()
-		rec := r.l.snapshot()
+		rec := r.h.snapshot()
 		return rec, "", errdefs.Conflict("not_resumable", "one-off %s is ending: there is no terminal to rejoin", rec.Name)
 	}
 	token := r.rotate()
@@ -141,7 +141,7 @@ func (m *Manager) Rejoin(ctx context.Context, id, actor string) (OneOff, string,
 		r.cur.resumedWith = nil
 	}
 	r.mu.Unlock()
-	rec := r.l.snapshot()
+	rec := r.h.snapshot()
 	m.audit(rec, AuditAttach, actor, "terminal taken over from another one")
 	return rec, token, nil
 }
@@ -184,7 +184,7 @@ func (m *Manager) Resume(ctx context.Context, id, token string, from int64, clie
 	// The new token replaces the old one only once the reply carrying it
 	// is sent: a reply that cannot be sent leaves the old one good.
 	next := randomString(32)
-	if err := accept(r.l.snapshot().Name, next); err != nil {
+	if err := accept(r.h.snapshot().Name, next); err != nil {
 		r.mu.Unlock()
 		return fmt.Errorf("accept reconnect: %w", err)
 	}
@@ -203,7 +203,7 @@ func (m *Manager) Resume(ctx context.Context, id, token string, from int64, clie
 	if old != nil {
 		abandon(old.conn, "oneoffd: another terminal took this session over")
 	}
-	m.audit(r.l.snapshot(), AuditAttach, ActorDaemon, "terminal reconnected from "+client)
+	m.audit(r.h.snapshot(), AuditAttach, ActorDaemon, "terminal reconnected from "+client)
 	go r.send(p)
 	return nil
 }
@@ -309,7 +309,7 @@ func (r *resumable) lose(p *plugged) {
 	r.mu.Unlock()
 	abandon(p.conn, "")
 	if !final {
-		rec := r.l.snapshot()
+		rec := r.h.snapshot()
 		r.m.log.Info("terminal went away; waiting for it to reconnect", "oneoff", rec.ID, "grace", r.grace)
 		r.m.audit(rec, AuditAttach, ActorDaemon, fmt.Sprintf("terminal lost; waiting %s for it to reconnect", r.grace))
 	}
@@ -334,9 +334,9 @@ func (r *resumable) expire() {
 	r.chunks = nil
 	r.cond.Broadcast()
 	r.mu.Unlock()
-	r.m.resumes.CompareAndDelete(r.l.id, r)
+	r.m.resumes.CompareAndDelete(r.h.id, r)
 	if !final {
-		rec := r.l.snapshot()
+		rec := r.h.snapshot()
 		r.m.log.Info("terminal did not reconnect; stopping", "oneoff", rec.ID, "grace", r.grace)
 		r.m.audit(rec, AuditReap, ActorDaemon, fmt.Sprintf("the terminal did not reconnect within %s", r.grace))
 	}

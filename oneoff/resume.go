@@ -37,8 +37,9 @@ var errTerminalGone = errors.New("the terminal went away and did not come back")
 // numbers the output, keeps what the terminal has not acknowledged yet (at
 // most limit bytes: past that the container's output waits), and sends it
 // to whichever connection is plugged in, from the offset that connection
-// has received. The session sees no disconnection until nobody came back
-// within the grace.
+// has received, on a goroutine of that connection's own: a connection that
+// stops reading holds up nothing but itself. The session sees no
+// disconnection until nobody came back within the grace.
 type resumable struct {
 	m     *Manager
 	h     *handle
@@ -47,7 +48,6 @@ type resumable struct {
 
 	mu    sync.Mutex
 	cond  *sync.Cond
-	wmu   sync.Mutex // held while output is written to the terminal, taken under mu
 	token [sha256.Size]byte
 	cur   *plugged
 	// lost is the connection last lost, while no other is plugged in; see
@@ -72,9 +72,6 @@ type plugged struct {
 	// out and errw are conn's writers.
 	out, errw io.Writer
 	sent      int64 // the offset up to which it was sent output
-	// replaying says a goroutine is sending it what it missed; once it has
-	// caught up, the output is written to it as it comes.
-	replaying bool
 	// resumedWith is the hash of the token it resumed with, if it did;
 	// spoke says it has sent something since, so it read the reply that
 	// carried its next token.
@@ -82,8 +79,8 @@ type plugged struct {
 	spoke       bool
 }
 
-func newPlugged(conn Conn, from int64, replaying bool) *plugged {
-	return &plugged{conn: conn, out: conn.Stdout(), errw: conn.Stderr(), sent: from, replaying: replaying}
+func newPlugged(conn Conn, from int64) *plugged {
+	return &plugged{conn: conn, out: conn.Stdout(), errw: conn.Stderr(), sent: from}
 }
 
 // Resumable turns the session's connection into one that survives its
@@ -102,8 +99,9 @@ func (s *Session) Resumable(conn Conn) (Conn, string) {
 	r := &resumable{m: m, h: s.h, grace: m.cfg.ReconnectGrace, limit: limit}
 	r.cond = sync.NewCond(&r.mu)
 	token := r.rotate()
-	r.cur = newPlugged(conn, 0, false)
+	r.cur = newPlugged(conn, 0)
 	m.resumes.Store(s.h.id, r)
+	go r.send(r.cur)
 	return r, token
 }
 
@@ -191,7 +189,7 @@ func (m *Manager) Resume(ctx context.Context, id, token string, from int64, clie
 	r.token = sha256.Sum256([]byte(next))
 	r.forget(from)
 	old := r.cur
-	p := newPlugged(conn, from, true)
+	p := newPlugged(conn, from)
 	p.resumedWith = &hash
 	r.cur, r.lost = p, nil
 	if r.timer != nil {
@@ -247,21 +245,22 @@ func (r *resumable) forget(n int64) {
 	r.cond.Broadcast()
 }
 
-// send replays to p what it missed, from its offset on, then hands it the
-// live output (or the end, when it came meanwhile).
+// send sends p the output from its offset on, as it comes, for as long as
+// p is the connection plugged in, then the end once it came. Only this
+// goroutine writes output to p, without holding the lock: a write that
+// blocks on a connection gone half-open delays neither the container's
+// output nor a reconnect, which unplugs p and closes it.
 func (r *resumable) send(p *plugged) {
+	r.mu.Lock()
 	for {
-		r.mu.Lock()
+		for r.cur == p && p.sent >= r.end && r.final == nil {
+			r.cond.Wait()
+		}
 		if r.cur != p {
 			r.mu.Unlock()
 			return
 		}
 		if p.sent >= r.end {
-			if r.final == nil {
-				p.replaying = false // caught up: the writers write to it now
-				r.mu.Unlock()
-				return
-			}
 			res := *r.final
 			r.cur = nil
 			r.expireIn(r.grace) // a terminal that missed the end may still come for it
@@ -280,6 +279,7 @@ func (r *resumable) send(p *plugged) {
 			r.lose(p)
 			return
 		}
+		r.mu.Lock()
 	}
 }
 
@@ -394,11 +394,11 @@ type resumableWriter struct {
 func (w resumableWriter) Write(p []byte) (int, error) {
 	r := w.r
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	for !r.dead && r.final == nil && r.end-r.start >= r.limit {
 		r.cond.Wait()
 	}
 	if r.dead || r.final != nil {
-		r.mu.Unlock()
 		return len(p), nil // nobody will read it
 	}
 	if n := len(r.chunks); n > 0 && r.chunks[n-1].stderr == w.stderr && len(r.chunks[n-1].p) < replayChunk {
@@ -407,26 +407,7 @@ func (w resumableWriter) Write(p []byte) (int, error) {
 		r.chunks = append(r.chunks, replayChunkData{stderr: w.stderr, p: append([]byte(nil), p...)})
 	}
 	r.end += int64(len(p))
-	c := r.cur
-	live := c != nil && !c.replaying
-	if !live {
-		r.mu.Unlock()
-		return len(p), nil // kept for the terminal's return, or being replayed
-	}
-	// Written in the order the output was numbered: the write lock is
-	// taken before the numbering's is let go.
-	c.sent = r.end
-	r.wmu.Lock()
-	r.mu.Unlock()
-	out := c.out
-	if w.stderr {
-		out = c.errw
-	}
-	_, err := out.Write(p)
-	r.wmu.Unlock()
-	if err != nil {
-		r.lose(c)
-	}
+	r.cond.Broadcast() // for the sender
 	return len(p), nil
 }
 
@@ -445,21 +426,10 @@ func (r *resumable) Notify(msg string) {
 // it has not received.
 func (r *resumable) Finish(res Result) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.final != nil {
-		r.mu.Unlock()
 		return
 	}
 	r.final = &res
-	r.cond.Broadcast()
-	c := r.cur
-	if c == nil || c.replaying {
-		r.mu.Unlock()
-		return // told after the replay, or at the terminal's return
-	}
-	r.cur = nil
-	r.expireIn(r.grace) // a terminal that missed the end may still come for it
-	r.wmu.Lock()        // after the output being written
-	r.mu.Unlock()
-	c.conn.Finish(res)
-	r.wmu.Unlock()
+	r.cond.Broadcast() // for the sender, or the terminal's return
 }

@@ -35,19 +35,29 @@ type EngineOptions struct {
 	TLS bool
 	// Config holds more daemon.json settings.
 	Config map[string]any
+
+	// ca, when set with TLS, signs the engine's server certificate, and
+	// client is the client certificate it signed: the engines of a swarm
+	// share them. Without, the engine gets a CA of its own.
+	ca     *certAuthority
+	client EngineTLS
 }
 
 // Engine is a dockerd of a test's own, in a network namespace of its own,
-// with its own data root, exec root and socket: killing it disturbs
-// nothing else. It is stopped and everything of it removed when the test
-// ends.
+// with its own data root, exec root, socket and host name: killing it
+// disturbs nothing else. Name lookups fail at once inside its namespace,
+// rather than waiting on a name server it cannot reach. It is stopped and
+// everything of it removed when the test ends.
 type Engine struct {
 	// Host is the engine's address for clients: unix:///tmp/ooe-X/nN/d.sock.
 	Host string
 	// IP is the engine's address on its Network.
 	IP string
-	// Namespace is the network namespace it runs in.
+	// Namespace is the network namespace it runs in, ooe-X-nN.
 	Namespace string
+	// Hostname is the engine's host name, as its Info.Name and a swarm's
+	// node list show it: its Namespace.
+	Hostname string
 	// TCPHost is tcp://IP:2376 when the engine listens there with TLS,
 	// and TLS the files a client needs to.
 	TCPHost string
@@ -84,7 +94,7 @@ func StartEngine(tb testing.TB, opts EngineOptions) *Engine {
 	name := fmt.Sprintf("ooe-%d-n%d", n.Index, opts.Node)
 	dir := filepath.Join(n.Dir, fmt.Sprintf("n%d", opts.Node))
 	e := &Engine{
-		IP: n.NodeIP(opts.Node), Namespace: name, tb: tb, dir: dir,
+		IP: n.NodeIP(opts.Node), Namespace: name, Hostname: name, tb: tb, dir: dir,
 		execRoot: filepath.Join(dir, "x"), pidfile: filepath.Join(dir, "d.pid"), socket: filepath.Join(dir, "d.sock"),
 		config: filepath.Join(dir, "daemon.json"), script: filepath.Join(dir, "init.sh"), output: &Buffer{},
 	}
@@ -102,7 +112,13 @@ func StartEngine(tb testing.TB, opts EngineOptions) *Engine {
 		// With TLS only: dockerd 20.10 waits 15s at start-up on a TCP
 		// listener without.
 		var err error
-		if e.TLS, tlsCfg, err = makeEngineTLS(filepath.Join(dir, "tls"), e.IP); err != nil {
+		if opts.ca != nil {
+			e.TLS = opts.client
+			tlsCfg, err = opts.ca.server(filepath.Join(dir, "tls"), e.IP)
+		} else {
+			e.TLS, tlsCfg, err = makeEngineTLS(filepath.Join(dir, "tls"), e.IP)
+		}
+		if err != nil {
 			tb.Fatalf("test engine %s: certificates: %v", name, err)
 		}
 		e.TCPHost = "tcp://" + e.IP + ":" + tlsPort
@@ -125,7 +141,13 @@ func StartEngine(tb testing.TB, opts EngineOptions) *Engine {
 	if err := os.WriteFile(e.config, b, 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	script, err := namespaceScript()
+	// A name server that refuses at once: nothing listens on the
+	// namespace's loopback.
+	resolv := filepath.Join(dir, "resolv.conf")
+	if err := os.WriteFile(resolv, []byte("nameserver 127.0.0.1\n"), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	script, err := namespaceScript(e.Hostname, resolv)
 	if err != nil {
 		tb.Fatalf("test engine %s: %v", name, err)
 	}
@@ -134,7 +156,7 @@ func StartEngine(tb testing.TB, opts EngineOptions) *Engine {
 	}
 	e.start()
 	if len(images) > 0 {
-		e.load(images)
+		e.load(tb, images)
 	}
 	return e
 }
@@ -190,15 +212,13 @@ func (e *Engine) Restart() {
 func (e *Engine) start() {
 	tb := e.tb
 	tb.Helper()
-	cmd := exec.Command("ip", "netns", "exec", e.Namespace, "sh", e.script, "dockerd", "--config-file", e.config)
+	// unshare: a UTS namespace of its own, for the engine's host name.
+	cmd := exec.Command("ip", "netns", "exec", e.Namespace, "unshare", "--uts", "sh", e.script, "dockerd", "--config-file", e.config)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "DOCKER_") && !strings.HasPrefix(kv, "NOTIFY_SOCKET=") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	// A swarm task would otherwise try the image's registry first, and
-	// none can be reached.
-	cmd.Env = append(cmd.Env, "DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1")
 	p := &process{cmd: cmd, output: e.output, exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.output, p.output
 	if err := cmd.Start(); err != nil {
@@ -238,8 +258,7 @@ func (e *Engine) start() {
 }
 
 // load copies images from the machine's engine into the test engine.
-func (e *Engine) load(images []string) {
-	tb := e.tb
+func (e *Engine) load(tb testing.TB, images []string) {
 	tb.Helper()
 	machine := Docker(tb)
 	cli := e.Client(tb)
@@ -278,12 +297,13 @@ func (e *Engine) teardown() {
 }
 
 // namespaceScript is the shell script dockerd is started through inside
-// its namespace. `ip netns exec` gives it a mount namespace of its own and
+// its namespaces. `ip netns exec` gives it a mount namespace of its own and
 // a fresh /sys without the cgroup hierarchies, which dockerd needs: they
 // are mounted again as in the root namespace. /run gets a tmpfs of its
 // own, so that the engine never finds the machine's containerd (or its
-// shims' sockets) and starts its own.
-func namespaceScript() (string, error) {
+// shims' sockets) and starts its own. /etc/resolv.conf becomes resolv, and
+// the UTS namespace gets hostname.
+func namespaceScript(hostname, resolv string) (string, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
 		return "", err
@@ -334,6 +354,10 @@ func namespaceScript() (string, error) {
 			fmt.Fprintf(&b, "ln -s %s %s\n", target, l)
 		}
 	}
-	b.WriteString("mount -t tmpfs -o mode=755 run /run\nexec \"$@\"\n")
+	b.WriteString("mount -t tmpfs -o mode=755 run /run\n")
+	// A resolv.conf that is a link into /run now leads nowhere, and name
+	// lookups go to the loopback's port 53, which refuses them as well.
+	fmt.Fprintf(&b, "if [ -f /etc/resolv.conf ]; then mount --bind %s /etc/resolv.conf; fi\n", resolv)
+	fmt.Fprintf(&b, "echo %s > /proc/sys/kernel/hostname\nexec \"$@\"\n", hostname)
 	return b.String(), nil
 }

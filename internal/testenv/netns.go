@@ -48,6 +48,7 @@ type Network struct {
 func NewNetwork(tb testing.TB) *Network {
 	tb.Helper()
 	needNetns(tb)
+	sweepOnce.Do(func() { sweepStale(tb) })
 	start := rand.IntN(255)
 	for i := 0; i < 255; i++ {
 		x := (start + i) % 255
@@ -68,7 +69,30 @@ func (n *Network) NodeIP(node int) string { return n.subnet() + strconv.Itoa(10+
 
 func (n *Network) subnet() string { return fmt.Sprintf("%s%d.", netPrefix, n.Index) }
 
-var claimMu sync.Mutex
+var (
+	claimMu   sync.Mutex
+	sweepOnce sync.Once
+)
+
+// sweepStale tears down every network whose owner process is gone: a test
+// binary killed, as by go test's -timeout, leaves its engines running.
+func sweepStale(tb testing.TB) {
+	owners, _ := filepath.Glob("/tmp/ooe-*/owner")
+	for _, o := range owners {
+		x, err := strconv.Atoi(strings.TrimPrefix(filepath.Base(filepath.Dir(o)), "ooe-"))
+		if err != nil {
+			continue
+		}
+		unlock, ok := lockStale(x)
+		if !ok {
+			continue
+		}
+		n := &Network{Index: x, Hub: fmt.Sprintf("ooe-%d-hub", x), Dir: filepath.Dir(o), tb: tb}
+		tb.Logf("removing the test network %s0/24 that a test binary which is gone left behind", n.subnet())
+		n.teardown()
+		unlock()
+	}
+}
 
 // claimNetwork takes X for this process: creating the hub namespace is the
 // claim, since a namespace's name is taken once. A network whose owner
@@ -82,11 +106,13 @@ func claimNetwork(tb testing.TB, x int) (*Network, bool) {
 		return nil, false
 	}
 	if err := ipCmd("netns", "add", n.Hub); err != nil {
-		if !staleNetwork(x) {
+		unlock, ok := lockStale(x)
+		if !ok {
 			return nil, false
 		}
 		tb.Logf("removing the test network %s0/24 that a test binary which is gone left behind", n.subnet())
 		n.teardown()
+		unlock()
 		if err := ipCmd("netns", "add", n.Hub); err != nil {
 			return nil, false
 		}
@@ -242,6 +268,22 @@ func cgroupProcs(dir string) []int {
 	return pids
 }
 
+// joinCgroup moves the process pid into the top-level cgroup name of the
+// pids hierarchy, which counts and limits nothing here: it only lets
+// teardown find the process by the name's prefix, also after the test
+// binary that started it died. Without a pids hierarchy it does nothing.
+func joinCgroup(name string, pid int) error {
+	root := "/sys/fs/cgroup/pids"
+	if _, err := os.Stat(root); err != nil {
+		return nil
+	}
+	dir := filepath.Join(root, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644)
+}
+
 // removeCgroup removes an empty cgroup and its children, deepest first.
 func removeCgroup(dir string) {
 	var dirs []string
@@ -269,6 +311,30 @@ func staleNetwork(x int) bool {
 	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }
 
+// lockStale takes network X's owner file, with an exclusive lock that the
+// process's death also releases, when the owner process is gone: one
+// process alone then tears the network down. unlock releases it.
+func lockStale(x int) (unlock func(), ok bool) {
+	path := fmt.Sprintf("/tmp/ooe-%d/owner", x)
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, false
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, false
+	}
+	// Torn down by another process, and maybe made again, since it was
+	// opened: not this file's to judge any more.
+	locked, err1 := f.Stat()
+	now, err2 := os.Stat(path)
+	if err1 != nil || err2 != nil || !os.SameFile(locked, now) || !staleNetwork(x) {
+		f.Close()
+		return nil, false
+	}
+	return func() { f.Close() }, true
+}
+
 // subnetInUse reports whether an address of the root namespace is in the
 // /24 starting with prefix.
 func subnetInUse(prefix string) bool {
@@ -293,6 +359,8 @@ func needNetns(tb testing.TB) {
 		missing = "root, to make network namespaces"
 	case lookPath("ip") != nil:
 		missing = "the ip command: install Debian's iproute2 (apt-get install iproute2)"
+	case lookPath("unshare") != nil:
+		missing = "the unshare command: install Debian's util-linux (apt-get install util-linux)"
 	case lookPath("mount") != nil:
 		missing = "the mount command: install Debian's mount (apt-get install mount)"
 	case lookPath("dockerd") != nil:

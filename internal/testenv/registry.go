@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,14 +23,17 @@ import (
 	"github.com/distribution/reference"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/registry"
+	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/jsonmessage"
 )
 
 // A real image registry for the pull tests: Debian's docker-registry (the
 // CNCF distribution registry), serving plain HTTP on a free port of
-// 127.0.0.1, which the engine treats as an insecure registry by default.
-// With auth it asks for basic credentials from an htpasswd file, whose
-// bcrypt line comes from htpasswd of apache2-utils.
+// 127.0.0.1, which the engine treats as an insecure registry by default,
+// or of another address of the machine, such as a test Network's HostIP
+// for the test engines that list it in their insecure-registries. With
+// auth it asks for basic credentials from an htpasswd file, whose bcrypt
+// line comes from htpasswd of apache2-utils.
 
 // registryBin is where Debian's docker-registry installs the registry.
 const registryBin = "/usr/bin/docker-registry"
@@ -73,23 +77,41 @@ const registryAuthConf = `auth:
     path: %[1]s/htpasswd
 `
 
-// Registry is a running image registry on loopback, stopped when the test
-// that started it ends.
+// Registry is a running image registry, stopped when the test that started
+// it ends.
 type Registry struct {
 	// User and Password are the credentials the registry asks for, when
 	// started with auth; empty otherwise.
 	User, Password string
 
-	tb   testing.TB
-	dir  string
-	port int
-	proc *process // while it runs
+	tb    testing.TB
+	dir   string
+	ip    string
+	group string // the cgroup of its process, if any
+	port  int
+	proc  *process // while it runs
 }
 
 // StartRegistry starts a registry on a free port of 127.0.0.1 and waits
 // until it answers. With auth it asks for User and Password. Without
 // docker-registry the test is skipped on a laptop and fails in CI.
 func StartRegistry(tb testing.TB, auth bool) *Registry {
+	tb.Helper()
+	return StartRegistryOn(tb, "127.0.0.1", auth)
+}
+
+// StartRegistryOn is StartRegistry on a free port of ip, an address of the
+// machine: a Network's HostIP makes the registry reachable from the test
+// engines of that Network.
+func StartRegistryOn(tb testing.TB, ip string, auth bool) *Registry {
+	tb.Helper()
+	return startRegistry(tb, ip, auth, nil)
+}
+
+// startRegistry is StartRegistryOn; with owner, the registry's directory
+// and its process's cgroup are named after the network, whose teardown
+// then finds them, also after the test binary died.
+func startRegistry(tb testing.TB, ip string, auth bool, owner *Network) *Registry {
 	tb.Helper()
 	missing := func(format string, args ...any) {
 		tb.Helper()
@@ -102,7 +124,15 @@ func StartRegistry(tb testing.TB, auth bool) *Registry {
 	if _, err := os.Stat(registryBin); err != nil {
 		missing("no registry at %s", registryBin)
 	}
-	r := &Registry{tb: tb, dir: tb.TempDir()}
+	r := &Registry{tb: tb, ip: ip}
+	if owner != nil {
+		r.dir, r.group = filepath.Join(owner.Dir, "registry"), fmt.Sprintf("ooe-%d-registry", owner.Index)
+		if err := os.MkdirAll(r.dir, 0o755); err != nil {
+			tb.Fatal(err)
+		}
+	} else {
+		r.dir = tb.TempDir()
+	}
 	var authConf string
 	if auth {
 		htpasswd, err := exec.LookPath("htpasswd")
@@ -130,7 +160,7 @@ func StartRegistry(tb testing.TB, auth bool) *Registry {
 
 	deadline := time.Now().Add(registryReadyTimeout)
 	for {
-		r.port = freePort(tb)
+		r.port = freePortOn(tb, ip)
 		err := r.start(authConf, deadline)
 		if err == nil {
 			return r
@@ -155,6 +185,11 @@ func (r *Registry) start(authConf string, deadline time.Time) error {
 		return err
 	}
 	r.proc = p
+	if r.group != "" {
+		if err := joinCgroup(r.group, p.cmd.Process.Pid); err != nil {
+			return fmt.Errorf("docker-registry into cgroup %s: %w", r.group, err)
+		}
+	}
 
 	hc := &http.Client{Timeout: time.Second}
 	url := "http://" + r.Host() + "/v2/"
@@ -189,9 +224,9 @@ func (r *Registry) stop() {
 	r.proc = nil
 }
 
-// Host returns the registry's host and port, 127.0.0.1:PORT, as it
-// appears in an image reference.
-func (r *Registry) Host() string { return fmt.Sprintf("127.0.0.1:%d", r.port) }
+// Host returns the registry's address and port, such as 127.0.0.1:PORT, as
+// it appears in an image reference.
+func (r *Registry) Host() string { return net.JoinHostPort(r.ip, strconv.Itoa(r.port)) }
 
 // AuthConfig returns the registry's credentials as the engine takes them,
 // the zero AuthConfig without auth.
@@ -205,8 +240,9 @@ func (r *Registry) AuthConfig() registry.AuthConfig {
 // Push tags the local image localRef as HOST/NAME:TAG, where NAME is
 // localRef's path with a random suffix, so that every push makes a
 // repository of its own, and TAG is localRef's tag; pushes it to the
-// registry; and returns that reference. The local tag is removed when the
-// test ends.
+// registry from the machine's engine; and returns that reference. The
+// local tag is removed when the test ends. The machine's engine pushes
+// only to a registry it trusts, as one on loopback.
 func (r *Registry) Push(tb testing.TB, localRef string) string {
 	tb.Helper()
 	cli := Docker(tb)
@@ -219,12 +255,6 @@ func (r *Registry) Push(tb testing.TB, localRef string) string {
 		tag = t.Tag()
 	}
 	ref := fmt.Sprintf("%s/%s-%s:%s", r.Host(), reference.Path(named), randomHex(3), tag)
-
-	ctx, cancel := context.WithTimeout(context.Background(), registryPushTimeout)
-	defer cancel()
-	if err := cli.ImageTag(ctx, localRef, ref); err != nil {
-		tb.Fatalf("tag %s as %s: %v", localRef, ref, err)
-	}
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), registryReadyTimeout)
 		defer cancel()
@@ -233,15 +263,29 @@ func (r *Registry) Push(tb testing.TB, localRef string) string {
 			tb.Errorf("remove %s: %v", ref, err)
 		}
 	})
+	if err := r.push(cli, localRef, ref); err != nil {
+		tb.Fatal(err)
+	}
+	return ref
+}
+
+// push tags localRef as ref on the engine cli and pushes ref from there.
+func (r *Registry) push(cli *client.Client, localRef, ref string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), registryPushTimeout)
+	defer cancel()
+	if err := cli.ImageTag(ctx, localRef, ref); err != nil {
+		return fmt.Errorf("tag %s as %s: %w", localRef, ref, err)
+	}
 	var opts image.PushOptions
 	if r.User != "" {
+		var err error
 		if opts.RegistryAuth, err = registry.EncodeAuthConfig(r.AuthConfig()); err != nil {
-			tb.Fatal(err)
+			return err
 		}
 	}
 	rc, err := cli.ImagePush(ctx, ref, opts)
 	if err != nil {
-		tb.Fatalf("push %s: %v", ref, err)
+		return fmt.Errorf("push %s: %w", ref, err)
 	}
 	defer rc.Close()
 	// A failed push is a message in the stream, not an error of the call.
@@ -249,21 +293,20 @@ func (r *Registry) Push(tb testing.TB, localRef string) string {
 	for {
 		var m jsonmessage.JSONMessage
 		if err := dec.Decode(&m); err == io.EOF {
-			break
+			return nil
 		} else if err != nil {
-			tb.Fatalf("push %s: read the engine's messages: %v", ref, err)
+			return fmt.Errorf("push %s: read the engine's messages: %w", ref, err)
 		}
 		if m.Error != nil {
-			tb.Fatalf("push %s: %s", ref, m.Error.Message)
+			return fmt.Errorf("push %s: %s", ref, m.Error.Message)
 		}
 	}
-	return ref
 }
 
-// freePort returns a port of 127.0.0.1 that was free a moment ago.
-func freePort(tb testing.TB) int {
+// freePortOn returns a port of ip that was free a moment ago.
+func freePortOn(tb testing.TB, ip string) int {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 // Package testenv gives tests what they need from the machine: a Docker
-// engine that answers, and a small image built locally from a static
-// busybox, since no registry can be reached.
+// engine that answers, a small image built locally from a static busybox,
+// since no registry can be reached, and servers of a test's own: image
+// registries, engines in network namespaces (StartEngine), and Docker
+// Swarms of such engines (StartSwarm).
 package testenv
 
 import (

@@ -23,9 +23,13 @@ import (
 	"github.com/oneoffd/oneoffd/runtime/docker"
 )
 
-// detachKeys replaces the engine's default detach sequence, as in
-// runtime/docker: bytes that never occur in UTF-8 text.
-const detachKeys = "\xff,\xfe"
+// detachKeys replaces the engine's default detach sequence (Ctrl-P
+// Ctrl-Q), which would swallow a shell user's Ctrl-P, and which cannot be
+// turned off. runtime/docker's bytes 0xFF 0xFE cannot be given to an exec:
+// its options travel as JSON, which carries only UTF-8, and the engine
+// takes only ASCII keys. This sequence of four control keys (NUL, RS, NUL,
+// US) is one nobody types; binary data piped in might hold it.
+const detachKeys = "ctrl-@,ctrl-^,ctrl-@,ctrl-_"
 
 // breakWait bounds how long a one-off whose node's engine stopped
 // answering waits for the swarm to say whether the node is lost: a node
@@ -342,7 +346,7 @@ func (r *Runtime) Logs(ctx context.Context, id string, opts oneoff.LogOptions) (
 	if err != nil {
 		return nil, wrapNode(o.node, "read container log", err)
 	}
-	return docker.NewLogReader(rc, opts.TTY), nil
+	return docker.NewLogReader(newPump(rc), opts.TTY), nil
 }
 
 // CopyTo unpacks a tar stream into dir in the container.

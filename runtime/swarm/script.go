@@ -43,7 +43,7 @@ var holderCommand = []string{"/bin/sh", "-c", holderScript}
 // attachedCommand wraps an attached command's argv so that its pid is
 // written where Signal finds it.
 func attachedCommand(argv []string) []string {
-	return append([]string{"/bin/sh", "-c", `echo $$ >` + pidFile + ` && exec "$@"`, "sh"}, argv...)
+	return append([]string{"/bin/sh", "-c", `{ [ -d ` + runDir + ` ] || mkdir -p ` + runDir + `; } && echo $$ >` + pidFile + ` && exec "$@"`, "sh"}, argv...)
 }
 
 // shellQuote quotes s for a POSIX shell, as one word.

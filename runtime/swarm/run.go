@@ -42,14 +42,17 @@ type oneOff struct {
 	node      *node
 	container string
 
+	cmd       []string // the one-off's command, as the service keeps it
+
 	mu     sync.Mutex
-	argv   []string // the command with the image's entrypoint
+	argv   []string // cmd with the image's entrypoint, once known
 	execID string   // the attached command's exec
 }
 
-// adopt learns where a running task of service runs, and the command it
-// is to run there.
-func (r *Runtime) adopt(ctx context.Context, service string, t swarm.Task, cmd []string) (*oneOff, error) {
+// adopt learns where a running task of service runs; the command it is
+// to run there, cmd with the image's entrypoint, is learnt now when eager,
+// else when Start needs it.
+func (r *Runtime) adopt(ctx context.Context, service string, t swarm.Task, cmd []string, eager bool) (*oneOff, error) {
 	if t.Status.ContainerStatus == nil || t.Status.ContainerStatus.ContainerID == "" {
 		return nil, fmt.Errorf("the task of service %s has no container", service)
 	}
@@ -57,24 +60,40 @@ func (r *Runtime) adopt(ctx context.Context, service string, t swarm.Task, cmd [
 	if err != nil {
 		return nil, err
 	}
-	o := &oneOff{service: service, node: n, container: t.Status.ContainerStatus.ContainerID}
-	info, err := n.cli.ContainerInspect(ctx, o.container)
-	if err != nil {
-		return nil, wrapNode(n, "inspect container", err)
+	o := &oneOff{service: service, node: n, container: t.Status.ContainerStatus.ContainerID, cmd: cmd}
+	if eager {
+		if _, err := o.command(ctx); err != nil {
+			return nil, err
+		}
 	}
-	img, err := n.cli.ImageInspect(ctx, info.Image)
+	r.mu.Lock()
+	r.ones[service] = o
+	r.mu.Unlock()
+	return o, nil
+}
+
+// command returns the argv the one-off runs: its command after the
+// image's entrypoint, as the node that pulled the image says it.
+func (o *oneOff) command(ctx context.Context) ([]string, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.argv != nil {
+		return o.argv, nil
+	}
+	info, err := o.node.cli.ContainerInspect(ctx, o.container)
 	if err != nil {
-		return nil, wrapNode(n, "inspect image", err)
+		return nil, wrapNode(o.node, "inspect container", err)
+	}
+	img, err := o.node.cli.ImageInspect(ctx, info.Image)
+	if err != nil {
+		return nil, wrapNode(o.node, "inspect image", err)
 	}
 	var entrypoint, imageCmd []string
 	if img.Config != nil {
 		entrypoint, imageCmd = img.Config.Entrypoint, img.Config.Cmd
 	}
-	o.argv = commandLine(entrypoint, imageCmd, cmd)
-	r.mu.Lock()
-	r.ones[service] = o
-	r.mu.Unlock()
-	return o, nil
+	o.argv = commandLine(entrypoint, imageCmd, o.cmd)
+	return o.argv, nil
 }
 
 // lookup returns the one-off of a service, asking the manager where it
@@ -102,7 +121,7 @@ func (r *Runtime) lookup(ctx context.Context, id string) (*oneOff, error) {
 	if cs := svc.Spec.TaskTemplate.ContainerSpec; cs != nil {
 		cmd = cs.Args
 	}
-	return r.adopt(ctx, id, t, cmd)
+	return r.adopt(ctx, id, t, cmd, false)
 }
 
 // Start runs the one-off's command. Attached, it runs as an exec in the
@@ -110,6 +129,10 @@ func (r *Runtime) lookup(ctx context.Context, id string) (*oneOff, error) {
 // released and becomes the command.
 func (r *Runtime) Start(ctx context.Context, id string, opts oneoff.StartOptions) (oneoff.Process, error) {
 	o, err := r.lookup(ctx, id)
+	if err != nil {
+		return oneoff.Process{}, err
+	}
+	argv, err := o.command(ctx)
 	if err != nil {
 		return oneoff.Process{}, err
 	}
@@ -122,13 +145,13 @@ func (r *Runtime) Start(ctx context.Context, id string, opts oneoff.StartOptions
 		if err != nil {
 			return oneoff.Process{}, err
 		}
-		if err := o.node.cli.CopyToContainer(ctx, o.container, "/tmp", bytes.NewReader(runArchive(o.argv)), container.CopyToContainerOptions{}); err != nil {
+		if err := o.node.cli.CopyToContainer(ctx, o.container, "/tmp", bytes.NewReader(runArchive(argv)), container.CopyToContainerOptions{}); err != nil {
 			return oneoff.Process{}, wrapNode(o.node, "start command", err)
 		}
 		return oneoff.Process{Exit: exit}, nil
 	}
 	ex, err := o.node.cli.ContainerExecCreate(ctx, o.container, container.ExecOptions{
-		Cmd: attachedCommand(o.argv), Tty: opts.TTY, DetachKeys: detachKeys,
+		Cmd: attachedCommand(argv), Tty: opts.TTY, DetachKeys: detachKeys,
 		AttachStdin: true, AttachStdout: true, AttachStderr: true,
 	})
 	if err != nil {
@@ -309,23 +332,45 @@ func (r *Runtime) execOutput(ctx context.Context, o *oneOff, argv []string) (str
 // Wait yields how the command of a one-off started before ends, watching
 // its container on its node and its node with the manager.
 func (r *Runtime) Wait(ctx context.Context, id string) <-chan oneoff.Exit {
-	o, err := r.lookup(ctx, id)
-	if err != nil {
-		out := make(chan oneoff.Exit, 1)
-		out <- oneoff.Exit{Code: -1, Err: err}
-		return out
-	}
-	exit, err := r.waitContainer(ctx, o)
-	if err != nil {
-		out := make(chan oneoff.Exit, 1)
-		lostC, stop := r.mon.watch(o.node.id)
-		go func() {
+	out := make(chan oneoff.Exit, 1)
+	go func() {
+		o, err := r.lookup(ctx, id)
+		if err != nil {
+			out <- oneoff.Exit{Code: -1, Err: r.lostOr(ctx, id, err)}
+			return
+		}
+		exit, err := r.waitContainer(ctx, o)
+		if err != nil {
+			lostC, stop := r.mon.watch(o.node.id)
 			defer stop()
 			out <- r.broken(ctx, o, err, lostC)
-		}()
-		return out
+			return
+		}
+		out <- <-exit
+	}()
+	return out
+}
+
+// lostOr returns a node_lost error when the node of the one-off's task is
+// lost, else err.
+func (r *Runtime) lostOr(ctx context.Context, id string, err error) error {
+	if !oneoff.EngineGone(err) {
+		return err
 	}
-	return exit
+	t, ok, terr := r.task(ctx, id)
+	if terr != nil || !ok {
+		return err
+	}
+	if s, ok := r.nodeState(ctx, t.NodeID); ok && lost(s) {
+		r.mu.Lock()
+		name := r.names[t.NodeID].name
+		r.mu.Unlock()
+		if name == "" {
+			name = t.NodeID
+		}
+		return nodeLostError(name, s)
+	}
+	return err
 }
 
 // Logs reads the container's log on its node, with the engine's

@@ -269,7 +269,7 @@ func (r *Runtime) place(ctx context.Context, service string, spec oneoff.Spec) (
 			last = t
 			switch t.Status.State {
 			case swarm.TaskStateRunning:
-				return r.adopt(ctx, service, t, spec.Cmd)
+				return r.adopt(ctx, service, t, spec.Cmd, true)
 			case swarm.TaskStateRejected, swarm.TaskStateFailed, swarm.TaskStateComplete, swarm.TaskStateShutdown, swarm.TaskStateOrphaned, swarm.TaskStateRemove:
 				return nil, taskFailed(spec, t)
 			case swarm.TaskStatePending:

@@ -80,6 +80,7 @@ func TestRuntime(t *testing.T) {
 	t.Run("Wait from a new runtime follows a running one-off", c.testWaitAfterRestart)
 	t.Run("Stop reaches the command with SIGTERM", c.testStop)
 	t.Run("Create fails for a size no node has", c.testTooBig)
+	t.Run("the kernel's killing for memory is reported", c.testOOM)
 	t.Run("List, Remove and Prune leave nothing", c.testListRemove)
 	t.Run("a node lost mid-run ends the one-off with node_lost", c.testNodeLost)
 	for _, l := range c.timings {
@@ -531,6 +532,7 @@ func (c *cluster) testListRemove(t *testing.T) {
 func (c *cluster) testNodeLost(t *testing.T) {
 	ctx := context.Background()
 	t.Run("detached", func(t *testing.T) { c.nodeLost(t, ctx, false) })
+	t.Run("attached", func(t *testing.T) { c.nodeLost(t, ctx, true) })
 }
 
 func (c *cluster) nodeLost(t *testing.T, ctx context.Context, attach bool) {
@@ -538,6 +540,12 @@ func (c *cluster) nodeLost(t *testing.T, ctx context.Context, attach bool) {
 	proc, err := c.rt.Start(ctx, p.ID, oneoff.StartOptions{Attach: attach})
 	if err != nil {
 		t.Fatalf("start: %v", err)
+	}
+	if attach {
+		var out testenv.Buffer
+		go proc.Stream.CopyOutput(&out, &out)
+		defer proc.Stream.Close()
+		waitFor(t, &out, "up\n")
 	}
 	i := c.workers[p.Node]
 	killed := time.Now()
@@ -549,8 +557,12 @@ func (c *cluster) nodeLost(t *testing.T, ctx context.Context, attach bool) {
 	} else if !strings.Contains(e.Err.Error(), p.Node) {
 		t.Errorf("got %q, want the node's name %s in it", e.Err, p.Node)
 	}
-	if time.Since(killed) > 30*time.Second {
-		t.Logf("the exit came after more than 30s")
+	if !attach {
+		// A daemon restarted meanwhile learns it from Wait.
+		e := waitExit(t, c.runtime(t).Wait(ctx, p.ID), time.Minute)
+		if !oneoff.NodeLost(e.Err) {
+			t.Errorf("Wait from a new runtime: got exit %+v, want a node_lost error", e)
+		}
 	}
 	// Back, its one-off's service removed: nothing of ours stays.
 	c.s.RestartNode(i)
@@ -574,4 +586,42 @@ func (c *cluster) nodeLost(t *testing.T, ctx context.Context, attach bool) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+}
+
+func (c *cluster) testOOM(t *testing.T) {
+	// The shell holds 64 MiB in a variable, over its 16 MiB limit.
+	cmd := []string{"sh", "-c", "echo up; x=$(head -c 67108864 /dev/zero | tr '\\0' x); echo survived"}
+	spec := oneoff.Spec{Cmd: cmd, Limits: oneoff.Size{Memory: 16 << 20}}
+	t.Run("detached", func(t *testing.T) {
+		s := spec
+		s.Logs = true
+		p := c.create(t, s)
+		proc, err := c.rt.Start(context.Background(), p.ID, oneoff.StartOptions{})
+		if err != nil {
+			t.Fatalf("start: %v", err)
+		}
+		if e := waitExit(t, proc.Exit, time.Minute); e.Err != nil || !e.OOMKilled {
+			t.Errorf("got exit %+v, want OOMKilled", e)
+		}
+	})
+	t.Run("attached", func(t *testing.T) {
+		s := spec
+		s.Stdin = true
+		p := c.create(t, s)
+		a, _ := c.start(t, p.ID, false)
+		e := waitExit(t, a.proc.Exit, time.Minute)
+		<-a.copied
+		if e.Err != nil || !e.OOMKilled {
+			t.Errorf("got exit %+v, want OOMKilled; output %q", e, a.stdout.String())
+		}
+		// Whether the engine says so of the holder's container, which
+		// runs on: the runtime reads the memory cgroup's count instead.
+		cli := c.s.Nodes[c.workers[p.Node]].TCPClient(t)
+		list, err := cli.ContainerList(context.Background(), container.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "com.docker.swarm.service.id="+p.ID))})
+		if err == nil && len(list) == 1 {
+			if info, err := cli.ContainerInspect(context.Background(), list[0].ID); err == nil {
+				t.Logf("the holder's container: running %v, State.OOMKilled %v", info.State.Running, info.State.OOMKilled)
+			}
+		}
+	})
 }

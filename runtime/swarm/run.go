@@ -42,7 +42,7 @@ type oneOff struct {
 	node      *node
 	container string
 
-	cmd       []string // the one-off's command, as the service keeps it
+	cmd []string // the one-off's command, as the service keeps it
 
 	mu     sync.Mutex
 	argv   []string // cmd with the image's entrypoint, once known

@@ -379,7 +379,9 @@ func taskFailed(spec oneoff.Spec, t swarm.Task) error {
 		strings.Contains(lower, "manifest unknown"), strings.Contains(lower, "not found"),
 		strings.Contains(lower, "repository does not exist"):
 		return &errdefs.Error{Class: errdefs.ErrNotFound, Code: "image_not_found",
-			Message: fmt.Sprintf("the node could not get image %s: push it where the nodes can pull it; the node said %q", spec.Image, said)}
+			// A node's agent says "No such image" of a pull its registry
+			// refused for want of credentials, too.
+			Message: fmt.Sprintf("the node could not get image %s: push it where the nodes can pull it, and give the daemon the registry's credentials if it wants them (--registry-config); the node said %q", spec.Image, said)}
 	case strings.Contains(lower, "unauthorized"), strings.Contains(lower, "authentication required"), strings.Contains(lower, "denied"):
 		return &errdefs.Error{Class: errdefs.ErrInvalid, Code: "registry_unauthorized",
 			Message: fmt.Sprintf("the registry refused to let the node pull %s: fix the daemon's registry config (--registry-config); the node said %q", spec.Image, said)}

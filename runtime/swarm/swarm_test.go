@@ -15,6 +15,7 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/registry"
 	dswarm "github.com/docker/docker/api/types/swarm"
 
 	"github.com/oneoffd/oneoffd/errdefs"
@@ -622,6 +623,49 @@ func (c *cluster) testOOM(t *testing.T) {
 			if info, err := cli.ContainerInspect(context.Background(), list[0].ID); err == nil {
 				t.Logf("the holder's container: running %v, State.OOMKilled %v", info.State.Running, info.State.OOMKilled)
 			}
+		}
+	})
+}
+
+// TestRuntime_registryAuth checks that the nodes pull with the credentials
+// set with SetRegistryAuth, and that without them Create fails saying so.
+func TestRuntime_registryAuth(t *testing.T) {
+	s := testenv.StartSwarm(t, testenv.SwarmOptions{Nodes: 2, RegistryAuth: true})
+	rt, err := swarm.New(swarm.Options{
+		Manager:  s.Manager().TCPHost,
+		TLS:      swarm.TLS{CACert: s.TLS.CACert, Cert: s.TLS.Cert, Key: s.TLS.Key},
+		Instance: "test-auth",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	ctx := context.Background()
+	spec := oneoff.Spec{Image: s.Image, Cmd: []string{"true"}, Labels: map[string]string{"oneoffd.test": "auth"}}
+	t.Run("without credentials", func(t *testing.T) {
+		spec.Name = "noauth"
+		_, err := rt.Create(ctx, spec)
+		t.Logf("got %v", err)
+		if err == nil {
+			t.Fatal("created, want an error")
+		}
+		if !errors.Is(err, errdefs.ErrNotFound) && !errors.Is(err, errdefs.ErrInvalid) {
+			t.Errorf("got %v, want an image_not_found or registry_unauthorized error", err)
+		}
+	})
+	t.Run("with credentials", func(t *testing.T) {
+		reg := s.Registry.AuthConfig()
+		rt.SetRegistryAuth(map[string]registry.AuthConfig{s.Registry.Host(): reg})
+		if err := rt.CanPull(ctx, s.Image); err != nil {
+			t.Errorf("can pull: %v", err)
+		}
+		spec.Name = "auth"
+		p, err := rt.Create(ctx, spec)
+		if err != nil {
+			t.Fatalf("create: %v", err)
+		}
+		if err := rt.Remove(ctx, p.ID); err != nil {
+			t.Errorf("remove: %v", err)
 		}
 	})
 }

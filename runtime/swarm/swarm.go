@@ -40,6 +40,9 @@ const (
 	// DefaultPlaceTimeout bounds how long Create waits for Swarm to run
 	// a one-off's task.
 	DefaultPlaceTimeout = 30 * time.Second
+	// DefaultPullTimeout bounds how long a placed one-off's node may take
+	// to pull its image.
+	DefaultPullTimeout = 10 * time.Minute
 	// DefaultNodePoll is how often the nodes' states are read while
 	// one-offs run on them.
 	DefaultNodePoll = 2 * time.Second
@@ -69,6 +72,12 @@ type Options struct {
 	// PlaceTimeout bounds how long Create waits for the one-off's task to
 	// run; DefaultPlaceTimeout when 0.
 	PlaceTimeout time.Duration
+	// Placement are placement constraints for every one-off's task, such
+	// as node.role==worker.
+	Placement []string
+	// PullTimeout bounds how long a placed task may take to pull its
+	// image and start, past PlaceTimeout; DefaultPullTimeout when 0.
+	PullTimeout time.Duration
 	// NodePoll is how often nodes are checked while one-offs run on
 	// them; DefaultNodePoll when 0.
 	NodePoll time.Duration
@@ -111,6 +120,10 @@ func New(opts Options) (*Runtime, error) {
 	if opts.NodePoll <= 0 {
 		opts.NodePoll = DefaultNodePoll
 	}
+	if opts.PullTimeout <= 0 {
+		opts.PullTimeout = DefaultPullTimeout
+	}
+	opts.Placement = slices.Clone(opts.Placement)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -247,15 +260,21 @@ func (r *Runtime) serviceSpec(spec oneoff.Spec) swarm.ServiceSpec {
 			// stays, with its container, until the service is removed.
 			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionNone},
 			LogDriver:     logs,
+			Placement:     &swarm.Placement{Constraints: slices.Clone(r.opts.Placement)},
 		},
 		Mode: swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &one}},
 	}
 }
 
-// place waits until the service's task runs, and learns where.
+// place waits until the service's task runs, and learns where: for
+// PlaceTimeout while Swarm looks for a node, then for PullTimeout more
+// while the node pulls the image and starts the container.
 func (r *Runtime) place(ctx context.Context, service string, spec oneoff.Spec) (*oneOff, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.opts.PlaceTimeout)
-	defer cancel()
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	deadline := time.AfterFunc(r.opts.PlaceTimeout, func() { cancel(context.DeadlineExceeded) })
+	defer deadline.Stop()
+	placed := false
 	start := time.Now()
 	pause := 10 * time.Millisecond
 	var last swarm.Task
@@ -272,6 +291,12 @@ func (r *Runtime) place(ctx context.Context, service string, spec oneoff.Spec) (
 				return r.adopt(ctx, service, t, spec.Cmd, true)
 			case swarm.TaskStateRejected, swarm.TaskStateFailed, swarm.TaskStateComplete, swarm.TaskStateShutdown, swarm.TaskStateOrphaned, swarm.TaskStateRemove:
 				return nil, taskFailed(spec, t)
+			case swarm.TaskStateAssigned, swarm.TaskStateAccepted, swarm.TaskStatePreparing, swarm.TaskStateReady, swarm.TaskStateStarting:
+				if !placed {
+					// On a node: its pull has its own, longer bound.
+					placed = true
+					deadline.Reset(r.opts.PullTimeout)
+				}
 			case swarm.TaskStatePending:
 				if !checkedFit && unplaceable(t.Status.Err) {
 					checkedFit = true

@@ -17,6 +17,10 @@ import (
 // service's ID.
 const labelService = "com.docker.swarm.service.id"
 
+// labelTask is the label the swarm puts on a task's container: the task's
+// ID.
+const labelTask = "com.docker.swarm.task.id"
+
 // Remove deletes the one-off's service and, when its node answers, makes
 // sure its container is gone at once rather than when the node's agent
 // gets to it.

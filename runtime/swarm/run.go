@@ -49,9 +49,10 @@ type oneOff struct {
 	execID string   // the attached command's exec
 }
 
-// adopt learns where a running task of service runs; the command it is
-// to run there, cmd with the image's entrypoint, is learnt now when eager,
-// else when Start needs it.
+// adopt learns where a running task of service runs. The command it is to
+// run there, cmd with the image's entrypoint, is learnt when Start needs
+// it, and, when eager, meanwhile in the background: the node's two
+// inspects are then off the way to the command's start.
 func (r *Runtime) adopt(ctx context.Context, service string, t swarm.Task, cmd []string, eager bool) (*oneOff, error) {
 	if t.Status.ContainerStatus == nil || t.Status.ContainerStatus.ContainerID == "" {
 		return nil, fmt.Errorf("the task of service %s has no container", service)
@@ -62,9 +63,11 @@ func (r *Runtime) adopt(ctx context.Context, service string, t swarm.Task, cmd [
 	}
 	o := &oneOff{service: service, node: n, container: t.Status.ContainerStatus.ContainerID, cmd: cmd}
 	if eager {
-		if _, err := o.command(ctx); err != nil {
-			return nil, err
-		}
+		go func() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			_, _ = o.command(ctx) // Start asks again on failure
+		}()
 	}
 	r.mu.Lock()
 	r.ones[service] = o

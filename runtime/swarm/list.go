@@ -82,6 +82,9 @@ func (r *Runtime) List(ctx context.Context, labels map[string]string) ([]oneoff.
 	}
 	out := make([]oneoff.Container, 0, len(services))
 	for _, s := range services {
+		if _, ok := s.Spec.Labels[labelPool]; ok {
+			continue // a warm holder is no one-off's
+		}
 		c := oneoff.Container{ID: s.ID, Labels: s.Spec.Labels}
 		t, ok := newest[s.ID]
 		if ok {
@@ -127,24 +130,32 @@ func (r *Runtime) started(ctx context.Context, t swarm.Task) bool {
 	return false
 }
 
-// Prune removes, on every node that answers, the containers of this
-// runtime's services that are gone: a node that was away when its
-// one-off's service was removed keeps its container.
+// Prune removes the warm holders that an earlier process of this instance
+// left, and, on every node that answers, the containers of this runtime's
+// services that are gone: a node that was away when its one-off's service
+// was removed keeps its container.
 func (r *Runtime) Prune(ctx context.Context) error {
 	services, err := r.mgr.ServiceList(ctx, swarm.ServiceListOptions{
 		Filters: filters.NewArgs(filters.Arg("label", labelInstance+"="+r.opts.Instance))})
 	if err != nil {
 		return r.wrapManager("list services", err)
 	}
+	var errs []error
 	live := make(map[string]bool, len(services))
 	for _, s := range services {
+		if _, ok := s.Spec.Labels[labelPool]; ok && !r.pool.owns(s.Spec.Labels[labelPoolOwner]) {
+			r.log.Info("removing a warm holder an earlier process left", "service", s.Spec.Name)
+			if err := r.Remove(ctx, s.ID); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		live[s.ID] = true
 	}
 	names, err := r.refreshNodes(ctx)
 	if err != nil {
-		return err
+		return errors.Join(append(errs, err)...)
 	}
-	var errs []error
 	for id, info := range names {
 		if info.state != swarm.NodeStateReady {
 			continue

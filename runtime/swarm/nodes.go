@@ -114,6 +114,10 @@ func (r *Runtime) node(ctx context.Context, id string) (*node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("client for node %s: %w", info.name, err)
 	}
+	// Now, before the client is shared: the client's negotiation on its
+	// first call is not safe for concurrent calls. It opens the client's
+	// first connection too, which its later calls reuse.
+	cli.NegotiateAPIVersion(ctx)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if n := r.nodes[id]; n != nil {
@@ -231,6 +235,15 @@ func (m *monitor) close() {
 		m.closed = true
 		close(m.done)
 	}
+}
+
+// cachedNodeState returns the state of a node as the manager last said,
+// without asking it.
+func (r *Runtime) cachedNodeState(id string) (swarm.NodeState, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	info, ok := r.names[id]
+	return info.state, ok
 }
 
 // nodeState returns the manager's view of a node, read afresh.

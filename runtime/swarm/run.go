@@ -3,6 +3,7 @@ package swarm
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -43,17 +44,25 @@ type oneOff struct {
 	container string
 
 	cmd []string // the one-off's command, as the service keeps it
+	env []string // set on the attached command's exec: a warm holder has none of it
 
 	mu     sync.Mutex
-	argv   []string // cmd with the image's entrypoint, once known
-	execID string   // the attached command's exec
+	image  *imageInfo // the image's, once known
+	argv   []string   // cmd with the image's entrypoint, once known
+	execID string     // the attached command's exec
 }
 
-// adopt learns where a running task of service runs. The command it is to
-// run there, cmd with the image's entrypoint, is learnt when Start needs
-// it, and, when eager, meanwhile in the background: the node's two
-// inspects are then off the way to the command's start.
-func (r *Runtime) adopt(ctx context.Context, service string, t swarm.Task, cmd []string, eager bool) (*oneOff, error) {
+// imageInfo is what of an image makes a one-off's command line.
+type imageInfo struct {
+	entrypoint, cmd []string
+}
+
+// adopt learns where a running task of service runs, whose one-off runs
+// cmd with env added to the container's. The command line, cmd after the
+// image's entrypoint, is learnt when Start needs it, and, when eager,
+// meanwhile in the background: the node's two inspects are then off the
+// way to the command's start.
+func (r *Runtime) adopt(ctx context.Context, service string, t swarm.Task, cmd, env []string, eager bool) (*oneOff, error) {
 	if t.Status.ContainerStatus == nil || t.Status.ContainerStatus.ContainerID == "" {
 		return nil, fmt.Errorf("the task of service %s has no container", service)
 	}
@@ -61,7 +70,7 @@ func (r *Runtime) adopt(ctx context.Context, service string, t swarm.Task, cmd [
 	if err != nil {
 		return nil, err
 	}
-	o := &oneOff{service: service, node: n, container: t.Status.ContainerStatus.ContainerID, cmd: cmd}
+	o := &oneOff{service: service, node: n, container: t.Status.ContainerStatus.ContainerID, cmd: cmd, env: env}
 	if eager {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
@@ -83,20 +92,32 @@ func (o *oneOff) command(ctx context.Context) ([]string, error) {
 	if o.argv != nil {
 		return o.argv, nil
 	}
-	info, err := o.node.cli.ContainerInspect(ctx, o.container)
-	if err != nil {
-		return nil, wrapNode(o.node, "inspect container", err)
+	if o.image == nil {
+		img, err := imageOf(ctx, o.node, o.container)
+		if err != nil {
+			return nil, err
+		}
+		o.image = img
 	}
-	img, err := o.node.cli.ImageInspect(ctx, info.Image)
-	if err != nil {
-		return nil, wrapNode(o.node, "inspect image", err)
-	}
-	var entrypoint, imageCmd []string
-	if img.Config != nil {
-		entrypoint, imageCmd = img.Config.Entrypoint, img.Config.Cmd
-	}
-	o.argv = commandLine(entrypoint, imageCmd, o.cmd)
+	o.argv = commandLine(o.image.entrypoint, o.image.cmd, o.cmd)
 	return o.argv, nil
+}
+
+// imageOf returns the entrypoint and command of a container's image, as
+// its node says.
+func imageOf(ctx context.Context, n *node, container string) (*imageInfo, error) {
+	info, err := n.cli.ContainerInspect(ctx, container)
+	if err != nil {
+		return nil, wrapNode(n, "inspect container", err)
+	}
+	img, err := n.cli.ImageInspect(ctx, info.Image)
+	if err != nil {
+		return nil, wrapNode(n, "inspect image", err)
+	}
+	if img.Config == nil {
+		return &imageInfo{}, nil
+	}
+	return &imageInfo{entrypoint: img.Config.Entrypoint, cmd: img.Config.Cmd}, nil
 }
 
 // lookup returns the one-off of a service, asking the manager where it
@@ -124,7 +145,18 @@ func (r *Runtime) lookup(ctx context.Context, id string) (*oneOff, error) {
 	if cs := svc.Spec.TaskTemplate.ContainerSpec; cs != nil {
 		cmd = cs.Args
 	}
-	return r.adopt(ctx, id, t, cmd, false)
+	// A warm holder's one-off keeps its command and environment in its
+	// service's labels.
+	var env []string
+	if v, ok := svc.Spec.Labels[labelCmd]; ok {
+		if err := json.Unmarshal([]byte(v), &cmd); err != nil {
+			return nil, fmt.Errorf("the command of service %s: %w", id, err)
+		}
+		if err := json.Unmarshal([]byte(svc.Spec.Labels[labelEnv]), &env); err != nil {
+			return nil, fmt.Errorf("the environment of service %s: %w", id, err)
+		}
+	}
+	return r.adopt(ctx, id, t, cmd, env, false)
 }
 
 // Start runs the one-off's command. Attached, it runs as an exec in the
@@ -154,7 +186,7 @@ func (r *Runtime) Start(ctx context.Context, id string, opts oneoff.StartOptions
 		return oneoff.Process{Exit: exit}, nil
 	}
 	ex, err := o.node.cli.ContainerExecCreate(ctx, o.container, container.ExecOptions{
-		Cmd: attachedCommand(argv), Tty: opts.TTY, DetachKeys: detachKeys,
+		Cmd: attachedCommand(argv), Env: o.env, Tty: opts.TTY, DetachKeys: detachKeys,
 		AttachStdin: true, AttachStdout: true, AttachStderr: true,
 	})
 	if err != nil {

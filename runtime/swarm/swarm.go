@@ -9,6 +9,19 @@
 // releases it, so that it is the container's own process; an attached one
 // runs as an exec in the container, attached before it starts. The image
 // must have /bin/sh.
+//
+// Most of an attached one-off's wait is Swarm's: scheduling the service,
+// and the node creating and starting its container. With Options.Warm, the
+// runtime keeps that many holders running ahead of use for each app, image
+// and size that attached one-offs asked for in the last Options.WarmIdle:
+// an attached one-off then takes one (its service gets the one-off's
+// labels, which leaves the task running) and its command starts as an exec
+// at once, while a new holder is started in the background. The trade-off:
+// each warm holder reserves its size on a node, as a running one-off does,
+// whether or not anyone comes; at most Warm holders per key are idle, and
+// a key unused for WarmIdle has its holders removed. Detached one-offs
+// never take a holder: their command must be the container's own process,
+// with its log.
 package swarm
 
 import (
@@ -90,6 +103,12 @@ type Options struct {
 	// capabilities, no-new-privileges (on engines of API 1.46 or later).
 	// Disk quotas and app networks are not applied.
 	Isolation docker.Isolation
+	// Warm is how many holders to keep ready for each app, image and size
+	// of attached one-offs (see the package doc); 0 keeps none.
+	Warm int
+	// WarmIdle is how long the holders of an app, image and size that no
+	// one-off asks for are kept; DefaultWarmIdle when 0.
+	WarmIdle time.Duration
 	// Logger is where the runtime says what it finds on its own; nil
 	// discards.
 	Logger *slog.Logger
@@ -107,7 +126,8 @@ type Runtime struct {
 	ones  map[string]*oneOff  // by service ID
 	names map[string]nodeInfo // what the manager said of each node, by ID
 
-	mon *monitor
+	mon  *monitor
+	pool *pool // nil without Options.Warm
 }
 
 // New returns a runtime for the swarm whose manager opts name. It does not
@@ -124,6 +144,9 @@ func New(opts Options) (*Runtime, error) {
 	}
 	if opts.PullTimeout <= 0 {
 		opts.PullTimeout = DefaultPullTimeout
+	}
+	if opts.WarmIdle <= 0 {
+		opts.WarmIdle = DefaultWarmIdle
 	}
 	opts.Placement = slices.Clone(opts.Placement)
 	if opts.Logger == nil {
@@ -144,6 +167,7 @@ func New(opts Options) (*Runtime, error) {
 	r := &Runtime{opts: opts, mgr: cli, reg: docker.NewWithClient(cli), log: opts.Logger,
 		nodes: map[string]*node{}, ones: map[string]*oneOff{}, names: map[string]nodeInfo{}}
 	r.mon = newMonitor(r)
+	r.pool = newPool(r)
 	return r, nil
 }
 
@@ -168,9 +192,10 @@ func (r *Runtime) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close stops watching nodes and releases the connections to the manager
-// and the nodes.
+// Close removes the warm holders, stops watching nodes and releases the
+// connections to the manager and the nodes.
 func (r *Runtime) Close() error {
+	r.pool.close()
 	r.mon.close()
 	r.mu.Lock()
 	nodes := r.nodes
@@ -185,18 +210,34 @@ func (r *Runtime) Close() error {
 // Create makes a service of one task for spec, whose container Swarm
 // places on a node with room for spec.Limits, and waits until it runs the
 // holder: nothing of spec.Cmd runs yet.
+//
+// With Options.Warm, an attached one-off takes a warm holder of its app,
+// image and size when one is ready: it is at once where that holder runs.
 func (r *Runtime) Create(ctx context.Context, spec oneoff.Spec) (oneoff.Placement, error) {
-	auth, err := r.reg.EncodedRegistryAuth(spec.Image)
+	if o := r.pool.claim(ctx, spec); o != nil {
+		return oneoff.Placement{ID: o.service, Node: o.node.name}, nil
+	}
+	o, err := r.createService(ctx, spec)
 	if err != nil {
 		return oneoff.Placement{}, err
+	}
+	return oneoff.Placement{ID: o.service, Node: o.node.name}, nil
+}
+
+// createService makes the service of spec and waits until its task runs;
+// a service not placed is removed.
+func (r *Runtime) createService(ctx context.Context, spec oneoff.Spec) (*oneOff, error) {
+	auth, err := r.reg.EncodedRegistryAuth(spec.Image)
+	if err != nil {
+		return nil, err
 	}
 	resp, err := r.mgr.ServiceCreate(ctx, r.serviceSpec(spec), swarm.ServiceCreateOptions{EncodedRegistryAuth: auth})
 	if err != nil {
 		if cerrdefs.IsConflict(err) {
-			return oneoff.Placement{}, &errdefs.Error{Class: errdefs.ErrConflict, Code: "name_taken", Err: err,
+			return nil, &errdefs.Error{Class: errdefs.ErrConflict, Code: "name_taken", Err: err,
 				Message: fmt.Sprintf("a service named %q is already on the swarm", serviceName(spec.Name))}
 		}
-		return oneoff.Placement{}, r.wrapManager("create service", err)
+		return nil, r.wrapManager("create service", err)
 	}
 	o, err := r.place(ctx, resp.ID, spec)
 	if err != nil {
@@ -205,9 +246,9 @@ func (r *Runtime) Create(ctx context.Context, spec oneoff.Spec) (oneoff.Placemen
 		if rerr := r.mgr.ServiceRemove(rctx, resp.ID); rerr != nil && !cerrdefs.IsNotFound(rerr) {
 			r.log.Warn("remove the service of a one-off that was not placed", "service", resp.ID, "err", rerr)
 		}
-		return oneoff.Placement{}, err
+		return nil, err
 	}
-	return oneoff.Placement{ID: resp.ID, Node: o.node.name}, nil
+	return o, nil
 }
 
 // serviceSpec is the service that runs spec's one-off.
@@ -294,7 +335,7 @@ func (r *Runtime) place(ctx context.Context, service string, spec oneoff.Spec) (
 			}
 			switch t.Status.State {
 			case swarm.TaskStateRunning:
-				return r.adopt(ctx, service, t, spec.Cmd, true)
+				return r.adopt(ctx, service, t, spec.Cmd, nil, true)
 			case swarm.TaskStateRejected, swarm.TaskStateFailed, swarm.TaskStateComplete, swarm.TaskStateShutdown, swarm.TaskStateOrphaned, swarm.TaskStateRemove:
 				return nil, taskFailed(spec, t)
 			case swarm.TaskStateAssigned, swarm.TaskStateAccepted, swarm.TaskStatePreparing, swarm.TaskStateReady, swarm.TaskStateStarting:
@@ -316,7 +357,7 @@ func (r *Runtime) place(ctx context.Context, service string, spec oneoff.Spec) (
 		case <-ctx.Done():
 			return nil, r.placeTimeout(spec, last, time.Since(start), ctx)
 		case t := <-started:
-			return r.adopt(ctx, service, t, spec.Cmd, true)
+			return r.adopt(ctx, service, t, spec.Cmd, nil, true)
 		case <-time.After(pause):
 		}
 		if pause < 200*time.Millisecond {

@@ -43,7 +43,10 @@ type config struct {
 	PlaceTimeout time.Duration
 	// Placement are the Swarm placement constraints of every one-off,
 	// such as node.role==worker.
-	Placement         []string
+	Placement []string
+	// Warm is how many warm holders the swarm runtime keeps ready for each
+	// app, image and size of attached one-offs; 0 keeps none.
+	Warm              int
 	Token             string
 	IdleTimeout       time.Duration
 	AttachWaitTimeout time.Duration
@@ -185,6 +188,7 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 	integer(&c.MaxOneOffsPerApp, "max-oneoffs-per-app", "ONEOFFD_MAX_ONEOFFS_PER_APP", oneoff.DefaultMaxPerApp, "the most one-offs, pending or running, one app may have at once (429 beyond)")
 	integer(&c.MaxOneOffs, "max-oneoffs", "ONEOFFD_MAX_ONEOFFS", oneoff.DefaultMaxTotal, "the most one-offs, pending or running, of all apps at once (429 beyond)")
 	integer(&c.NodePort, "node-port", "ONEOFFD_NODE_PORT", 2376, "with --engine swarm: the TCP port of the nodes' engines, which speak mutual TLS")
+	integer(&c.Warm, "warm", "ONEOFFD_WARM", 0, "with --engine swarm: how many containers to keep started ahead for each app, image and size of attached one-offs, which then start at once; each reserves its size on a node (0: none)")
 	integer(&c.ReleasesKeep, "releases-keep", "ONEOFFD_RELEASES_KEEP", store.DefaultReleasesKept, "how many releases of each app are kept, the current one among them")
 	recordRetention := "90d"
 	str(&recordRetention, "record-retention", "ONEOFFD_RECORD_RETENTION", recordRetention, "how long finished one-offs' records and audit events are kept: a duration such as 720h, or days such as 90d")
@@ -288,6 +292,9 @@ func parseConfig(args []string, stderr io.Writer) (config, error) {
 		}
 		if c.NodePort < 1 || c.NodePort > 65535 {
 			return c, fmt.Errorf("--node-port %d is not a TCP port", c.NodePort)
+		}
+		if c.Warm < 0 {
+			return c, fmt.Errorf("--warm %d: give how many containers to keep warm, 0 for none", c.Warm)
 		}
 		for _, p := range strings.Split(placement, ",") {
 			if p = strings.TrimSpace(p); p != "" {

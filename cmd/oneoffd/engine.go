@@ -80,7 +80,7 @@ func openSwarm(cfg config, log *slog.Logger) (engine, error) {
 	}
 	rt, err := swarm.New(swarm.Options{
 		Manager: cfg.DockerHost, TLS: tls, NodePort: cfg.NodePort, PlaceTimeout: cfg.PlaceTimeout,
-		PullTimeout: cfg.PullTimeout, Placement: cfg.Placement,
+		PullTimeout: cfg.PullTimeout, Placement: cfg.Placement, Warm: cfg.Warm,
 		Instance: cfg.Isolation.Instance, Isolation: cfg.Isolation, Logger: log,
 	})
 	if err != nil {

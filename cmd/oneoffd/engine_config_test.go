@@ -18,11 +18,11 @@ func TestParseConfig_engine(t *testing.T) {
 		}
 	})
 	t.Run("swarm", func(t *testing.T) {
-		c, err := parseConfig(strings.Fields("--engine swarm --docker-host tcp://10.0.0.1:2376 --node-tls-dir /etc/oneoffd/node-tls --node-port 2377 --place-timeout 5s --placement node.role==worker,node.labels.a!=b"), io.Discard)
+		c, err := parseConfig(strings.Fields("--engine swarm --docker-host tcp://10.0.0.1:2376 --node-tls-dir /etc/oneoffd/node-tls --node-port 2377 --place-timeout 5s --placement node.role==worker,node.labels.a!=b --warm 2"), io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.Engine != "swarm" || c.DockerHost != "tcp://10.0.0.1:2376" || c.NodeTLSDir != "/etc/oneoffd/node-tls" || c.NodePort != 2377 || c.PlaceTimeout != 5*time.Second || strings.Join(c.Placement, ";") != "node.role==worker;node.labels.a!=b" {
+		if c.Engine != "swarm" || c.DockerHost != "tcp://10.0.0.1:2376" || c.NodeTLSDir != "/etc/oneoffd/node-tls" || c.NodePort != 2377 || c.PlaceTimeout != 5*time.Second || strings.Join(c.Placement, ";") != "node.role==worker;node.labels.a!=b" || c.Warm != 2 {
 			t.Errorf("config = %+v", c)
 		}
 	})
@@ -32,6 +32,7 @@ func TestParseConfig_engine(t *testing.T) {
 		{"--engine swarm --node-tls-dir /x --node-port 70000", "--node-port 70000 is not a TCP port"},
 		{"--engine swarm --node-tls-dir /x --place-timeout 0s", "--place-timeout must be positive"},
 		{"--engine swarm --node-tls-dir /x --placement worker", `--placement "worker": a constraint compares with == or !=`},
+		{"--engine swarm --node-tls-dir /x --warm -1", "--warm -1: give how many containers to keep warm"},
 	} {
 		t.Run("refused: "+tt.args, func(t *testing.T) {
 			_, err := parseConfig(strings.Fields(tt.args), io.Discard)

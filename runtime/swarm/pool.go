@@ -65,6 +65,7 @@ type holder struct {
 	o       *oneOff // its node, container and image
 	spec    swarm.ServiceSpec
 	version swarm.Version
+	since   time.Time // when it was started
 }
 
 // pool keeps warm holders ready per key: opts.Warm of each key a one-off
@@ -213,11 +214,12 @@ func (p *pool) start(key poolKey) (*holder, error) {
 		Name: key.app + ".warm." + hex.EncodeToString(b), Image: key.image, App: key.app, Limits: key.size, Stdin: true,
 		Labels: map[string]string{labelPool: key.app, labelPoolOwner: p.owner},
 	}
+	since := time.Now()
 	o, err := p.r.createService(p.ctx, spec)
 	if err != nil {
 		return nil, err
 	}
-	h, err := p.ready(o)
+	h, err := p.ready(o, since)
 	if err != nil {
 		p.remove(o.service)
 		return nil, err
@@ -227,7 +229,7 @@ func (p *pool) start(key poolKey) (*holder, error) {
 
 // ready learns what handing a running holder over needs: its image's
 // entrypoint, and its service's spec and version as the manager keeps them.
-func (p *pool) ready(o *oneOff) (*holder, error) {
+func (p *pool) ready(o *oneOff, since time.Time) (*holder, error) {
 	if _, err := o.command(p.ctx); err != nil {
 		return nil, err
 	}
@@ -235,7 +237,7 @@ func (p *pool) ready(o *oneOff) (*holder, error) {
 	if err != nil {
 		return nil, p.r.wrapManager("inspect service", err)
 	}
-	return &holder{o: o, spec: svc.Spec, version: svc.Version}, nil
+	return &holder{o: o, spec: svc.Spec, version: svc.Version, since: since}, nil
 }
 
 // hand makes h spec's one-off: its service gets the one-off's labels, and
@@ -321,7 +323,10 @@ func (p *pool) loop() {
 }
 
 // expire removes the holders of the keys unused since WarmIdle before
-// now; holders of theirs still starting are removed once they run.
+// now (holders of theirs still starting are removed once they run), and
+// replaces the holders older than WarmIdle: a holder runs its image as
+// its node pulled it when it started, and a tag pushed again is so taken
+// up within WarmIdle.
 func (p *pool) expire(now time.Time) {
 	var gone []*holder
 	p.mu.Lock()
@@ -329,6 +334,20 @@ func (p *pool) expire(now time.Time) {
 		if now.Sub(k.used) >= p.idle {
 			gone = append(gone, k.ready...)
 			delete(p.keys, key)
+			continue
+		}
+		kept := k.ready[:0]
+		for _, h := range k.ready {
+			if now.Sub(h.since) >= p.idle {
+				gone = append(gone, h)
+			} else {
+				kept = append(kept, h)
+			}
+		}
+		clear(k.ready[len(kept):])
+		k.ready = kept
+		if !p.closed {
+			p.fillLocked(key, k)
 		}
 	}
 	p.mu.Unlock()

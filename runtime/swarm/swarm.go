@@ -19,7 +19,9 @@
 // at once, while a new holder is started in the background. The trade-off:
 // each warm holder reserves its size on a node, as a running one-off does,
 // whether or not anyone comes; at most Warm holders per key are idle, and
-// a key unused for WarmIdle has its holders removed. Detached one-offs
+// a key unused for WarmIdle has its holders removed. A holder runs its
+// image as its node pulled it when it started, and is replaced once
+// WarmIdle old, so that a tag pushed again is taken up. Detached one-offs
 // never take a holder: their command must be the container's own process,
 // with its log.
 package swarm

@@ -23,6 +23,9 @@ import (
 //
 //   - api: oneoffd's POST /v1/apps/{app}/oneoffs, the attach endpoint, the
 //     first stdout frame (oneoffd placed on the worker by --placement);
+//   - warm: the same, from a second oneoffd with --warm 1, whose attached
+//     one-off takes a container started ahead (the one of the round before
+//     is replaced while the other three run);
 //   - docker: `docker -H <the worker> run --rm IMAGE echo ready`, mutual
 //     TLS to the worker's engine, from exec to the first byte;
 //   - service: `docker service create` of the same on the worker, through
@@ -40,6 +43,10 @@ func BenchmarkSwarmStartLatency(b *testing.B) {
 		"--placement", "node.hostname=="+worker.Name)
 	app := d.deployImageOf(sw.Image)
 	c := d.client()
+	warm := startDaemon(b, "--engine", "swarm", "--docker-host", sw.Manager().TCPHost, "--node-tls-dir", sw.TLS.Dir,
+		"--placement", "node.hostname=="+worker.Name, "--warm", "1")
+	warmApp := warm.deployImageOf(sw.Image)
+	wc := warm.client()
 	ctx := context.Background()
 	manager := sw.TLSClient(b, sw.Manager().IP)
 	dockerRun := func() *exec.Cmd {
@@ -47,14 +54,17 @@ func BenchmarkSwarmStartLatency(b *testing.B) {
 		cmd.Env = append(os.Environ(), "DOCKER_HOST="+worker.TCPHost, "DOCKER_TLS_VERIFY=1", "DOCKER_CERT_PATH="+sw.TLS.Dir)
 		return cmd
 	}
-	// The first round pulls the image onto the worker: not measured.
+	// The first round pulls the image onto the worker, and tells the warm
+	// daemon which app, image and size to keep warm: not measured.
 	timeAPI(b, ctx, c, app)
+	timeAPI(b, ctx, wc, warmApp)
 	timeFirstByte(b, dockerRun())
 	timeService(b, ctx, manager, sw.Image, worker.Name)
 
-	var apiTotal, dockerTotal, serviceTotal time.Duration
+	var apiTotal, warmTotal, dockerTotal, serviceTotal time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
+		warmTotal += timeAPI(b, ctx, wc, warmApp)
 		apiTotal += timeAPI(b, ctx, c, app)
 		dockerTotal += timeFirstByte(b, dockerRun())
 		serviceTotal += timeService(b, ctx, manager, sw.Image, worker.Name)
@@ -63,9 +73,11 @@ func BenchmarkSwarmStartLatency(b *testing.B) {
 	n := float64(b.N)
 	ms := func(d time.Duration) float64 { return d.Seconds() * 1000 / n }
 	b.ReportMetric(ms(apiTotal), "api-ms/op")
+	b.ReportMetric(ms(warmTotal), "warm-ms/op")
 	b.ReportMetric(ms(dockerTotal), "docker-run-ms/op")
 	b.ReportMetric(ms(serviceTotal), "service-create-ms/op")
 	b.ReportMetric(float64(apiTotal)/float64(dockerTotal), "api/docker")
+	b.ReportMetric(float64(warmTotal)/float64(dockerTotal), "warm/docker")
 	b.ReportMetric(float64(serviceTotal)/float64(dockerTotal), "service/docker")
 }
 

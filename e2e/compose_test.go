@@ -118,7 +118,7 @@ func TestCompose(t *testing.T) {
 		p.removeImages(docker)
 	})
 
-	out, err := p.run(4*time.Minute, "up", "-d", "--build", "oneoffd")
+	out, err := p.run(8*time.Minute, "up", "-d", "--build", "oneoffd")
 	p.buildImages, p.buildContainers = buildLeftovers(out)
 	if err != nil {
 		t.Fatalf("docker-compose up: %v\n%s", err, out)

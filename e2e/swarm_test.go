@@ -226,7 +226,7 @@ func TestSwarm(t *testing.T) {
 		}
 	})
 
-	t.Run("reapers, lifetimes and memory on the swarm", func(t *testing.T) {
+	t.Run("reapers and limits", func(t *testing.T) {
 		reapers(t, sw, workers)
 	})
 
@@ -253,7 +253,7 @@ func TestSwarm(t *testing.T) {
 // the app's name.
 func (d *daemon) deployImageOf(image string) string {
 	d.t.Helper()
-	app := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(d.t.Name()))
+	app := regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.ToLower(d.t.Name()), "-")
 	app = strings.Trim(app[:min(len(app), 40)], "-")
 	if _, err := d.client().Deploy(context.Background(), app, apitypes.Deploy{Image: image}); err != nil {
 		d.t.Fatalf("deploy %s: %v", app, err)

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
+	"github.com/dustin/go-humanize"
 
 	"github.com/oneoffd/oneoffd/errdefs"
 	"github.com/oneoffd/oneoffd/oneoff"
@@ -365,7 +367,7 @@ func (r *Runtime) fitsSomewhere(ctx context.Context, spec oneoff.Spec, said stri
 	}
 	return &errdefs.Error{Class: errdefs.ErrInvalid, Code: noNodeFits,
 		Message: fmt.Sprintf("no node of the swarm is large enough for %s (the largest has %s): pick a smaller size, or add larger nodes; the swarm said %q",
-			sizeText(cpus, mem), sizeText(maxCPU, maxMem), said)}
+			sizeOf(spec.Limits.Name, cpus, mem), sizeText(maxCPU, maxMem), said)}
 }
 
 // placeTimeout is the error of a task that did not run within the bound.
@@ -377,7 +379,7 @@ func (r *Runtime) placeTimeout(spec oneoff.Spec, t swarm.Task, took time.Duratio
 	if t.Status.State == swarm.TaskStatePending && unplaceable(t.Status.Err) {
 		return &errdefs.Error{Class: errdefs.ErrUnavailable, Code: noNodeFits,
 			Message: fmt.Sprintf("no node of the swarm had room for %s within %s: try again once other one-offs have ended, or pick a smaller size; the swarm said %q",
-				sizeText(int64(spec.Limits.CPUs*1e9), spec.Limits.Memory), took, t.Status.Err)}
+				sizeOf(spec.Limits.Name, int64(spec.Limits.CPUs*1e9), spec.Limits.Memory), took, t.Status.Err)}
 	}
 	state := string(t.Status.State)
 	if state == "" {
@@ -418,15 +420,23 @@ func taskFailed(spec oneoff.Spec, t swarm.Task) error {
 func sizeText(nanoCPUs, mem int64) string {
 	var parts []string
 	if nanoCPUs > 0 {
-		parts = append(parts, fmt.Sprintf("%g CPUs", float64(nanoCPUs)/1e9))
+		parts = append(parts, strconv.FormatFloat(float64(nanoCPUs)/1e9, 'f', -1, 64)+" CPU")
 	}
 	if mem > 0 {
-		parts = append(parts, fmt.Sprintf("%d MiB of memory", mem>>20))
+		parts = append(parts, humanize.IBytes(uint64(mem)))
 	}
 	if len(parts) == 0 {
 		return "no reservation"
 	}
-	return strings.Join(parts, " and ")
+	return strings.Join(parts, ", ")
+}
+
+// sizeOf says what a size named name asks for: "size huge (1 CPU, 1.0 TiB)".
+func sizeOf(name string, nanoCPUs, mem int64) string {
+	if name == "" {
+		return sizeText(nanoCPUs, mem)
+	}
+	return fmt.Sprintf("size %s (%s)", name, sizeText(nanoCPUs, mem))
 }
 
 // wrapManager turns a manager's error into an error with a class the API

@@ -366,6 +366,9 @@ func copyTree(t *testing.T, repo, dir string) {
 		}
 		rel, _ := filepath.Rel(repo, path)
 		if rel == ".git" || rel == "bin" {
+			if !d.IsDir() { // a worktree's .git is a file: SkipDir would skip the rest
+				return nil
+			}
 			return filepath.SkipDir
 		}
 		to := filepath.Join(dir, rel)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +23,11 @@ import (
 	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/internal/testenv"
 )
+
+// buildMu is held for reading by each image build of the tests, and for
+// writing while one removes what its build left: the classic builder reuses
+// another build's step images as its cache.
+var buildMu sync.RWMutex
 
 // stackName is the name the test deploys docs/swarm-stack.yml under, as
 // docs/scale-out.md does.
@@ -218,12 +224,16 @@ func buildStackImage(t *testing.T, sw *testenv.Swarm) string {
 	// other tests share them.
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "docker", "build", "-t", p.image,
+	// --no-cache: another build's step images, which it removes at its
+	// end, are no cache to build on.
+	cmd := exec.CommandContext(ctx, "docker", "build", "--no-cache", "-t", p.image,
 		"--build-arg", "BUILDER_IMAGE="+builder, "--build-arg", "RUNTIME_IMAGE="+runtimeBase,
 		"--build-arg", "VERSION=stack-test", dir)
 	// The classic builder, as docker-compose's: its leftovers are known.
 	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
+	buildMu.RLock()
 	out, err := cmd.CombinedOutput()
+	buildMu.RUnlock()
 	p.buildImages, p.buildContainers = buildLeftovers(string(out))
 	if err != nil {
 		t.Fatalf("docker build: %v\n%s", err, out)

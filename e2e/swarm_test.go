@@ -103,7 +103,7 @@ func TestSwarm(t *testing.T) {
 		if err := os.WriteFile(file, []byte("uploaded\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		out, err := d.cli("--app", app, "run", "-f", file, "cat /tmp/uploads/data.txt").CombinedOutput()
+		out, err := d.cli("--app", app, "run", "--file", file, "cat /tmp/uploads/data.txt").CombinedOutput()
 		if err != nil || !strings.Contains(string(out), "uploaded") {
 			t.Errorf("got %v, %q; want the file's content", err, out)
 		}
@@ -128,7 +128,7 @@ func TestSwarm(t *testing.T) {
 		if !strings.Contains(string(out), "no node") {
 			t.Errorf("output %q does not say that no node has room", out)
 		}
-		t.Logf("refused after %s", time.Since(start).Round(time.Millisecond))
+		t.Logf("refused after %s: %s", time.Since(start).Round(time.Millisecond), out)
 	})
 
 	t.Run("a detached job's million lines", func(t *testing.T) {
@@ -360,6 +360,7 @@ func lostNode(t *testing.T, d *daemon, sw *testenv.Swarm, app string, workers ma
 	if code == 0 {
 		t.Errorf("CLI exit code 0 after the node was lost")
 	}
+	t.Logf("the terminal's last words: %q", lastLines(tm.screen(), 2))
 	if !strings.Contains(tm.screen(), "lost") {
 		t.Errorf("the terminal was not told the node was lost:\n%s", tm.screen())
 	}
@@ -392,4 +393,10 @@ func lostNode(t *testing.T, d *daemon, sw *testenv.Swarm, app string, workers ma
 		t.Fatal(err)
 	}
 	waitNothingOnNode(t, sw, i, d.instance)
+}
+
+// lastLines returns the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\r\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

@@ -58,7 +58,7 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 	}
 	// Followed before it is written, so that a concurrent reconcile never
 	// takes the new record for an orphan.
-	l := newLive(rec)
+	h := newHandle(rec)
 	m.mu.Lock()
 	if m.closing {
 		m.mu.Unlock()
@@ -70,17 +70,13 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 		m.mu.Unlock()
 		return OneOff{}, "", err
 	}
-	m.live[rec.ID] = l
+	m.handles[rec.ID] = h
 	m.mu.Unlock()
 	if err := m.insert(ctx, &rec); err != nil {
-		m.mu.Lock()
-		delete(m.live, rec.ID)
-		m.mu.Unlock()
+		m.forget(rec.ID)
 		return OneOff{}, "", err
 	}
-	l.mu.Lock()
-	l.rec = rec
-	l.mu.Unlock()
+	h.update(func(r *OneOff) { *r = rec })
 	m.audit(rec, AuditCreate, req.Requester, createDetail(rec, len(uploads)))
 
 	p := plan{
@@ -99,7 +95,7 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 	defer cancel()
 	present, err := m.rt.HasImage(ectx, rel.Image)
 	if err != nil {
-		m.finish(l, Failed, nil, userMessage(err))
+		m.finish(h, Failed, nil, userMessage(err))
 		return OneOff{}, "", fmt.Errorf("create one-off for %q: %w", app, err)
 	}
 	if !present && len(uploads) > 0 {
@@ -110,7 +106,7 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 		err := m.rt.Pull(pctx, rel.Image, nil)
 		pcancel()
 		if err != nil {
-			m.finish(l, Failed, nil, userMessage(err))
+			m.finish(h, Failed, nil, userMessage(err))
 			return OneOff{}, "", fmt.Errorf("create one-off for %q: %w", app, err)
 		}
 		present = true
@@ -119,20 +115,20 @@ func (m *Manager) Create(ctx context.Context, app string, req Request) (OneOff, 
 		// Answer now: an attached user sees the pull's progress once
 		// attached, a detached one-off's log records it.
 		if !req.Detached {
-			m.armAttachWait(l, m.cfg.AttachWait)
+			m.armAttachWait(h, m.cfg.AttachWait)
 		}
 		m.bg.Add(1)
-		go m.pullAndPrepare(l, p)
+		go m.pullAndPrepare(h, p)
 		log.Info("one-off created; its image is being pulled", "image", rel.Image)
 		return rec, secret, nil
 	}
-	if rec, err = m.prepare(ctx, l, p); err != nil {
+	if rec, err = m.prepare(ctx, h, p); err != nil {
 		return OneOff{}, "", err
 	}
 	if !req.Detached {
-		m.armAttachWait(l, m.cfg.AttachWait)
+		m.armAttachWait(h, m.cfg.AttachWait)
 	}
-	l.markReady(nil)
+	h.markReady(nil)
 	return rec, secret, nil
 }
 
@@ -147,8 +143,8 @@ type plan struct {
 
 // prepare creates the one-off's container, puts the uploads in, and starts
 // it when it is detached. On error the one-off is finished.
-func (m *Manager) prepare(ctx context.Context, l *live, p plan) (OneOff, error) {
-	rec := l.snapshot()
+func (m *Manager) prepare(ctx context.Context, h *handle, p plan) (OneOff, error) {
+	rec := h.snapshot()
 	log := m.log.With("oneoff", rec.ID, "app", rec.App, "name", rec.Name)
 	ectx, cancel := m.engineContext(ctx)
 	defer cancel()
@@ -156,18 +152,11 @@ func (m *Manager) prepare(ctx context.Context, l *live, p plan) (OneOff, error) 
 	cid := placed.ID
 	if err != nil {
 		log.Warn("create container failed", "err", err)
-		m.finish(l, Failed, nil, userMessage(err))
+		m.finish(h, Failed, nil, userMessage(err))
 		return OneOff{}, fmt.Errorf("create one-off for %q: %w", rec.App, err)
 	}
 	// The next step's intent goes with the container's id, in one write.
-	l.mu.Lock()
-	l.rec.ContainerID, l.rec.Node, l.rec.Step = cid, placed.Node, StepNone
-	if len(p.uploads) > 0 {
-		l.rec.Step = StepUpload
-	}
-	rec = l.rec
-	stopped := l.reason
-	l.mu.Unlock()
+	rec, stopped := h.place(placed, len(p.uploads) > 0)
 	if stopped != "" {
 		// Stopped while the engine was creating the container: the stop
 		// found nothing to remove, so the container is removed here.
@@ -177,7 +166,7 @@ func (m *Manager) prepare(ctx context.Context, l *live, p plan) (OneOff, error) 
 		return OneOff{}, errdefs.Conflict("oneoff_stopped", "one-off %s was stopped (%s) while its container was being created", rec.Name, stopped)
 	}
 	if err := m.store.UpdateOneOff(ectx, rec); err != nil {
-		m.discard(l, Failed, userMessage(err))
+		m.discard(h, Failed, userMessage(err))
 		return OneOff{}, fmt.Errorf("record one-off %q: %w", rec.ID, err)
 	}
 	if len(p.uploads) > 0 {
@@ -185,15 +174,12 @@ func (m *Manager) prepare(ctx context.Context, l *live, p plan) (OneOff, error) 
 		// file from a slow client takes its time.
 		if err := m.copyUploads(ctx, cid, p.uploads, p.data); err != nil {
 			log.Warn("upload failed", "err", err)
-			m.discard(l, Failed, userMessage(err))
+			m.discard(h, Failed, userMessage(err))
 			return OneOff{}, fmt.Errorf("upload files for one-off %s: %w", rec.Name, err)
 		}
-		l.mu.Lock()
-		l.rec.Uploads, l.rec.Step = p.uploads, StepNone
-		rec = l.rec
-		l.mu.Unlock()
+		rec = h.update(func(r *OneOff) { r.Uploads, r.Step = p.uploads, StepNone })
 		if err := m.store.UpdateOneOff(ectx, rec); err != nil {
-			m.discard(l, Failed, userMessage(err))
+			m.discard(h, Failed, userMessage(err))
 			return OneOff{}, fmt.Errorf("record one-off %q: %w", rec.ID, err)
 		}
 		var bytes int64
@@ -204,7 +190,7 @@ func (m *Manager) prepare(ctx context.Context, l *live, p plan) (OneOff, error) 
 		log.Info("files uploaded", "files", len(p.uploads), "bytes", bytes)
 	}
 	if rec.Mode == Detached {
-		rec, err := m.startDetached(ectx, l, p.ttl)
+		rec, err := m.startDetached(ectx, h, p.ttl)
 		if err != nil {
 			return OneOff{}, fmt.Errorf("start one-off %s: %w", rec.Name, err)
 		}

@@ -43,7 +43,7 @@ func startingLine(rec OneOff) string {
 
 // endLine is the line of a detached one-off that ended: how, with its exit
 // status when it has one.
-func (m *Manager) endLine(l *live, outcome Outcome, code *int, msg string) string {
+func (m *Manager) endLine(h *handle, outcome Outcome, code *int, msg string) string {
 	status := ""
 	if code != nil {
 		status = fmt.Sprintf(", status %d", *code)
@@ -52,19 +52,19 @@ func (m *Manager) endLine(l *live, outcome Outcome, code *int, msg string) strin
 	case Exited:
 		return fmt.Sprintf("Process exited with status %d", *code)
 	case Stopped:
-		if by := stoppedBy(l); by != "" {
+		if by := h.stopper(); by != "" {
 			return "Process " + by + status
 		}
 		return "Process stopped" + status
 	case LifetimeExceeded:
-		rec := l.snapshot()
+		rec := h.snapshot()
 		lifetime := ""
 		if rec.ExpiresAt != nil && rec.StartedAt != nil {
 			lifetime = " of " + rec.ExpiresAt.Sub(*rec.StartedAt).Round(time.Second).String()
 		}
 		return "Process stopped: it ran past its lifetime" + lifetime + status
 	case OutOfMemory:
-		size := l.snapshot().Size
+		size := h.snapshot().Size
 		return fmt.Sprintf("Process killed: out of memory (size %s allows %s)%s", size, m.memoryOf(size), status)
 	}
 	if msg != "" {

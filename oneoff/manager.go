@@ -34,8 +34,9 @@ type Manager struct {
 	log      *slog.Logger
 	met      *metrics
 
-	mu      sync.Mutex
-	live    map[string]*live
+	mu sync.Mutex
+	// handles holds the one-offs not finished yet, by id.
+	handles map[string]*handle
 	closing bool
 	wg      sync.WaitGroup // attached sessions
 	bg      sync.WaitGroup // detached one-offs' followers
@@ -55,7 +56,7 @@ func NewManager(cfg Config, rt Runtime, store Store, releases Releases, logs Log
 	cfg.setDefaults()
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Manager{cfg: cfg, rt: rt, store: store, releases: releases, logs: logs, log: log,
-		met: newMetrics(cfg.Metrics, cfg.Sizes), live: map[string]*live{}, ctx: ctx, cancel: cancel}
+		met: newMetrics(cfg.Metrics, cfg.Sizes), handles: map[string]*handle{}, ctx: ctx, cancel: cancel}
 }
 
 // Config returns the effective configuration.
@@ -111,20 +112,17 @@ func (m *Manager) Close(ctx context.Context) error {
 	case <-sessions:
 	case <-ctx.Done():
 		m.mu.Lock()
-		for _, l := range m.live {
-			l.mu.Lock()
-			claimed := l.claimed
-			l.mu.Unlock()
-			if claimed {
-				l.requestStop(Stopped)
+		for _, h := range m.handles {
+			if h.isClaimed() {
+				h.requestStop(Stopped)
 			}
 		}
 		m.mu.Unlock()
 		<-sessions
 	}
 	m.mu.Lock()
-	for _, l := range m.live {
-		l.stopTimer()
+	for _, h := range m.handles {
+		h.stopTimer()
 	}
 	m.mu.Unlock()
 	return nil
@@ -133,35 +131,30 @@ func (m *Manager) Close(ctx context.Context) error {
 // Done returns a channel closed once one-off id has finished: output
 // drained, container removed, record written.
 func (m *Manager) Done(id string) <-chan struct{} {
-	if l := m.lookup(id); l != nil {
-		return l.done
+	if h := m.lookup(id); h != nil {
+		return h.done
 	}
 	done := make(chan struct{})
 	close(done)
 	return done
 }
 
-// armAttachWait discards l if no terminal claims it within d.
-func (m *Manager) armAttachWait(l *live, d time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.reason != "" {
-		return
-	}
-	l.timer = time.AfterFunc(d, func() {
-		if l.stopUnclaimed(AttachTimeout) {
-			m.log.Info("nobody attached in time; discarding", "oneoff", l.id, "app", l.app, "wait", m.cfg.AttachWait)
+// armAttachWait discards h if no terminal claims it within d.
+func (m *Manager) armAttachWait(h *handle, d time.Duration) {
+	h.armTimer(d, func() {
+		if h.stopUnclaimed(AttachTimeout) {
+			m.log.Info("nobody attached in time; discarding", "oneoff", h.id, "app", h.app, "wait", m.cfg.AttachWait)
 			m.met.attachExpiries.Inc()
-			m.audit(l.snapshot(), AuditReap, ActorDaemon, fmt.Sprintf("nobody attached within %s", m.cfg.AttachWait))
-			m.discard(l, AttachTimeout, "")
+			m.audit(h.snapshot(), AuditReap, ActorDaemon, fmt.Sprintf("nobody attached within %s", m.cfg.AttachWait))
+			m.discard(h, AttachTimeout, "")
 		}
 	})
 }
 
 // Get returns a one-off's record.
 func (m *Manager) Get(ctx context.Context, id string) (OneOff, error) {
-	if l := m.lookup(id); l != nil {
-		return l.current(), nil
+	if h := m.lookup(id); h != nil {
+		return h.current(), nil
 	}
 	return m.store.OneOff(ctx, id)
 }
@@ -176,8 +169,8 @@ func (m *Manager) List(ctx context.Context, f Filter) ([]OneOff, error) {
 // has finished, or when ctx is done. Stopping a stopping one-off is fine;
 // stopping a finished one is a conflict.
 func (m *Manager) Stop(ctx context.Context, id, actor string) (OneOff, error) {
-	l := m.lookup(id)
-	if l == nil {
+	h := m.lookup(id)
+	if h == nil {
 		rec, err := m.store.OneOff(ctx, id)
 		if err != nil {
 			return OneOff{}, err
@@ -187,25 +180,22 @@ func (m *Manager) Stop(ctx context.Context, id, actor string) (OneOff, error) {
 		}
 		return rec, errdefs.Conflict("oneoff_finished", "one-off %s already finished (%s)", rec.Name, describe(rec))
 	}
-	l.mu.Lock()
-	if l.reason == "" {
-		l.stoppedBy = actor
-		if actor == "" {
-			l.stoppedBy = "a client of the API"
-		}
+	by := actor
+	if by == "" {
+		by = "a client of the API"
 	}
-	l.mu.Unlock()
+	h.stopBy(by)
 	switch {
-	case l.stopUnclaimed(Stopped):
-		m.log.Info("stop requested; discarding the unstarted container", "oneoff", id, "app", l.app, "actor", actor)
-		m.audit(l.snapshot(), AuditStop, actor, "before it started")
-		m.discard(l, Stopped, "")
-	case l.requestStop(Stopped):
-		m.log.Info("stop requested", "oneoff", id, "app", l.app, "actor", actor)
-		m.audit(l.snapshot(), AuditStop, actor, fmt.Sprintf("SIGTERM, then SIGKILL after %s", m.cfg.StopGrace))
+	case h.stopUnclaimed(Stopped):
+		m.log.Info("stop requested; discarding the unstarted container", "oneoff", id, "app", h.app, "actor", actor)
+		m.audit(h.snapshot(), AuditStop, actor, "before it started")
+		m.discard(h, Stopped, "")
+	case h.requestStop(Stopped):
+		m.log.Info("stop requested", "oneoff", id, "app", h.app, "actor", actor)
+		m.audit(h.snapshot(), AuditStop, actor, fmt.Sprintf("SIGTERM, then SIGKILL after %s", m.cfg.StopGrace))
 	}
 	select {
-	case <-l.done:
+	case <-h.done:
 	case <-ctx.Done():
 		return m.Get(context.WithoutCancel(ctx), id)
 	}
@@ -216,8 +206,8 @@ func (m *Manager) Stop(ctx context.Context, id, actor string) (OneOff, error) {
 // caller, once: a second claim with the same secret is refused.
 func (m *Manager) Claim(ctx context.Context, id, secret, client string) (*Session, error) {
 	hash := sha256.Sum256([]byte(secret))
-	l := m.lookup(id)
-	if l == nil {
+	h := m.lookup(id)
+	if h == nil {
 		rec, err := m.store.OneOff(ctx, id)
 		if err != nil {
 			if errors.Is(err, errdefs.ErrNotFound) {
@@ -230,72 +220,55 @@ func (m *Manager) Claim(ctx context.Context, id, secret, client string) (*Sessio
 		}
 		return nil, errdefs.Conflict("secret_used", "one-off %s already ran (%s): its secret is spent; start a new one-off", rec.Name, describe(rec))
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if subtle.ConstantTimeCompare(hash[:], l.rec.SecretHash) != 1 {
-		return nil, wrongSecret(l.rec)
+	rec, err := h.claim(hash, client)
+	if err != nil {
+		return nil, err
 	}
-	if l.claimed || l.reason != "" {
-		return nil, errdefs.Conflict("secret_used", "one-off %s already has a terminal or is ending: its secret is spent; start a new one-off", l.rec.Name)
-	}
-	l.claimed = true
-	if l.timer != nil {
-		l.timer.Stop()
-	}
-	l.rec.Client = client
-	rec := l.rec
 	m.wg.Add(1)
 	go m.audit(rec, AuditAttach, rec.Requester, "terminal from "+client+onNode(rec))
-	return &Session{m: m, l: l}, nil
+	return &Session{m: m, h: h}, nil
 }
 
 func wrongSecret(rec OneOff) error {
 	return errdefs.Unauthorized("wrong_secret", "the attach secret is not one-off %s's: use the secret returned when it was created", rec.Name)
 }
 
-func (m *Manager) lookup(id string) *live {
+func (m *Manager) lookup(id string) *handle {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.live[id]
+	return m.handles[id]
+}
+
+// forget stops following a one-off, finished or left to the next start.
+func (m *Manager) forget(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.handles, id)
 }
 
 // discard removes a one-off's container that never started, and records
 // how it ended.
-func (m *Manager) discard(l *live, outcome Outcome, msg string) {
+func (m *Manager) discard(h *handle, outcome Outcome, msg string) {
 	ctx, cancel := m.engineContext(context.Background())
 	defer cancel()
-	l.stopTimer()
-	l.mu.Lock()
-	cid := l.rec.ContainerID
-	l.mu.Unlock()
-	if cid != "" {
-		m.recordEnd(l, outcome, nil, msg)
+	h.stopTimer()
+	if cid := h.containerID(); cid != "" {
+		m.recordEnd(h, outcome, nil, msg)
 		if err := m.rt.Remove(ctx, cid); err != nil {
-			m.log.Error("remove container failed; reconcile will retry", "oneoff", l.id, "container", shortID(cid), "err", err)
+			m.log.Error("remove container failed; reconcile will retry", "oneoff", h.id, "container", shortID(cid), "err", err)
 		}
 	}
-	m.finish(l, outcome, nil, msg)
+	m.finish(h, outcome, nil, msg)
 }
 
 // finish records the end of a one-off and forgets it. Only the first call
 // counts: a later one, from a path that lost a race, changes nothing.
-func (m *Manager) finish(l *live, outcome Outcome, code *int, msg string) {
+func (m *Manager) finish(h *handle, outcome Outcome, code *int, msg string) {
 	now := m.cfg.Now().UTC()
-	l.mu.Lock()
-	if l.finished {
-		l.mu.Unlock()
+	rec, running, ok := h.end(outcome, code, msg, now)
+	if !ok {
 		return
 	}
-	l.finished = true
-	l.rec.State, l.rec.Step, l.rec.Outcome, l.rec.ExitCode, l.rec.Error = Finished, StepNone, outcome, code, msg
-	l.rec.FinishedAt = &now
-	l.rec.AttachDeadline = nil
-	l.mu.Unlock()
-	rec := l.current()
-	l.mu.Lock()
-	l.rec = rec
-	running := l.running
-	l.mu.Unlock()
 	m.met.finished.WithLabelValues(string(rec.Mode), string(outcome)).Inc()
 	if running {
 		m.met.runningOn(rec, -1)
@@ -309,15 +282,13 @@ func (m *Manager) finish(l *live, outcome Outcome, code *int, msg string) {
 	if err := m.store.UpdateOneOff(ctx, rec); err != nil {
 		m.log.Error("record finished one-off failed", "oneoff", rec.ID, "err", err)
 	}
-	m.mu.Lock()
-	delete(m.live, rec.ID)
-	m.mu.Unlock()
+	m.forget(rec.ID)
 	why := msg
 	if why == "" {
 		why = string(outcome)
 	}
-	l.markReady(errors.New(why))
-	close(l.done)
+	h.markReady(errors.New(why))
+	close(h.done)
 	attrs := []any{"oneoff", rec.ID, "app", rec.App, "name", rec.Name, "outcome", outcome}
 	if code != nil {
 		attrs = append(attrs, "exit_code", *code)
@@ -331,15 +302,11 @@ func (m *Manager) finish(l *live, outcome Outcome, code *int, msg string) {
 // recordEnd writes how a one-off ended before its container is removed, so
 // that a daemon dying before the record says finished leaves the next start
 // the outcome to record, rather than a guess.
-func (m *Manager) recordEnd(l *live, outcome Outcome, code *int, msg string) {
-	l.mu.Lock()
-	if l.finished {
-		l.mu.Unlock()
+func (m *Manager) recordEnd(h *handle, outcome Outcome, code *int, msg string) {
+	rec, ok := h.recordEnd(outcome, code, msg)
+	if !ok {
 		return
 	}
-	l.rec.Step, l.rec.Outcome, l.rec.ExitCode, l.rec.Error = StepRemove, outcome, code, msg
-	rec := l.rec
-	l.mu.Unlock()
 	ctx, cancel := m.engineContext(context.Background())
 	defer cancel()
 	if err := m.store.UpdateOneOff(ctx, rec); err != nil {

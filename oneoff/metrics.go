@@ -124,11 +124,7 @@ func newMetrics(reg prometheus.Registerer, sizes []Size) *metrics {
 }
 
 // started counts a one-off whose container just started.
-func (m *Manager) started(l *live) {
-	l.mu.Lock()
-	l.running = true
-	rec := l.rec
-	l.mu.Unlock()
+func (m *Manager) started(rec OneOff) {
 	m.met.started.WithLabelValues(string(rec.Mode), rec.Size).Inc()
 	m.met.runningOn(rec, 1)
 	if rec.StartedAt != nil {

@@ -109,7 +109,8 @@ type OneOff struct {
 	State    State   `json:"state"`
 	Outcome  Outcome `json:"outcome,omitempty"`
 	ExitCode *int    `json:"exit_code,omitempty"`
-	// Error says what went wrong when Outcome is Failed or Lost.
+	// Error says what went wrong when Outcome is Failed, Lost or
+	// OutOfMemory.
 	Error string `json:"error,omitempty"`
 
 	ContainerID string `json:"container_id,omitempty"`

@@ -84,9 +84,9 @@ func iec(n int64) string {
 // pullAndPrepare pulls a one-off's image, then makes its container (and
 // starts it when detached). An attached user sees the pull's progress; a
 // detached one-off's log records it.
-func (m *Manager) pullAndPrepare(l *live, p plan) {
+func (m *Manager) pullAndPrepare(h *handle, p plan) {
 	defer m.bg.Done()
-	rec := l.snapshot()
+	rec := h.snapshot()
 	log := m.log.With("oneoff", rec.ID, "app", rec.App, "name", rec.Name)
 	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.PullTimeout)
 	defer cancel()
@@ -102,9 +102,7 @@ func (m *Manager) pullAndPrepare(l *live, p plan) {
 	}
 	note("pulling image " + p.spec.Image)
 	err := m.rt.Pull(ctx, p.spec.Image, func(pp PullProgress) {
-		l.mu.Lock()
-		l.progress = pp
-		l.mu.Unlock()
+		h.setProgress(pp)
 		if time.Since(lastNote) >= 5*time.Second {
 			lastNote = time.Now()
 			note(pp.String())
@@ -120,23 +118,20 @@ func (m *Manager) pullAndPrepare(l *live, p plan) {
 		if _, ok := errdefs.As(err); !ok {
 			msg = "pull image " + p.spec.Image + ": " + msg
 		}
-		m.discard(l, Failed, msg)
+		m.discard(h, Failed, msg)
 		return
 	}
 	took := time.Since(start).Round(100 * time.Millisecond)
 	log.Info("image pulled", "image", p.spec.Image, "took", took)
 	note(fmt.Sprintf("pulled image %s in %s", p.spec.Image, took))
-	l.mu.Lock()
-	stopped := l.reason != ""
-	l.mu.Unlock()
-	if stopped {
+	if h.stopReason() != "" {
 		return // discarded while pulling: nothing to make
 	}
-	if _, err := m.prepare(m.ctx, l, p); err != nil {
+	if _, err := m.prepare(m.ctx, h, p); err != nil {
 		log.Warn("prepare after the pull failed", "err", err)
 		return
 	}
-	l.markReady(nil)
+	h.markReady(nil)
 }
 
 // CheckImage makes sure the engine can run image: it has it, or its

@@ -13,14 +13,12 @@ const quotaNames = 5
 
 // checkQuotaLocked refuses a new one-off of app when the app, or the
 // daemon, already has as many unfinished one-offs as its quota allows.
-// Every one-off not finished yet is in m.live from the moment its create
+// Every one-off not finished yet is in m.handles from the moment its create
 // begins, so the count includes creates still under way. m.mu is held.
 func (m *Manager) checkQuotaLocked(app string) error {
 	var ofApp, all []string
-	for _, l := range m.live {
-		l.mu.Lock()
-		rec := l.rec
-		l.mu.Unlock()
+	for _, h := range m.handles {
+		rec := h.snapshot()
 		name := rec.Name
 		if name == "" {
 			name = "one being created"

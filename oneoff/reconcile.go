@@ -94,33 +94,29 @@ func (m *Manager) settle(ctx context.Context, listed OneOff, c Container, exists
 	// Followed first, then read again: the record listed may have
 	// finished since, its follower gone; once followed here, nothing
 	// else changes it.
-	l := newLive(listed)
+	h := newHandle(listed)
 	m.mu.Lock()
-	if m.live[listed.ID] != nil {
+	if m.handles[listed.ID] != nil {
 		m.mu.Unlock()
 		return
 	}
-	m.live[listed.ID] = l
+	m.handles[listed.ID] = h
 	m.mu.Unlock()
 	rec, err := m.store.OneOff(ctx, listed.ID)
 	if err != nil || rec.State == Finished {
 		if err != nil {
 			m.log.Warn("read one-off to reconcile failed; will retry", "oneoff", listed.ID, "err", err)
 		}
-		m.mu.Lock()
-		delete(m.live, listed.ID)
-		m.mu.Unlock()
+		m.forget(listed.ID)
 		return
 	}
 	recorded := rec.ContainerID // empty when the daemon died before it knew it
 	if exists {
 		rec.ContainerID = c.ID
 	}
-	l.mu.Lock()
-	l.rec = rec
-	l.mu.Unlock()
+	h.update(func(r *OneOff) { *r = rec })
 	if exists {
-		l.markReady(nil)
+		h.markReady(nil)
 	}
 	log := m.log.With("oneoff", rec.ID, "app", rec.App, "name", rec.Name)
 
@@ -128,79 +124,63 @@ func (m *Manager) settle(ctx context.Context, listed OneOff, c Container, exists
 	switch {
 	case rec.Step == StepRemove && rec.Outcome != "":
 		// It ended and said how; the daemon died removing its container.
-		l.requestStop(rec.Outcome)
+		h.requestStop(rec.Outcome)
 		if exists {
 			if err := m.rt.Remove(ctx, c.ID); err != nil {
 				log.Warn("remove container failed; will retry", "container", shortID(c.ID), "err", err)
 			}
 		}
-		m.finish(l, rec.Outcome, rec.ExitCode, rec.Error)
+		m.finish(h, rec.Outcome, rec.ExitCode, rec.Error)
 	case rec.Mode == Detached && exists && c.Started:
 		if rec.State == Pending {
 			// It started, but the daemon stopped before its record said so.
-			m.markAdopted(ctx, l, now)
+			m.markAdopted(ctx, h, now)
 		}
-		m.adoptDetached(l)
+		m.adoptDetached(h)
 	case exists && rec.Step == StepUpload:
-		l.requestStop(Failed)
-		m.discard(l, Failed, "the daemon stopped while the one-off's files were being copied in")
+		h.requestStop(Failed)
+		m.discard(h, Failed, "the daemon stopped while the one-off's files were being copied in")
 	case rec.Mode == Detached && exists:
-		l.mu.Lock()
-		l.rec.StartedAt, l.rec.ExpiresAt = nil, nil // the start was meant, not made
-		l.mu.Unlock()
-		l.requestStop(Failed)
+		h.update(func(r *OneOff) { r.StartedAt, r.ExpiresAt = nil, nil }) // the start was meant, not made
+		h.requestStop(Failed)
 		m.logDetachedEnd(rec, "Process failed to start: the daemon stopped before it started")
-		m.discard(l, Failed, "the daemon stopped before the one-off started")
+		m.discard(h, Failed, "the daemon stopped before the one-off started")
 	case exists && (rec.State == Running || c.Started):
-		l.requestStop(Lost)
+		h.requestStop(Lost)
 		if c.Running {
 			if err := m.rt.Stop(ctx, c.ID, m.cfg.StopGrace); err != nil {
 				log.Warn("stop lost container failed", "err", err)
 			}
 		}
-		m.discard(l, Lost, "the daemon restarted while it ran, and its terminal went away")
+		m.discard(h, Lost, "the daemon restarted while it ran, and its terminal went away")
 	case exists && rec.AttachDeadline != nil && rec.AttachDeadline.After(now):
 		if rec.Step != StepNone || recorded != c.ID {
-			l.mu.Lock()
-			l.rec.Step = StepNone
-			rec = l.rec
-			l.mu.Unlock()
+			rec = h.update(func(r *OneOff) { r.Step = StepNone })
 			if err := m.store.UpdateOneOff(ctx, rec); err != nil {
 				log.Warn("record the adopted container failed", "err", err)
 			}
 		}
 		log.Info("adopting a pending one-off", "container", shortID(c.ID), "until", rec.AttachDeadline)
-		m.armAttachWait(l, rec.AttachDeadline.Sub(now))
+		m.armAttachWait(h, rec.AttachDeadline.Sub(now))
 	case exists:
-		l.requestStop(AttachTimeout)
+		h.requestStop(AttachTimeout)
 		m.met.attachExpiries.Inc()
 		m.audit(rec, AuditReap, ActorDaemon, "nobody attached before the daemon restarted and its wait ended")
-		m.discard(l, AttachTimeout, "")
+		m.discard(h, AttachTimeout, "")
 	case rec.State == Pending && (rec.Step == StepCreate || rec.Step == StepUpload):
-		l.requestStop(Failed)
-		m.finish(l, Failed, nil, "the daemon stopped before the one-off's container was created")
+		h.requestStop(Failed)
+		m.finish(h, Failed, nil, "the daemon stopped before the one-off's container was created")
 	default:
-		l.requestStop(Lost)
+		h.requestStop(Lost)
 		m.logDetachedEnd(rec, "Process lost: its container disappeared")
-		m.finish(l, Lost, nil, "its container disappeared")
+		m.finish(h, Lost, nil, "its container disappeared")
 	}
 }
 
 // markAdopted records as running a detached one-off found started whose
 // record still says pending.
-func (m *Manager) markAdopted(ctx context.Context, l *live, now time.Time) {
-	l.mu.Lock()
-	l.rec.State, l.rec.Step = Running, StepNone
-	if l.rec.StartedAt == nil {
-		at := now.UTC()
-		l.rec.StartedAt = &at
-	}
-	if l.rec.ExpiresAt == nil {
-		at := l.rec.StartedAt.Add(m.cfg.MaxLifetime)
-		l.rec.ExpiresAt = &at
-	}
-	rec := l.rec
-	l.mu.Unlock()
+func (m *Manager) markAdopted(ctx context.Context, h *handle, now time.Time) {
+	rec := h.markAdopted(now.UTC(), m.cfg.MaxLifetime)
 	m.log.Info("a detached one-off started before the daemon stopped; recording it running", "oneoff", rec.ID, "app", rec.App, "name", rec.Name)
 	if err := m.store.UpdateOneOff(ctx, rec); err != nil {
 		m.log.Warn("record the adopted start failed", "oneoff", rec.ID, "err", err)

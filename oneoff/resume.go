@@ -37,17 +37,17 @@ var errTerminalGone = errors.New("the terminal went away and did not come back")
 // numbers the output, keeps what the terminal has not acknowledged yet (at
 // most limit bytes: past that the container's output waits), and sends it
 // to whichever connection is plugged in, from the offset that connection
-// has received. The session sees no disconnection until nobody came back
-// within the grace.
+// has received, on a goroutine of that connection's own: a connection that
+// stops reading holds up nothing but itself. The session sees no
+// disconnection until nobody came back within the grace.
 type resumable struct {
 	m     *Manager
-	l     *live
+	h     *handle
 	grace time.Duration
 	limit int64
 
 	mu    sync.Mutex
 	cond  *sync.Cond
-	wmu   sync.Mutex // held while output is written to the terminal, taken under mu
 	token [sha256.Size]byte
 	cur   *plugged
 	// lost is the connection last lost, while no other is plugged in; see
@@ -72,9 +72,6 @@ type plugged struct {
 	// out and errw are conn's writers.
 	out, errw io.Writer
 	sent      int64 // the offset up to which it was sent output
-	// replaying says a goroutine is sending it what it missed; once it has
-	// caught up, the output is written to it as it comes.
-	replaying bool
 	// resumedWith is the hash of the token it resumed with, if it did;
 	// spoke says it has sent something since, so it read the reply that
 	// carried its next token.
@@ -82,8 +79,8 @@ type plugged struct {
 	spoke       bool
 }
 
-func newPlugged(conn Conn, from int64, replaying bool) *plugged {
-	return &plugged{conn: conn, out: conn.Stdout(), errw: conn.Stderr(), sent: from, replaying: replaying}
+func newPlugged(conn Conn, from int64) *plugged {
+	return &plugged{conn: conn, out: conn.Stdout(), errw: conn.Stderr(), sent: from}
 }
 
 // Resumable turns the session's connection into one that survives its
@@ -99,11 +96,12 @@ func (s *Session) Resumable(conn Conn) (Conn, string) {
 	if limit <= 0 {
 		limit = DefaultReplayBuffer
 	}
-	r := &resumable{m: m, l: s.l, grace: m.cfg.ReconnectGrace, limit: limit}
+	r := &resumable{m: m, h: s.h, grace: m.cfg.ReconnectGrace, limit: limit}
 	r.cond = sync.NewCond(&r.mu)
 	token := r.rotate()
-	r.cur = newPlugged(conn, 0, false)
-	m.resumes.Store(s.l.id, r)
+	r.cur = newPlugged(conn, 0)
+	m.resumes.Store(s.h.id, r)
+	go r.send(r.cur)
 	return r, token
 }
 
@@ -131,7 +129,7 @@ func (m *Manager) Rejoin(ctx context.Context, id, actor string) (OneOff, string,
 	r.mu.Lock()
 	if r.dead || r.final != nil {
 		r.mu.Unlock()
-		rec := r.l.snapshot()
+		rec := r.h.snapshot()
 		return rec, "", errdefs.Conflict("not_resumable", "one-off %s is ending: there is no terminal to rejoin", rec.Name)
 	}
 	token := r.rotate()
@@ -141,7 +139,7 @@ func (m *Manager) Rejoin(ctx context.Context, id, actor string) (OneOff, string,
 		r.cur.resumedWith = nil
 	}
 	r.mu.Unlock()
-	rec := r.l.snapshot()
+	rec := r.h.snapshot()
 	m.audit(rec, AuditAttach, actor, "terminal taken over from another one")
 	return rec, token, nil
 }
@@ -184,14 +182,14 @@ func (m *Manager) Resume(ctx context.Context, id, token string, from int64, clie
 	// The new token replaces the old one only once the reply carrying it
 	// is sent: a reply that cannot be sent leaves the old one good.
 	next := randomString(32)
-	if err := accept(r.l.snapshot().Name, next); err != nil {
+	if err := accept(r.h.snapshot().Name, next); err != nil {
 		r.mu.Unlock()
 		return fmt.Errorf("accept reconnect: %w", err)
 	}
 	r.token = sha256.Sum256([]byte(next))
 	r.forget(from)
 	old := r.cur
-	p := newPlugged(conn, from, true)
+	p := newPlugged(conn, from)
 	p.resumedWith = &hash
 	r.cur, r.lost = p, nil
 	if r.timer != nil {
@@ -203,7 +201,7 @@ func (m *Manager) Resume(ctx context.Context, id, token string, from int64, clie
 	if old != nil {
 		abandon(old.conn, "oneoffd: another terminal took this session over")
 	}
-	m.audit(r.l.snapshot(), AuditAttach, ActorDaemon, "terminal reconnected from "+client)
+	m.audit(r.h.snapshot(), AuditAttach, ActorDaemon, "terminal reconnected from "+client)
 	go r.send(p)
 	return nil
 }
@@ -247,21 +245,22 @@ func (r *resumable) forget(n int64) {
 	r.cond.Broadcast()
 }
 
-// send replays to p what it missed, from its offset on, then hands it the
-// live output (or the end, when it came meanwhile).
+// send sends p the output from its offset on, as it comes, for as long as
+// p is the connection plugged in, then the end once it came. Only this
+// goroutine writes output to p, without holding the lock: a write that
+// blocks on a connection gone half-open delays neither the container's
+// output nor a reconnect, which unplugs p and closes it.
 func (r *resumable) send(p *plugged) {
+	r.mu.Lock()
 	for {
-		r.mu.Lock()
+		for r.cur == p && p.sent >= r.end && r.final == nil {
+			r.cond.Wait()
+		}
 		if r.cur != p {
 			r.mu.Unlock()
 			return
 		}
 		if p.sent >= r.end {
-			if r.final == nil {
-				p.replaying = false // caught up: the writers write to it now
-				r.mu.Unlock()
-				return
-			}
 			res := *r.final
 			r.cur = nil
 			r.expireIn(r.grace) // a terminal that missed the end may still come for it
@@ -280,6 +279,7 @@ func (r *resumable) send(p *plugged) {
 			r.lose(p)
 			return
 		}
+		r.mu.Lock()
 	}
 }
 
@@ -309,7 +309,7 @@ func (r *resumable) lose(p *plugged) {
 	r.mu.Unlock()
 	abandon(p.conn, "")
 	if !final {
-		rec := r.l.snapshot()
+		rec := r.h.snapshot()
 		r.m.log.Info("terminal went away; waiting for it to reconnect", "oneoff", rec.ID, "grace", r.grace)
 		r.m.audit(rec, AuditAttach, ActorDaemon, fmt.Sprintf("terminal lost; waiting %s for it to reconnect", r.grace))
 	}
@@ -334,9 +334,9 @@ func (r *resumable) expire() {
 	r.chunks = nil
 	r.cond.Broadcast()
 	r.mu.Unlock()
-	r.m.resumes.CompareAndDelete(r.l.id, r)
+	r.m.resumes.CompareAndDelete(r.h.id, r)
 	if !final {
-		rec := r.l.snapshot()
+		rec := r.h.snapshot()
 		r.m.log.Info("terminal did not reconnect; stopping", "oneoff", rec.ID, "grace", r.grace)
 		r.m.audit(rec, AuditReap, ActorDaemon, fmt.Sprintf("the terminal did not reconnect within %s", r.grace))
 	}
@@ -394,11 +394,11 @@ type resumableWriter struct {
 func (w resumableWriter) Write(p []byte) (int, error) {
 	r := w.r
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	for !r.dead && r.final == nil && r.end-r.start >= r.limit {
 		r.cond.Wait()
 	}
 	if r.dead || r.final != nil {
-		r.mu.Unlock()
 		return len(p), nil // nobody will read it
 	}
 	if n := len(r.chunks); n > 0 && r.chunks[n-1].stderr == w.stderr && len(r.chunks[n-1].p) < replayChunk {
@@ -407,26 +407,7 @@ func (w resumableWriter) Write(p []byte) (int, error) {
 		r.chunks = append(r.chunks, replayChunkData{stderr: w.stderr, p: append([]byte(nil), p...)})
 	}
 	r.end += int64(len(p))
-	c := r.cur
-	live := c != nil && !c.replaying
-	if !live {
-		r.mu.Unlock()
-		return len(p), nil // kept for the terminal's return, or being replayed
-	}
-	// Written in the order the output was numbered: the write lock is
-	// taken before the numbering's is let go.
-	c.sent = r.end
-	r.wmu.Lock()
-	r.mu.Unlock()
-	out := c.out
-	if w.stderr {
-		out = c.errw
-	}
-	_, err := out.Write(p)
-	r.wmu.Unlock()
-	if err != nil {
-		r.lose(c)
-	}
+	r.cond.Broadcast() // for the sender
 	return len(p), nil
 }
 
@@ -445,21 +426,10 @@ func (r *resumable) Notify(msg string) {
 // it has not received.
 func (r *resumable) Finish(res Result) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.final != nil {
-		r.mu.Unlock()
 		return
 	}
 	r.final = &res
-	r.cond.Broadcast()
-	c := r.cur
-	if c == nil || c.replaying {
-		r.mu.Unlock()
-		return // told after the replay, or at the terminal's return
-	}
-	r.cur = nil
-	r.expireIn(r.grace) // a terminal that missed the end may still come for it
-	r.wmu.Lock()        // after the output being written
-	r.mu.Unlock()
-	c.conn.Finish(res)
-	r.wmu.Unlock()
+	r.cond.Broadcast() // for the sender, or the terminal's return
 }

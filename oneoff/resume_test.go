@@ -90,12 +90,20 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // resumableRun starts a session whose terminal can reconnect.
 func resumableRun(t *testing.T, h *harness) (*running, *dropConn, string) {
 	t.Helper()
+	first := newDropConn(t)
+	r, token := resumableRunOn(t, h, first)
+	return r, first, token
+}
+
+// resumableRunOn starts a session whose terminal can reconnect, first
+// connected on first.
+func resumableRunOn(t *testing.T, h *harness, first oneoff.Conn) (*running, string) {
+	t.Helper()
 	rec, secret := h.create(t, oneoff.Request{})
 	sess, err := h.m.Claim(context.Background(), rec.ID, secret, "127.0.0.1:1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := newDropConn(t)
 	conn, token := sess.Resumable(first)
 	if token == "" {
 		t.Fatal("no resume token with a reconnect grace")
@@ -103,8 +111,32 @@ func resumableRun(t *testing.T, h *harness) (*running, *dropConn, string) {
 	r := &running{rec: rec, result: make(chan oneoff.Result, 1)}
 	go func() { r.result <- sess.Run(context.Background(), conn, oneoff.TermSize{}) }()
 	r.stream = h.rt.Started(t, rec.ContainerID)
-	return r, first, token
+	return r, token
 }
+
+// stuckConn is a connection gone half-open: its writes block, as on a
+// socket whose peer vanished, until the test ends.
+type stuckConn struct {
+	*dropConn
+	writing chan struct{} // a write has begun
+	once    sync.Once
+	release chan struct{}
+}
+
+func newStuckConn(t *testing.T) *stuckConn {
+	c := &stuckConn{dropConn: newDropConn(t), writing: make(chan struct{}), release: make(chan struct{})}
+	t.Cleanup(func() { close(c.release) })
+	return c
+}
+
+func (c *stuckConn) Write(p []byte) (int, error) {
+	c.once.Do(func() { close(c.writing) })
+	<-c.release
+	return 0, io.ErrClosedPipe
+}
+
+func (c *stuckConn) Stdout() io.Writer { return c }
+func (c *stuckConn) Stderr() io.Writer { return c }
 
 func TestSession_Resume(t *testing.T) {
 	t.Run("the output missed comes once, then the end", func(t *testing.T) {
@@ -144,6 +176,38 @@ func TestSession_Resume(t *testing.T) {
 		if got := first.output() + second.output(); got != "one\ntwo\nthree\n" {
 			t.Errorf("the terminal got %q over its two connections, want each line once", got)
 		}
+	})
+
+	t.Run("a connection whose writes block holds up neither the output nor a reconnect", func(t *testing.T) {
+		h := newHarness(t, oneoff.Config{ReconnectGrace: time.Hour})
+		first := newStuckConn(t)
+		r, token := resumableRunOn(t, h, first)
+		r.stream.Send(false, "one\n")
+		select {
+		case <-first.writing:
+		case <-time.After(waitLimit):
+			t.Fatal("no output written to the first connection")
+		}
+		r.stream.Send(false, "two\n") // more output while the first write hangs
+		second := newDropConn(t)
+		resumed := make(chan error, 1)
+		go func() {
+			resumed <- h.m.Resume(context.Background(), r.rec.ID, token, 0, "127.0.0.1:2", second, func(string, string) error { return nil })
+		}()
+		select {
+		case err := <-resumed:
+			if err != nil {
+				t.Fatalf("Resume: %v", err)
+			}
+		case <-time.After(waitLimit):
+			t.Fatal("the reconnect waits for the hung connection")
+		}
+		waitFor(t, "the output on the new connection", func() bool { return second.output() == "one\ntwo\n" })
+		h.rt.Exit(t, r.rec.ContainerID, 0, true)
+		if res := r.wait(t); res.Outcome != oneoff.Exited {
+			t.Errorf("result %+v, want exited", res)
+		}
+		waitFor(t, "the end told", func() bool { return len(second.told()) == 1 })
 	})
 
 	t.Run("a reconnect lost before it spoke may come again with its token", func(t *testing.T) {

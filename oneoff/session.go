@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -63,15 +62,11 @@ type Result struct {
 // connection.
 type Session struct {
 	m *Manager
-	l *live
+	h *handle
 }
 
 // OneOff returns the session's one-off record.
-func (s *Session) OneOff() OneOff {
-	s.l.mu.Lock()
-	defer s.l.mu.Unlock()
-	return s.l.rec
-}
+func (s *Session) OneOff() OneOff { return s.h.snapshot() }
 
 // Run starts the container with the terminal attached and pumps bytes both
 // ways until the command ends, the user goes away, the session idles out or
@@ -79,49 +74,35 @@ func (s *Session) OneOff() OneOff {
 // before Run returns.
 func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 	defer s.m.wg.Done()
-	m, l := s.m, s.l
+	m, h := s.m, s.h
 	if err := s.waitReady(conn); err != nil {
 		res := Result{Outcome: Failed, Message: "could not start: " + err.Error()}
 		conn.Finish(res)
 		return res
 	}
 	rec := s.OneOff()
-	log := m.log.With("oneoff", rec.ID, "app", rec.App, "name", rec.Name)
 	ectx := context.WithoutCancel(ctx)
 	cid := rec.ContainerID
-
-	fail := func(err error) Result {
-		log.Error("start failed", "err", err)
-		m.discard(l, Failed, userMessage(err))
+	proc, err := m.rt.Start(ectx, cid, StartOptions{Attach: true, TTY: rec.TTY})
+	if err != nil {
+		m.log.Error("start failed", "oneoff", rec.ID, "app", rec.App, "name", rec.Name, "err", err)
+		m.discard(h, Failed, userMessage(err))
 		res := Result{Outcome: Failed, Message: "could not start: " + userMessage(err)}
 		conn.Finish(res)
 		return res
 	}
-	proc, err := m.rt.Start(ectx, cid, StartOptions{Attach: true, TTY: rec.TTY})
-	if err != nil {
-		return fail(err)
-	}
 	stream, exitc := proc.Stream, proc.Exit
 	defer stream.Close()
-	now := m.cfg.Now().UTC()
-	l.mu.Lock()
-	l.rec.State, l.rec.StartedAt, l.rec.AttachDeadline = Running, &now, nil
-	rec = l.rec
-	l.mu.Unlock()
-	if err := m.store.UpdateOneOff(ectx, rec); err != nil {
-		log.Warn("record start failed", "err", err)
-	}
+	r := m.markRunning(ectx, h)
+	rec, log := r.rec, r.log
 	log.Info("one-off started", "client", rec.Client)
-	m.started(l)
 	conn, endRecording := s.record(conn, size)
 	defer endRecording()
 	m.met.sessions.Inc()
 	defer m.met.sessions.Dec()
 
 	act := newActivity(m.cfg.Now)
-	l.mu.Lock()
-	l.act = act
-	l.mu.Unlock()
+	h.attached(act)
 	gone := make(chan struct{}, 1)
 	userGone := func() {
 		select {
@@ -143,32 +124,35 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 	go func() { inDone <- s.pumpInput(ectx, conn, stream, act, cid) }()
 
 	var (
-		stopOnce  sync.Once
 		finished  bool // the user has been told the end
 		exit      Exit
 		exited    bool
 		outEnded  bool
 		drain     <-chan time.Time
 		idleTimer = time.NewTimer(m.cfg.IdleTimeout)
-		lifetime  = time.NewTimer(m.cfg.MaxLifetime)
-		stopc     = l.stopc
+		// Activity does not keep a terminal open forever: an attached
+		// one-off has the same maximum lifetime as a detached one.
+		deadline = time.Now().Add(m.cfg.MaxLifetime)
+		lifetime = lifetimeTimer(&deadline)
+		stopc    = h.stopc
 	)
 	defer idleTimer.Stop()
 	defer lifetime.Stop()
-	stop := func(why Outcome) {
-		l.requestStop(why)
-		stopOnce.Do(func() {
-			go func() {
-				if err := m.rt.Stop(ectx, cid, m.cfg.StopGrace); err != nil {
-					log.Error("stop container failed", "err", err)
-				}
-			}()
-		})
+	// closeEarly tells the user the end before the container has exited.
+	closeEarly := func(why Outcome, msg string) {
+		r.stop(why)
+		conn.Finish(Result{Outcome: why, Message: msg})
+		finished = true
 	}
 	for !exited || !outEnded {
 		select {
 		case exit = <-exitc:
 			exited, exitc = true, nil
+			if NodeLost(exit.Err) {
+				// The node took the rest of the output along.
+				stream.Close()
+				break
+			}
 			drain = time.After(m.cfg.DrainTimeout)
 		case <-outDone:
 			outEnded, outDone = true, nil
@@ -180,17 +164,17 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 			inDone = nil
 			if !exited && !finished {
 				log.Info("terminal went away; stopping")
-				stop(Disconnected)
+				r.stop(Disconnected)
 			}
 		case <-gone:
 			if !exited && !finished {
 				log.Info("terminal stopped reading; stopping")
-				stop(Disconnected)
+				r.stop(Disconnected)
 			}
 		case <-stopc:
 			stopc = nil
-			stop(Stopped) // the reason recorded first wins
-			if by := stoppedBy(l); by != "" && !exited && !finished {
+			r.stop(Stopped) // the reason recorded first wins
+			if by := h.stopper(); by != "" && !exited && !finished {
 				conn.Notify(fmt.Sprintf("\r\noneoffd: %s: SIGTERM, then SIGKILL after %s", by, m.cfg.StopGrace))
 			}
 		case <-idleTimer.C:
@@ -204,93 +188,49 @@ func (s *Session) Run(ctx context.Context, conn Conn, size TermSize) Result {
 			log.Info("idle; closing the terminal and stopping", "idle_timeout", m.cfg.IdleTimeout)
 			m.met.idleReaps.Inc()
 			m.audit(rec, AuditReap, ActorDaemon, fmt.Sprintf("no input or output for %s", m.cfg.IdleTimeout))
-			stop(IdleTimeout)
-			conn.Finish(Result{Outcome: IdleTimeout,
-				Message: fmt.Sprintf("closed after %s without input or output", m.cfg.IdleTimeout)})
-			finished = true
+			closeEarly(IdleTimeout, fmt.Sprintf("closed after %s without input or output", m.cfg.IdleTimeout))
 		case <-lifetime.C:
-			// Activity does not keep a terminal open forever: an attached
-			// one-off has the same maximum lifetime as a detached one.
 			if exited || finished {
 				continue
 			}
 			log.Info("lifetime over; closing the terminal and stopping", "max_lifetime", m.cfg.MaxLifetime)
-			m.met.lifetimeStops.Inc()
-			m.audit(rec, AuditReap, ActorDaemon, fmt.Sprintf("attached for the maximum lifetime of %s", m.cfg.MaxLifetime))
-			stop(LifetimeExceeded)
-			conn.Finish(Result{Outcome: LifetimeExceeded,
-				Message: fmt.Sprintf("closed after the maximum lifetime of %s", m.cfg.MaxLifetime)})
-			finished = true
+			r.lifetimeOver(fmt.Sprintf("attached for the maximum lifetime of %s", m.cfg.MaxLifetime))
+			closeEarly(LifetimeExceeded, fmt.Sprintf("closed after the maximum lifetime of %s", m.cfg.MaxLifetime))
 		}
 	}
 
-	l.mu.Lock()
-	outcome := l.reason
-	l.mu.Unlock()
-	if outcome == "" {
-		outcome = Exited
-		if exit.OOMKilled {
-			outcome = OutOfMemory
-		}
-	}
-	res := Result{Outcome: outcome}
-	msg := ""
-	switch {
-	case EngineGone(exit.Err):
-		res.Outcome, msg = Lost, "the Docker engine went away while it ran"
-		res.Message = "the Docker engine went away while the one-off ran: how it ended is unknown"
-	case exit.Err != nil:
-		res.Outcome, msg = Lost, exit.Err.Error()
-		res.Message = "lost track of the container: " + msg
-	default:
-		code := exit.Code
-		res.ExitCode = &code
-	}
-	if res.Outcome == Stopped && res.Message == "" {
-		res.Message = stoppedBy(l)
-	}
-	if res.Outcome == OutOfMemory {
-		res.Message = fmt.Sprintf("killed: it ran out of memory (size %s allows %s); a larger --size may help", rec.Size, m.memoryOf(rec.Size))
-	}
+	e := r.ending(exit, false)
+	res := e.result()
 	if !finished {
 		conn.Finish(res)
 	}
-	m.recordEnd(l, res.Outcome, res.ExitCode, msg)
-	rctx, cancel := m.engineContext(ctx)
-	defer cancel()
-	if err := m.rt.Remove(rctx, cid); err != nil {
-		log.Error("remove container failed; reconcile will retry", "err", err)
-	}
-	m.finish(l, res.Outcome, res.ExitCode, msg)
+	r.end(e)
 	return res
 }
 
 // waitReady waits until the one-off's container exists, telling the user
 // how far the pull of its image has got meanwhile.
 func (s *Session) waitReady(conn Conn) error {
-	l := s.l
+	h := s.h
 	select {
-	case <-l.ready:
-		return l.readyErr()
+	case <-h.ready:
+		return h.readyErr()
 	default:
 	}
-	conn.Notify("oneoffd: pulling image " + l.snapshot().Image + "...")
+	conn.Notify("oneoffd: pulling image " + h.snapshot().Image + "...")
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	var last PullProgress
 	for {
 		select {
-		case <-l.ready:
-			if err := l.readyErr(); err != nil {
+		case <-h.ready:
+			if err := h.readyErr(); err != nil {
 				return err
 			}
 			conn.Notify("oneoffd: image pulled")
 			return nil
 		case <-tick.C:
-			l.mu.Lock()
-			p := l.progress
-			l.mu.Unlock()
-			if p != last && p.Ref != "" {
+			if p := h.pullProgress(); p != last && p.Ref != "" {
 				conn.Notify("oneoffd: " + p.String())
 				last = p
 			}
@@ -302,7 +242,7 @@ func (s *Session) waitReady(conn Conn) error {
 func (s *Session) counted(w io.Writer) io.Writer {
 	out := s.m.met.attachBytes.WithLabelValues("out")
 	return writerFunc(func(p []byte) (int, error) {
-		s.l.bytesOut.Add(int64(len(p)))
+		s.h.bytesOut.Add(int64(len(p)))
 		out.Add(float64(len(p)))
 		return w.Write(p)
 	})
@@ -326,7 +266,7 @@ func (s *Session) pumpInput(ctx context.Context, conn Conn, stream Stream, act *
 		switch in.Kind {
 		case InputData:
 			act.touch()
-			s.l.bytesIn.Add(int64(len(in.Data)))
+			s.h.bytesIn.Add(int64(len(in.Data)))
 			s.m.met.attachBytes.WithLabelValues("in").Add(float64(len(in.Data)))
 			if _, err := stream.Write(in.Data); err != nil {
 				log.Debug("write to container stdin failed", "err", err)
@@ -391,16 +331,4 @@ func (w *activityWriter) Write(p []byte) (int, error) {
 		w.gone()
 	}
 	return len(p), nil
-}
-
-// stoppedBy says who stopped the one-off, once someone did: "stopped by
-// alice@laptop with oneoff stop"; "" when nobody asked, or for another
-// reason.
-func stoppedBy(l *live) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.reason != Stopped || l.stoppedBy == "" {
-		return ""
-	}
-	return "stopped by " + l.stoppedBy
 }

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oneoffd/oneoffd/oneoff"
 	"github.com/oneoffd/oneoffd/runtime/docker"
+	"github.com/oneoffd/oneoffd/runtime/swarm"
 )
 
 // engine is what the daemon needs of the runtime that runs its one-offs,
@@ -66,7 +69,49 @@ func (e dockerEngine) ReadyDetails() []string { return e.Isolation().Details() }
 func (e dockerEngine) Address() string { return e.Client().DaemonHost() }
 
 // openSwarm connects to the Swarm cluster whose manager's engine is at
-// cfg.DockerHost.
+// cfg.DockerHost, reaching it and the nodes with the certificate in
+// cfg.NodeTLSDir.
 func openSwarm(cfg config, log *slog.Logger) (engine, error) {
-	return nil, fmt.Errorf("--engine swarm: not built in")
+	tls := swarm.TLS{CACert: filepath.Join(cfg.NodeTLSDir, "ca.pem"), Cert: filepath.Join(cfg.NodeTLSDir, "cert.pem"), Key: filepath.Join(cfg.NodeTLSDir, "key.pem")}
+	for _, f := range []string{tls.CACert, tls.Cert, tls.Key} {
+		if _, err := os.Stat(f); err != nil {
+			return nil, fmt.Errorf("--node-tls-dir: %w: it must hold ca.pem, cert.pem and key.pem", err)
+		}
+	}
+	rt, err := swarm.New(swarm.Options{
+		Manager: cfg.DockerHost, TLS: tls, NodePort: cfg.NodePort, PlaceTimeout: cfg.PlaceTimeout,
+		PullTimeout: cfg.PullTimeout, Placement: cfg.Placement,
+		Instance: cfg.Isolation.Instance, Isolation: cfg.Isolation, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.RegistryConfig != "" {
+		auths, err := docker.LoadDockerConfig(cfg.RegistryConfig)
+		if err != nil {
+			rt.Close()
+			return nil, fmt.Errorf("--registry-config: %w", err)
+		}
+		rt.SetRegistryAuth(auths)
+	}
+	return swarmEngine{rt}, nil
 }
+
+// swarmEngine is a Swarm cluster.
+type swarmEngine struct{ *swarm.Runtime }
+
+// Probe has nothing to learn: what a node supports is the node's.
+func (e swarmEngine) Probe(context.Context) error { return nil }
+
+// Instrument registers nothing yet: the manager's and the nodes' calls
+// are not measured.
+func (e swarmEngine) Instrument(prometheus.Registerer) {}
+
+func (e swarmEngine) ReadyDetails() []string {
+	return []string{"engine swarm: no app networks (one-offs use each node's default bridge), no disk quota; no-new-privileges needs nodes of API 1.46 or later"}
+}
+
+func (e swarmEngine) Address() string { return e.Client().DaemonHost() }
+
+// PruneWait removes containers of one-offs whose service is gone.
+func (e swarmEngine) PruneWait(ctx context.Context) error { return e.Prune(ctx) }

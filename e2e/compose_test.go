@@ -118,9 +118,7 @@ func TestCompose(t *testing.T) {
 		p.removeImages(docker)
 	})
 
-	buildMu.RLock()
 	out, err := p.run(8*time.Minute, "up", "-d", "--build", "oneoffd")
-	buildMu.RUnlock()
 	p.buildImages, p.buildContainers = buildLeftovers(out)
 	if err != nil {
 		t.Fatalf("docker-compose up: %v\n%s", err, out)
@@ -249,8 +247,6 @@ func (p *composeProject) checkGone(docker *dockerclient.Client) {
 // that would grow with every changed tree) and the container of a step that
 // failed. The base images stay, to be reused.
 func (p *composeProject) removeImages(docker *dockerclient.Client) {
-	buildMu.Lock() // not while a build may be using them as its cache
-	defer buildMu.Unlock()
 	ctx := context.Background()
 	if _, err := docker.ImageRemove(ctx, p.image, image.RemoveOptions{PruneChildren: true}); err != nil && !cerrdefs.IsNotFound(err) {
 		p.t.Logf("remove %s: %v", p.image, err)

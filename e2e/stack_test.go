@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,11 +22,6 @@ import (
 	"github.com/oneoffd/oneoffd/apitypes"
 	"github.com/oneoffd/oneoffd/internal/testenv"
 )
-
-// buildMu is held for reading by each image build of the tests, and for
-// writing while one removes what its build left: the classic builder reuses
-// another build's step images as its cache.
-var buildMu sync.RWMutex
 
 // stackName is the name the test deploys docs/swarm-stack.yml under, as
 // docs/scale-out.md does.
@@ -65,8 +59,9 @@ func (s *stackDeploy) dockerOn(host string, timeout time.Duration, args ...strin
 }
 
 // TestSwarmStack_Deploy deploys docs/swarm-stack.yml with `docker stack
-// deploy` on a real swarm of two nodes, the image built from the
-// repository's Dockerfile and pulled by the node from the swarm's registry:
+// deploy` on a real swarm of two nodes, the image (the Dockerfile's
+// runtime stage, see buildStackImage) pulled by the node from the swarm's
+// registry:
 // the daemon runs on the labelled node with the node certificate it was
 // given, runs one-offs on the worker, and `docker stack rm` leaves nothing
 // but the data volume, which the operator removes.
@@ -163,7 +158,7 @@ func TestSwarmStack_Deploy(t *testing.T) {
 		}
 		// The CLI in the container finds the daemon and its token.
 		out, err := s.dockerOn(home.TCPHost, time.Minute, "exec", ctr.ID, "oneoff", "health")
-		if err != nil || out != "ok stack-test\n" {
+		if err != nil || out != "ok "+stackVersion+"\n" {
 			t.Errorf("oneoff health in the container: %v: %q, want ok and the version", err, out)
 		}
 	})
@@ -201,44 +196,6 @@ func TestSwarmStack_Deploy(t *testing.T) {
 	removed = true
 	s.waitGone()
 	phase("the stack removed")
-}
-
-// buildStackImage builds the oneoffd image from the repository's Dockerfile
-// on the machine's engine, from base images made on this machine, pushes it
-// into the swarm's registry and returns its reference there. The local image
-// and what the build left are removed when the test ends.
-func buildStackImage(t *testing.T, sw *testenv.Swarm) string {
-	t.Helper()
-	docker := testenv.Docker(t)
-	repo, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	copyTree(t, repo, dir)
-	builder, runtimeBase := testenv.BuildBasesFor(t, dir) // for the go.mod copied
-	p := &composeProject{t: t, image: "oneoffd-test/oneoffd:stack" + randomHex(t, 4)}
-	t.Cleanup(func() { p.removeImages(docker) })
-
-	// A build from nothing cached: some 3 minutes on 2 cores, more when
-	// other tests share them.
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-	// --no-cache: another build's step images, which it removes at its
-	// end, are no cache to build on.
-	cmd := exec.CommandContext(ctx, "docker", "build", "--no-cache", "-t", p.image,
-		"--build-arg", "BUILDER_IMAGE="+builder, "--build-arg", "RUNTIME_IMAGE="+runtimeBase,
-		"--build-arg", "VERSION=stack-test", dir)
-	// The classic builder, as docker-compose's: its leftovers are known.
-	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=0")
-	buildMu.RLock()
-	out, err := cmd.CombinedOutput()
-	buildMu.RUnlock()
-	p.buildImages, p.buildContainers = buildLeftovers(string(out))
-	if err != nil {
-		t.Fatalf("docker build: %v\n%s", err, out)
-	}
-	return sw.Push(t, p.image)
 }
 
 // nodeTLSDir returns a directory holding the swarm's client certificate,

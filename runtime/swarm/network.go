@@ -109,7 +109,7 @@ func (r *Runtime) createService(ctx context.Context, spec oneoff.Spec, auth stri
 			return swarm.ServiceCreateResponse{}, err
 		}
 		resp, err := r.mgr.ServiceCreate(ctx, r.serviceSpec(spec), opts)
-		if err != nil && attempt == 0 && cerrdefs.IsNotFound(err) && strings.Contains(err.Error(), "network") {
+		if err != nil && attempt == 0 && networkNotFound(err) {
 			n.forget() // removed behind this process's back: make it again
 			continue
 		}
@@ -150,7 +150,9 @@ func (r *Runtime) ensureNetwork(ctx context.Context, n *appNet, app string) (str
 		switch {
 		case err == nil:
 			id = resp.ID
-		case cerrdefs.IsConflict(err) || strings.Contains(err.Error(), "already exists"):
+		case cerrdefs.IsConflict(err) || strings.Contains(err.Error(), "already exists") || strings.Contains(err.Error(), "name conflicts"):
+			// Another process made it first: the manager's store says
+			// "name conflicts with an existing object".
 			if id, err = r.findNetwork(ctx, app, name); err == nil && id == "" {
 				err = fmt.Errorf("network %s was reported to exist but cannot be found", name)
 			}
@@ -166,6 +168,14 @@ func (r *Runtime) ensureNetwork(ctx context.Context, n *appNet, app string) (str
 	}
 	n.id = id
 	return id, nil
+}
+
+// networkNotFound reports whether a service's create failed for want of
+// its network: the manager's engine says so in a 500 of "network NAME not
+// found", or in a 404.
+func networkNotFound(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "network") && strings.Contains(msg, "not found")
 }
 
 // forget drops the network's ID, when the swarm no longer knows it.

@@ -102,6 +102,27 @@ func TestRuntime_AppNetworks(t *testing.T) {
 			t.Errorf("endpoint spec %+v, want mode dnsrr", e)
 		}
 	})
+	t.Run("the network leaves room on the nodes' links for VXLAN's 50 bytes", func(t *testing.T) {
+		bridge, err := s.Manager().Client(t).NetworkInspect(ctx, "bridge", network.InspectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		link, err := strconv.Atoi(bridge.Options["com.docker.network.driver.mtu"])
+		if err != nil {
+			t.Fatalf("the test engines' MTU: %v", err)
+		}
+		rt := nt.runtime(t, w2, nt.opts.Isolation)
+		p := nt.createWith(t, rt, oneoff.Spec{App: "alpha", Cmd: []string{"cat", "/sys/class/net/eth0/mtu"}, Logs: true}, "")
+		proc, err := rt.Start(ctx, p.ID, oneoff.StartOptions{})
+		if err != nil {
+			t.Fatalf("start: %v", err)
+		}
+		waitExit(t, proc.Exit, time.Minute)
+		out, _ := logLines(t, rt, p.ID)
+		if want := strconv.Itoa(link - 50); !slices.Equal(out, []string{want}) {
+			t.Errorf("the app network's interface has MTU %q, want %s: the links' %d less VXLAN's 50", out, want, link)
+		}
+	})
 	t.Run("the same app connects, on another node", func(t *testing.T) {
 		if out, ok := nt.dial(t, w2, "alpha", ip, listenPort); !ok {
 			t.Fatalf("a one-off of alpha on %s did not reach alpha's listener at %s: %q", w2.Name, ip, out)
@@ -149,6 +170,44 @@ func TestRuntime_AppNetworks(t *testing.T) {
 			if _, err := s.Manager().Client(t).NetworkInspect(ctx, name, network.InspectOptions{}); !cerrdefs.IsNotFound(err) {
 				t.Errorf("network of %s with app networks off: %v, want not found", app, err)
 			}
+		}
+	})
+	t.Run("Creates of a new app at once, from two runtimes, share one network", func(t *testing.T) {
+		var wg sync.WaitGroup
+		for _, w := range []*testenv.SwarmNode{w1, w2, w1, w2} {
+			rt := nt.runtime(t, w, nt.opts.Isolation)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				nt.createWith(t, rt, oneoff.Spec{App: "epsilon", Cmd: []string{"true"}}, "")
+			}()
+		}
+		wg.Wait()
+		got := nt.networks(t)
+		if n := len(slices.DeleteFunc(slices.Clone(got), func(a string) bool { return a != "epsilon" })); n != 1 {
+			t.Errorf("networks %v, want one of epsilon", got)
+		}
+	})
+	t.Run("a network another runtime pruned is made again", func(t *testing.T) {
+		rt1, rt2 := nt.runtime(t, w1, nt.opts.Isolation), nt.runtime(t, w2, nt.opts.Isolation)
+		p := nt.createWith(t, rt1, oneoff.Spec{App: "zeta", Cmd: []string{"true"}}, "")
+		if err := rt1.Remove(ctx, p.ID); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(time.Minute)
+		for slices.Contains(nt.networks(t), "zeta") {
+			if time.Now().After(deadline) {
+				t.Fatal("zeta's network still there after a minute of prunes")
+			}
+			if err := rt2.Prune(ctx); err != nil {
+				t.Fatalf("prune: %v", err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		// rt1 still knows the network's ID from its first Create.
+		p = nt.createWith(t, rt1, oneoff.Spec{App: "zeta", Cmd: []string{"true"}}, "")
+		if !slices.Contains(nt.networks(t), "zeta") {
+			t.Errorf("created %s without zeta's network", p.ID)
 		}
 	})
 	t.Run("Prune removes the networks no service is on, and nothing is left", func(t *testing.T) {
@@ -490,5 +549,71 @@ func (nt *netTest) logTimings(t *testing.T) {
 			s = append(s, d.Round(time.Millisecond).String())
 		}
 		t.Logf("%s → running: %s", k, strings.Join(s, " "))
+	}
+}
+
+// BenchmarkRuntime_CreateAppNetwork measures Create until the task runs on
+// a worker, interleaved: on the node's default bridge (no app), on an app
+// network the swarm has, and for a new app, whose network is made first.
+func BenchmarkRuntime_CreateAppNetwork(b *testing.B) {
+	s := testenv.StartSwarm(b, testenv.SwarmOptions{Nodes: 2})
+	instance := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+	w := s.Nodes[1]
+	rt, err := swarm.New(swarm.Options{
+		Manager:   s.Manager().TCPHost,
+		TLS:       swarm.TLS{CACert: s.TLS.CACert, Cert: s.TLS.Cert, Key: s.TLS.Key},
+		Instance:  instance,
+		Isolation: docker.DefaultIsolation(instance),
+		Placement: []string{"node.id==" + w.ID},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close()
+	ctx := context.Background()
+	create := func(app string) time.Duration {
+		spec := oneoff.Spec{Name: fmt.Sprintf("bench-%d", time.Now().UnixNano()), Image: s.Image, App: app,
+			Cmd: []string{"true"}, Labels: map[string]string{"oneoffd.test": instance}}
+		start := time.Now()
+		p, err := rt.Create(ctx, spec)
+		took := time.Since(start)
+		if err != nil {
+			b.Fatalf("create: %v", err)
+		}
+		if err := rt.Remove(ctx, p.ID); err != nil {
+			b.Fatalf("remove: %v", err)
+		}
+		return took
+	}
+	create("")
+	create("bench") // the app's network made, and its sandbox on the node
+	kinds := []string{"bridge", "appnet", "newapp"}
+	took := map[string][]time.Duration{}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		took["bridge"] = append(took["bridge"], create(""))
+		took["appnet"] = append(took["appnet"], create("bench"))
+		took["newapp"] = append(took["newapp"], create(fmt.Sprintf("new%d", i)))
+	}
+	b.StopTimer()
+	for _, k := range kinds {
+		d := took[k]
+		slices.Sort(d)
+		b.ReportMetric(float64(d[len(d)/2].Microseconds())/1000, k+"-median-ms")
+	}
+	deadline := time.Now().Add(time.Minute)
+	for {
+		if err := rt.Prune(ctx); err != nil {
+			b.Errorf("prune: %v", err)
+		}
+		list, err := s.Manager().Client(b).NetworkList(ctx, network.ListOptions{
+			Filters: filters.NewArgs(filters.Arg("label", oneoff.LabelInstance+"="+instance))})
+		if err == nil && len(list) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("app networks left after a minute of prunes: %d, %v", len(list), err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -74,7 +74,8 @@ func TestRuntime_AppNetworks(t *testing.T) {
 	nt.start(t, w1, lis.ID)
 	ip := nt.overlayIP(t, lis.ID, "alpha")
 	gw := nt.gatewayIP(t, w1, lis.ID)
-	t.Logf("alpha's listener on %s: %s on its app network, %s on docker_gwbridge", w1.Name, ip, gw)
+	name := nt.serviceName(t, lis.ID)
+	t.Logf("alpha's listener %s on %s: %s on its app network, %s on docker_gwbridge", name, w1.Name, ip, gw)
 
 	t.Run("the network is the app's overlay, labelled, not attachable", func(t *testing.T) {
 		name, _ := docker.NetworkNames(nt.instance, "alpha")
@@ -123,9 +124,11 @@ func TestRuntime_AppNetworks(t *testing.T) {
 			t.Errorf("the app network's interface has MTU %q, want %s: the links' %d less VXLAN's 50", out, want, link)
 		}
 	})
-	t.Run("the same app connects, on another node", func(t *testing.T) {
-		if out, ok := nt.dial(t, w2, "alpha", ip, listenPort); !ok {
-			t.Fatalf("a one-off of alpha on %s did not reach alpha's listener at %s: %q", w2.Name, ip, out)
+	t.Run("the same app connects, on another node, also by service name", func(t *testing.T) {
+		for _, addr := range []string{ip, name} {
+			if out, ok := nt.dial(t, w2, "alpha", addr, listenPort); !ok {
+				t.Errorf("a one-off of alpha on %s did not reach alpha's listener at %s: %q", w2.Name, addr, out)
+			}
 		}
 	})
 	t.Run("the same app connects, on the same node", func(t *testing.T) {
@@ -140,9 +143,11 @@ func TestRuntime_AppNetworks(t *testing.T) {
 			}
 		}
 	})
-	t.Run("another app cannot, on another node", func(t *testing.T) {
-		if out, ok := nt.dial(t, w2, "beta", ip, listenPort); ok {
-			t.Errorf("a one-off of beta on %s reached alpha's listener at %s: %q", w2.Name, ip, out)
+	t.Run("another app cannot, on another node, nor by service name", func(t *testing.T) {
+		for _, addr := range []string{ip, name} {
+			if out, ok := nt.dial(t, w2, "beta", addr, listenPort); ok {
+				t.Errorf("a one-off of beta on %s reached alpha's listener at %s: %q", w2.Name, addr, out)
+			}
 		}
 	})
 	t.Run("egress reaches the network's host", func(t *testing.T) {
@@ -388,6 +393,16 @@ func (nt *netTest) task(t *testing.T, id string) dswarm.Task {
 		t.Fatalf("tasks of %s: %v, %v", id, tasks, err)
 	}
 	return tasks[0]
+}
+
+// serviceName returns the name of a one-off's service.
+func (nt *netTest) serviceName(t *testing.T, id string) string {
+	t.Helper()
+	svc, _, err := nt.s.Manager().Client(t).ServiceInspectWithRaw(context.Background(), id, dswarm.ServiceInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc.Spec.Name
 }
 
 // overlayIP returns the address of a one-off on its app's network.

@@ -9,6 +9,9 @@
 // releases it, so that it is the container's own process; an attached one
 // runs as an exec in the container, attached before it starts. The image
 // must have /bin/sh.
+//
+// Each app's one-offs are on an overlay network of the app's own (see
+// Options.Isolation), as runtime/docker puts them on a bridge each.
 package swarm
 
 import (
@@ -87,8 +90,8 @@ type Options struct {
 	// swarm; it must survive restarts.
 	Instance string
 	// Isolation is applied as far as a service's spec allows: the
-	// capabilities, no-new-privileges (on engines of API 1.46 or later).
-	// Disk quotas and app networks are not applied.
+	// capabilities, no-new-privileges (on engines of API 1.46 or later),
+	// an overlay network per app. Disk quotas are not applied.
 	Isolation docker.Isolation
 	// Logger is where the runtime says what it finds on its own; nil
 	// discards.
@@ -106,6 +109,7 @@ type Runtime struct {
 	nodes map[string]*node    // by node ID
 	ones  map[string]*oneOff  // by service ID
 	names map[string]nodeInfo // what the manager said of each node, by ID
+	nets  appNets             // the app networks, by app
 
 	mon *monitor
 }
@@ -190,7 +194,7 @@ func (r *Runtime) Create(ctx context.Context, spec oneoff.Spec) (oneoff.Placemen
 	if err != nil {
 		return oneoff.Placement{}, err
 	}
-	resp, err := r.mgr.ServiceCreate(ctx, r.serviceSpec(spec), swarm.ServiceCreateOptions{EncodedRegistryAuth: auth})
+	resp, err := r.createService(ctx, spec, auth)
 	if err != nil {
 		if cerrdefs.IsConflict(err) {
 			return oneoff.Placement{}, &errdefs.Error{Class: errdefs.ErrConflict, Code: "name_taken", Err: err,
@@ -263,8 +267,10 @@ func (r *Runtime) serviceSpec(spec oneoff.Spec) swarm.ServiceSpec {
 			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionNone},
 			LogDriver:     logs,
 			Placement:     &swarm.Placement{Constraints: slices.Clone(r.opts.Placement)},
+			Networks:      r.appNetworks(spec),
 		},
-		Mode: swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &one}},
+		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &one}},
+		EndpointSpec: r.endpointSpec(spec),
 	}
 }
 

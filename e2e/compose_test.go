@@ -118,7 +118,7 @@ func TestCompose(t *testing.T) {
 		p.removeImages(docker)
 	})
 
-	out, err := p.run(4*time.Minute, "up", "-d", "--build", "oneoffd")
+	out, err := p.run(8*time.Minute, "up", "-d", "--build", "oneoffd")
 	p.buildImages, p.buildContainers = buildLeftovers(out)
 	if err != nil {
 		t.Fatalf("docker-compose up: %v\n%s", err, out)
@@ -366,6 +366,9 @@ func copyTree(t *testing.T, repo, dir string) {
 		}
 		rel, _ := filepath.Rel(repo, path)
 		if rel == ".git" || rel == "bin" {
+			if !d.IsDir() { // a worktree's .git is a file: SkipDir would skip the rest
+				return nil
+			}
 			return filepath.SkipDir
 		}
 		to := filepath.Join(dir, rel)

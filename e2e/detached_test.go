@@ -202,7 +202,7 @@ func TestDetached_MillionLines(t *testing.T) {
 	app := d.deploy(nil, "")
 	const n = 1000000
 	o := d.startDetached(app, fmt.Sprintf("seq 1 %d; printf 'the end'", n), "")
-	if f := d.waitFinished(o.ID); f.Outcome != apitypes.Exited {
+	if f := d.waitFinishedWithin(o.ID, 3*time.Minute); f.Outcome != apitypes.Exited {
 		t.Fatalf("outcome = %s", f.Outcome)
 	}
 	i := 0

@@ -142,8 +142,27 @@ func startDaemon(t testing.TB, extra ...string) *daemon {
 	d.args = append([]string{"--api-addr", "127.0.0.1:0", "--attach-addr", "127.0.0.1:0",
 		"--data-dir", d.dataDir, "--log-level", "debug", "--log-format", "json"}, extra...)
 	d.start()
-	t.Cleanup(d.stop)
+	t.Cleanup(func() { d.stop(); d.removeLeftovers() })
 	return d
+}
+
+// removeLeftovers force-removes the containers of the daemon's instance on
+// the machine's engine: a failed test may leave a detached job running,
+// which a stopped daemon leaves for its next start. The suite's own check
+// for leftovers only runs when every test passed.
+func (d *daemon) removeLeftovers() {
+	if !d.t.Failed() || d.instance == "" {
+		return
+	}
+	cli := testenv.Docker(d.t)
+	args := filters.NewArgs(filters.Arg("label", oneoff.LabelInstance+"="+d.instance))
+	list, err := cli.ContainerList(context.Background(), container.ListOptions{All: true, Filters: args})
+	if err != nil {
+		return
+	}
+	for _, c := range list {
+		_ = cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
+	}
 }
 
 // start runs the daemon process on the data dir and waits until it is ready.

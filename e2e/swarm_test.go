@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -134,7 +135,7 @@ func TestSwarm(t *testing.T) {
 	t.Run("a detached job's million lines", func(t *testing.T) {
 		const n = 1000000
 		o := d.startDetached(app, fmt.Sprintf("seq 1 %d; printf 'the end'", n), "")
-		f := d.waitFinishedWithin(o.ID, 2*time.Minute)
+		f := d.waitFinishedWithin(o.ID, 3*time.Minute)
 		if f.Outcome != apitypes.Exited {
 			t.Fatalf("outcome = %s (%s)", f.Outcome, f.Error)
 		}
@@ -225,6 +226,10 @@ func TestSwarm(t *testing.T) {
 		}
 	})
 
+	t.Run("reapers and limits", func(t *testing.T) {
+		reapers(t, sw, workers)
+	})
+
 	// A node lost mid-session: in the test's own goroutine, as the
 	// swarm's node helpers want.
 	lostNode(t, d, sw, app, workers)
@@ -248,7 +253,7 @@ func TestSwarm(t *testing.T) {
 // the app's name.
 func (d *daemon) deployImageOf(image string) string {
 	d.t.Helper()
-	app := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(d.t.Name()))
+	app := regexp.MustCompile(`[^a-z0-9]+`).ReplaceAllString(strings.ToLower(d.t.Name()), "-")
 	app = strings.Trim(app[:min(len(app), 40)], "-")
 	if _, err := d.client().Deploy(context.Background(), app, apitypes.Deploy{Image: image}); err != nil {
 		d.t.Fatalf("deploy %s: %v", app, err)
@@ -399,4 +404,88 @@ func lostNode(t *testing.T, d *daemon, sw *testenv.Swarm, app string, workers ma
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\r\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// reapers runs a second daemon on the swarm with short timeouts: the idle
+// reaper, the wait for a terminal, a terminal that goes away, a detached
+// job's lifetime and the kernel's out-of-memory kill in both modes end
+// their one-offs as on one engine, and leave nothing on the nodes.
+func reapers(t *testing.T, sw *testenv.Swarm, workers map[string]int) {
+	d := startDaemon(t, "--engine", "swarm", "--docker-host", sw.Manager().TCPHost, "--node-tls-dir", sw.TLS.Dir,
+		"--placement", "node.role==worker", "--stop-grace", "1s",
+		"--idle-timeout", "2s", "--attach-wait-timeout", "2s", "--reconnect-grace", "1s",
+		"--sizes", "tiny:16MiB:0.25:64,M:512MiB:1:512", "--default-size", "M")
+	app := d.deployImageOf(sw.Image)
+	ctx := context.Background()
+
+	t.Run("idle", func(t *testing.T) {
+		tm := startInPTY(t, d.cli("--app", app, "run", "sh"), 24, 80)
+		tm.expect(`# `)
+		tm.send("echo still here\r")
+		tm.expect(`still here\r?\n`)
+		if code := tm.wait(); code == 0 {
+			t.Errorf("CLI exit code 0 after an idle close")
+		}
+		tm.expect(`closed after 2s without input or output`)
+		if f := d.waitFinishedWithin(d.lastOneOff(app).ID, 30*time.Second); f.Outcome != apitypes.IdleTimeout {
+			t.Errorf("outcome = %s, want %s", f.Outcome, apitypes.IdleTimeout)
+		}
+	})
+	t.Run("nobody attaches", func(t *testing.T) {
+		o, err := d.client().CreateOneOff(ctx, app, apitypes.CreateOneOff{Command: apitypes.Command{Line: "true"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := d.waitFinishedWithin(o.ID, 30*time.Second); f.Outcome != apitypes.AttachTimeout {
+			t.Errorf("outcome = %s, want %s", f.Outcome, apitypes.AttachTimeout)
+		}
+	})
+	t.Run("the terminal goes away", func(t *testing.T) {
+		tm := startInPTY(t, d.cli("--app", app, "run", "sh"), 24, 80)
+		tm.expect(`# `)
+		tm.send("sleep 600\r")
+		time.Sleep(200 * time.Millisecond)
+		_ = tm.cmd.Process.Signal(syscall.SIGKILL)
+		tm.wait()
+		if f := d.waitFinishedWithin(d.lastOneOff(app).ID, 30*time.Second); f.Outcome != apitypes.Disconnected {
+			t.Errorf("outcome = %s, want %s", f.Outcome, apitypes.Disconnected)
+		}
+	})
+	t.Run("a detached job's lifetime", func(t *testing.T) {
+		o := d.startDetached(app, "echo up; sleep 600", "2s")
+		if f := d.waitFinishedWithin(o.ID, 30*time.Second); f.Outcome != apitypes.LifetimeExceeded {
+			t.Errorf("outcome = %s, want %s", f.Outcome, apitypes.LifetimeExceeded)
+		}
+		if got := texts(d.oneOffLines(o.ID)); strings.Join(got, ",") != "stdout:up" {
+			t.Errorf("lines = %q, want just up", got)
+		}
+	})
+	// dd's 64 MiB buffer cannot fit in 16 MiB: the kernel kills it.
+	const hog = "dd if=/dev/zero of=/dev/null bs=64M count=1"
+	t.Run("out of memory, attached", func(t *testing.T) {
+		out, err := d.cli("--app", app, "run", "--size", "tiny", hog).CombinedOutput()
+		if code := exitCode(t, err); code != 137 || !strings.Contains(string(out), "ran out of memory (size tiny allows 16 MiB)") {
+			t.Errorf("got %d, %q; want 137, saying it ran out of memory", code, out)
+		}
+		if f := d.lastOneOff(app); f.Outcome != apitypes.OutOfMemory {
+			t.Errorf("outcome = %s, want %s", f.Outcome, apitypes.OutOfMemory)
+		}
+	})
+	t.Run("out of memory, detached", func(t *testing.T) {
+		o, err := d.client().CreateOneOff(ctx, app, apitypes.CreateOneOff{Command: apitypes.Command{Line: hog}, Detached: true, Size: "tiny"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := d.waitFinishedWithin(o.ID, 30*time.Second)
+		if f.Outcome != apitypes.OutOfMemory || !strings.Contains(f.Error, "ran out of memory") {
+			t.Errorf("outcome = %s (%q), want %s", f.Outcome, f.Error, apitypes.OutOfMemory)
+		}
+		if got := d.lifecycleLines(o.ID); len(got) == 0 || !strings.Contains(got[len(got)-1], "out of memory") {
+			t.Errorf("lifecycle lines %q, want the last to say out of memory", got)
+		}
+	})
+	d.waitNoOneOffs(app)
+	for _, i := range workers {
+		waitNothingOnNode(t, sw, i, d.instance)
+	}
 }

@@ -94,11 +94,14 @@ func openSwarm(cfg config, log *slog.Logger) (engine, error) {
 		}
 		rt.SetRegistryAuth(auths)
 	}
-	return swarmEngine{rt}, nil
+	return swarmEngine{rt, cfg.Isolation}, nil
 }
 
-// swarmEngine is a Swarm cluster.
-type swarmEngine struct{ *swarm.Runtime }
+// swarmEngine is a Swarm cluster, and the isolation asked of it.
+type swarmEngine struct {
+	*swarm.Runtime
+	iso docker.Isolation
+}
 
 // Probe has nothing to learn: what a node supports is the node's.
 func (e swarmEngine) Probe(context.Context) error { return nil }
@@ -108,7 +111,17 @@ func (e swarmEngine) Probe(context.Context) error { return nil }
 func (e swarmEngine) Instrument(prometheus.Registerer) {}
 
 func (e swarmEngine) ReadyDetails() []string {
-	return []string{"engine swarm: no app networks (one-offs use each node's default bridge), no disk quota; no-new-privileges needs nodes of API 1.46 or later"}
+	out := []string{"engine swarm: no disk quota; no-new-privileges needs nodes of API 1.46 or later"}
+	if !e.iso.AppNetworks {
+		out = append(out, "app networks: off (one-offs of all apps share each node's default bridge)")
+	}
+	if !e.iso.NoNewPrivileges {
+		out = append(out, "no-new-privileges: off")
+	}
+	if risky := docker.RiskyCapabilities(e.iso.Capabilities); len(risky) > 0 {
+		out = append(out, "capabilities: "+strings.Join(risky, ", ")+" granted")
+	}
+	return out
 }
 
 func (e swarmEngine) Address() string { return e.Client().DaemonHost() }

@@ -109,7 +109,10 @@ func StartSwarm(tb testing.TB, opts SwarmOptions) *Swarm {
 	}
 	s.Registry = startRegistry(tb, n.HostIP, opts.RegistryAuth, n)
 
-	cfg := map[string]any{"insecure-registries": []string{s.Registry.Host()}}
+	// Containers' DNS goes to the test network's root address, where
+	// nothing answers on port 53: a lookup fails at once, and never falls
+	// back to a public resolver.
+	cfg := map[string]any{"insecure-registries": []string{s.Registry.Host()}, "dns": []string{n.HostIP}}
 	for i := 0; i < opts.Nodes; i++ {
 		e := StartEngine(tb, EngineOptions{
 			Network: n, Node: i, Images: []string{}, TLS: true, Config: cfg, ca: s.ca, client: s.TLS,

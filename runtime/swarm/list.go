@@ -133,7 +133,8 @@ func (r *Runtime) started(ctx context.Context, t swarm.Task) bool {
 // Prune removes the warm holders that an earlier process of this instance
 // left, and, on every node that answers, the containers of this runtime's
 // services that are gone: a node that was away when its one-off's service
-// was removed keeps its container.
+// was removed keeps its container. It then removes the app networks no
+// service is on.
 func (r *Runtime) Prune(ctx context.Context) error {
 	services, err := r.mgr.ServiceList(ctx, swarm.ServiceListOptions{
 		Filters: filters.NewArgs(filters.Arg("label", labelInstance+"="+r.opts.Instance))})
@@ -184,7 +185,7 @@ func (r *Runtime) Prune(ctx context.Context) error {
 		}
 		cancel()
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, r.pruneNetworks(ctx))...)
 }
 
 // HasImage says yes: on a swarm the node that runs a one-off pulls its

@@ -215,7 +215,7 @@ func (p *pool) start(key poolKey) (*holder, error) {
 		Labels: map[string]string{labelPool: key.app, labelPoolOwner: p.owner},
 	}
 	since := time.Now()
-	o, err := p.r.createService(p.ctx, spec)
+	o, err := p.r.startService(p.ctx, spec)
 	if err != nil {
 		return nil, err
 	}

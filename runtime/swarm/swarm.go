@@ -10,6 +10,9 @@
 // runs as an exec in the container, attached before it starts. The image
 // must have /bin/sh.
 //
+// Each app's one-offs are on an overlay network of the app's own (see
+// Options.Isolation), as runtime/docker puts them on a bridge each.
+//
 // Most of an attached one-off's wait is Swarm's: scheduling the service,
 // and the node creating and starting its container. With Options.Warm, the
 // runtime keeps that many holders running ahead of use for each app, image
@@ -42,6 +45,7 @@ import (
 	"github.com/docker/docker/api/types/registry"
 	"github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
+	"github.com/dustin/go-humanize"
 
 	"github.com/oneoffd/oneoffd/errdefs"
 	"github.com/oneoffd/oneoffd/oneoff"
@@ -102,8 +106,8 @@ type Options struct {
 	// swarm; it must survive restarts.
 	Instance string
 	// Isolation is applied as far as a service's spec allows: the
-	// capabilities, no-new-privileges (on engines of API 1.46 or later).
-	// Disk quotas and app networks are not applied.
+	// capabilities, no-new-privileges (on engines of API 1.46 or later),
+	// an overlay network per app. Disk quotas are not applied.
 	Isolation docker.Isolation
 	// Warm is how many holders to keep ready for each app, image and size
 	// of attached one-offs (see the package doc); 0 keeps none.
@@ -127,6 +131,7 @@ type Runtime struct {
 	nodes map[string]*node    // by node ID
 	ones  map[string]*oneOff  // by service ID
 	names map[string]nodeInfo // what the manager said of each node, by ID
+	nets  appNets             // the app networks, by app
 
 	mon  *monitor
 	pool *pool // nil without Options.Warm
@@ -219,21 +224,21 @@ func (r *Runtime) Create(ctx context.Context, spec oneoff.Spec) (oneoff.Placemen
 	if o := r.pool.claim(ctx, spec); o != nil {
 		return oneoff.Placement{ID: o.service, Node: o.node.name}, nil
 	}
-	o, err := r.createService(ctx, spec)
+	o, err := r.startService(ctx, spec)
 	if err != nil {
 		return oneoff.Placement{}, err
 	}
 	return oneoff.Placement{ID: o.service, Node: o.node.name}, nil
 }
 
-// createService makes the service of spec and waits until its task runs;
+// startService makes the service of spec and waits until its task runs;
 // a service not placed is removed.
-func (r *Runtime) createService(ctx context.Context, spec oneoff.Spec) (*oneOff, error) {
+func (r *Runtime) startService(ctx context.Context, spec oneoff.Spec) (*oneOff, error) {
 	auth, err := r.reg.EncodedRegistryAuth(spec.Image)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := r.mgr.ServiceCreate(ctx, r.serviceSpec(spec), swarm.ServiceCreateOptions{EncodedRegistryAuth: auth})
+	resp, err := r.createService(ctx, spec, auth)
 	if err != nil {
 		if cerrdefs.IsConflict(err) {
 			return nil, &errdefs.Error{Class: errdefs.ErrConflict, Code: "name_taken", Err: err,
@@ -306,8 +311,10 @@ func (r *Runtime) serviceSpec(spec oneoff.Spec) swarm.ServiceSpec {
 			RestartPolicy: &swarm.RestartPolicy{Condition: swarm.RestartPolicyConditionNone},
 			LogDriver:     logs,
 			Placement:     &swarm.Placement{Constraints: slices.Clone(r.opts.Placement)},
+			Networks:      r.appNetworks(spec),
 		},
-		Mode: swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &one}},
+		Mode:         swarm.ServiceMode{Replicated: &swarm.ReplicatedService{Replicas: &one}},
+		EndpointSpec: r.endpointSpec(spec),
 	}
 }
 
@@ -452,7 +459,7 @@ func (r *Runtime) fitsSomewhere(ctx context.Context, spec oneoff.Spec, said stri
 	}
 	return &errdefs.Error{Class: errdefs.ErrInvalid, Code: noNodeFits,
 		Message: fmt.Sprintf("no node of the swarm is large enough for %s (the largest has %s): pick a smaller size, or add larger nodes; the swarm said %q",
-			sizeText(cpus, mem), sizeText(maxCPU, maxMem), said)}
+			sizeOf(spec.Limits.Name, cpus, mem), sizeText(maxCPU, maxMem), said)}
 }
 
 // placeTimeout is the error of a task that did not run within the bound.
@@ -464,7 +471,7 @@ func (r *Runtime) placeTimeout(spec oneoff.Spec, t swarm.Task, took time.Duratio
 	if t.Status.State == swarm.TaskStatePending && unplaceable(t.Status.Err) {
 		return &errdefs.Error{Class: errdefs.ErrUnavailable, Code: noNodeFits,
 			Message: fmt.Sprintf("no node of the swarm had room for %s within %s: try again once other one-offs have ended, or pick a smaller size; the swarm said %q",
-				sizeText(int64(spec.Limits.CPUs*1e9), spec.Limits.Memory), took, t.Status.Err)}
+				sizeOf(spec.Limits.Name, int64(spec.Limits.CPUs*1e9), spec.Limits.Memory), took, t.Status.Err)}
 	}
 	state := string(t.Status.State)
 	if state == "" {
@@ -505,15 +512,23 @@ func taskFailed(spec oneoff.Spec, t swarm.Task) error {
 func sizeText(nanoCPUs, mem int64) string {
 	var parts []string
 	if nanoCPUs > 0 {
-		parts = append(parts, fmt.Sprintf("%g CPUs", float64(nanoCPUs)/1e9))
+		parts = append(parts, strconv.FormatFloat(float64(nanoCPUs)/1e9, 'f', -1, 64)+" CPU")
 	}
 	if mem > 0 {
-		parts = append(parts, fmt.Sprintf("%d MiB of memory", mem>>20))
+		parts = append(parts, humanize.IBytes(uint64(mem)))
 	}
 	if len(parts) == 0 {
 		return "no reservation"
 	}
-	return strings.Join(parts, " and ")
+	return strings.Join(parts, ", ")
+}
+
+// sizeOf says what a size named name asks for: "size huge (1 CPU, 1.0 TiB)".
+func sizeOf(name string, nanoCPUs, mem int64) string {
+	if name == "" {
+		return sizeText(nanoCPUs, mem)
+	}
+	return fmt.Sprintf("size %s (%s)", name, sizeText(nanoCPUs, mem))
 }
 
 // wrapManager turns a manager's error into an error with a class the API

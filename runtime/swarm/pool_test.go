@@ -10,11 +10,13 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
 	dswarm "github.com/docker/docker/api/types/swarm"
 	"github.com/docker/docker/client"
 
 	"github.com/oneoffd/oneoffd/internal/testenv"
 	"github.com/oneoffd/oneoffd/oneoff"
+	"github.com/oneoffd/oneoffd/runtime/docker"
 	"github.com/oneoffd/oneoffd/runtime/swarm"
 )
 
@@ -53,7 +55,7 @@ func (w *warmSwarm) runtime(t *testing.T, instance string, warm int, idle time.D
 	t.Helper()
 	rt, err := swarm.New(swarm.Options{
 		Manager: w.s.Manager().TCPHost, TLS: swarm.TLS{CACert: w.s.TLS.CACert, Cert: w.s.TLS.Cert, Key: w.s.TLS.Key},
-		Instance: instance, Warm: warm, WarmIdle: idle,
+		Instance: instance, Warm: warm, WarmIdle: idle, Isolation: docker.DefaultIsolation(instance),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -255,6 +257,17 @@ func (w *warmSwarm) testClaim(t *testing.T) {
 		t.Errorf("got %q, exit %d, want %q, exit 0", out, code, want)
 	}
 
+	// The holder was made on the app's network.
+	svc, _, err := w.mgr.ServiceInspectWithRaw(ctx, p.ID, dswarm.ServiceInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nets := svc.Spec.TaskTemplate.Networks; len(nets) != 1 {
+		t.Errorf("the one-off's service is on networks %+v, want its app's", nets)
+	} else if nw, err := w.mgr.NetworkInspect(ctx, nets[0].Target, network.InspectOptions{}); err != nil || nw.Labels[oneoff.LabelApp] != "app1" {
+		t.Errorf("the one-off's service is on network %+v (%v), want app1's", nw, err)
+	}
+
 	// Relabelling the service left its task as it was.
 	tasks, err := w.mgr.TaskList(ctx, dswarm.TaskListOptions{Filters: filters.NewArgs(filters.Arg("service", p.ID))})
 	if err != nil {
@@ -335,6 +348,14 @@ func (w *warmSwarm) testClose(t *testing.T) {
 		t.Fatalf("close: %v", err)
 	}
 	w.waitNothing(t, inst)
+	// The app networks go with the next Prune, as always.
+	if err := w.runtime(t, inst, 0, 0).Prune(ctx); err != nil {
+		t.Fatalf("prune: %v", err)
+	}
+	nets, err := w.mgr.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", oneoff.LabelInstance+"="+inst))})
+	if err != nil || len(nets) != 0 {
+		t.Errorf("networks left after Prune: %+v, %v", nets, err)
+	}
 }
 
 func (w *warmSwarm) testRestart(t *testing.T) {

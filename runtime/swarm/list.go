@@ -91,7 +91,9 @@ func (r *Runtime) List(ctx context.Context, labels map[string]string) ([]oneoff.
 			info := names[t.NodeID]
 			c.Node = info.name
 			switch t.Status.State {
-			case swarm.TaskStateRunning:
+			case swarm.TaskStateRunning, swarm.TaskStateStarting:
+				// Starting too: Create takes the node's word that the
+				// container started, which the manager hears of later.
 				if !lost(info.state) {
 					c.Started = r.started(ctx, t)
 					c.Running = c.Started

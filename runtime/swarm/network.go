@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/filters"
@@ -153,8 +154,20 @@ func (r *Runtime) ensureNetwork(ctx context.Context, n *appNet, app string) (str
 		case cerrdefs.IsConflict(err) || strings.Contains(err.Error(), "already exists") || strings.Contains(err.Error(), "name conflicts"):
 			// Another process made it first: the manager's store says
 			// "name conflicts with an existing object".
-			if id, err = r.findNetwork(ctx, app, name); err == nil && id == "" {
-				err = fmt.Errorf("network %s was reported to exist but cannot be found", name)
+			// The manager may list it a moment after it refuses the name.
+			for wait := 10 * time.Millisecond; ; wait *= 2 {
+				if id, err = r.findNetwork(ctx, app, name); err != nil || id != "" {
+					break
+				}
+				if wait > time.Second {
+					err = fmt.Errorf("network %s was reported to exist but cannot be found", name)
+					break
+				}
+				select {
+				case <-ctx.Done():
+					return "", ctx.Err()
+				case <-time.After(wait):
+				}
 			}
 			if err != nil {
 				return "", err

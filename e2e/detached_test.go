@@ -205,27 +205,7 @@ func TestDetached_MillionLines(t *testing.T) {
 	if f := d.waitFinishedWithin(o.ID, 3*time.Minute); f.Outcome != apitypes.Exited {
 		t.Fatalf("outcome = %s", f.Outcome)
 	}
-	i := 0
-	err := d.client().OneOffLogs(context.Background(), o.ID, client.LogOptions{All: true}, func(l apitypes.LogLine) error {
-		if isLifecycle(l) {
-			return nil
-		}
-		i++
-		want := fmt.Sprint(i)
-		if i == n+1 {
-			want = "the end"
-		}
-		if l.Text != want {
-			return fmt.Errorf("line %d = %q, want %q", i, l.Text, want)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if i != n+1 {
-		t.Errorf("%d lines in the store, want %d", i, n+1)
-	}
+	d.checkCounted(o.ID, n)
 	d.waitNoContainers()
 }
 
@@ -374,4 +354,32 @@ func tarWithData(t *testing.T, name string, data []byte) io.Reader {
 		t.Fatal(err)
 	}
 	return &buf
+}
+
+// checkCounted checks that a one-off's stored output is the lines 1 to n,
+// then "the end", each once and in order, as `seq 1 n; printf 'the end'`
+// prints them.
+func (d *daemon) checkCounted(id string, n int) {
+	d.t.Helper()
+	i := 0
+	err := d.client().OneOffLogs(context.Background(), id, client.LogOptions{All: true}, func(l apitypes.LogLine) error {
+		if isLifecycle(l) {
+			return nil
+		}
+		i++
+		want := fmt.Sprint(i)
+		if i == n+1 {
+			want = "the end"
+		}
+		if l.Text != want {
+			return fmt.Errorf("line %d = %q, want %q", i, l.Text, want)
+		}
+		return nil
+	})
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	if i != n+1 {
+		d.t.Errorf("%d lines in the store, want %d", i, n+1)
+	}
 }

@@ -290,7 +290,14 @@ func (d *daemon) deploy(env map[string]string, procfile string) string {
 // waitFinished polls a one-off until it has finished, and returns it.
 func (d *daemon) waitFinished(id string) apitypes.OneOff {
 	d.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	return d.waitFinishedWithin(id, 30*time.Second)
+}
+
+// waitFinishedWithin polls a one-off until it has finished, for up to
+// timeout, and returns it.
+func (d *daemon) waitFinishedWithin(id string, timeout time.Duration) apitypes.OneOff {
+	d.t.Helper()
+	deadline := time.Now().Add(timeout)
 	for {
 		o, err := d.client().OneOff(context.Background(), id)
 		if err != nil {
@@ -300,7 +307,7 @@ func (d *daemon) waitFinished(id string) apitypes.OneOff {
 			return o
 		}
 		if time.Now().After(deadline) {
-			d.t.Fatalf("one-off %s still %s after 30s", id, o.State)
+			d.t.Fatalf("one-off %s still %s after %s", id, o.State, timeout)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -140,27 +140,7 @@ func TestSwarm(t *testing.T) {
 			t.Fatalf("outcome = %s (%s)", f.Outcome, f.Error)
 		}
 		onWorker(t, f)
-		i := 0
-		err := d.client().OneOffLogs(context.Background(), o.ID, client.LogOptions{All: true}, func(l apitypes.LogLine) error {
-			if isLifecycle(l) {
-				return nil
-			}
-			i++
-			want := fmt.Sprint(i)
-			if i == n+1 {
-				want = "the end"
-			}
-			if l.Text != want {
-				return fmt.Errorf("line %d = %q, want %q", i, l.Text, want)
-			}
-			return nil
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if i != n+1 {
-			t.Errorf("%d lines in the store, want %d", i, n+1)
-		}
+		d.checkCounted(o.ID, n)
 	})
 
 	t.Run("the daemon killed and restarted mid-job", func(t *testing.T) {
@@ -269,26 +249,6 @@ func (d *daemon) lastOneOff(app string) apitypes.OneOff {
 		d.t.Fatalf("list one-offs of %s: %v (%d)", app, err, len(list))
 	}
 	return list[0]
-}
-
-// waitFinishedWithin polls a one-off until it has finished, for up to
-// timeout, and returns it.
-func (d *daemon) waitFinishedWithin(id string, timeout time.Duration) apitypes.OneOff {
-	d.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		o, err := d.client().OneOff(context.Background(), id)
-		if err != nil {
-			d.t.Fatalf("get one-off %s: %v", id, err)
-		}
-		if o.State == apitypes.Finished {
-			return o
-		}
-		if time.Now().After(deadline) {
-			d.t.Fatalf("one-off %s still %s after %s", id, o.State, timeout)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // waitNoOneOffs waits until none of app's one-offs is pending or running.

@@ -146,8 +146,8 @@ func startDaemon(t testing.TB, extra ...string) *daemon {
 	return d
 }
 
-// removeLeftovers force-removes the containers of the daemon's instance on
-// the machine's engine: a failed test may leave a detached job running,
+// removeLeftovers force-removes the containers and networks of the
+// daemon's instance on the machine's engine: a failed test may leave a detached job running,
 // which a stopped daemon leaves for its next start. The suite's own check
 // for leftovers only runs when every test passed.
 func (d *daemon) removeLeftovers() {
@@ -162,6 +162,14 @@ func (d *daemon) removeLeftovers() {
 	}
 	for _, c := range list {
 		_ = cli.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
+	}
+	// And the app networks those containers kept.
+	nets, err := cli.NetworkList(context.Background(), network.ListOptions{Filters: args})
+	if err != nil {
+		return
+	}
+	for _, n := range nets {
+		_ = cli.NetworkRemove(context.Background(), n.ID)
 	}
 }
 

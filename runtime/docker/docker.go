@@ -233,13 +233,23 @@ func (d *Runtime) Start(ctx context.Context, id string, opts oneoff.StartOptions
 	if watch == nil {
 		watch = context.Background()
 	}
-	p.Exit = d.wait(watch, id, container.WaitConditionNextExit)
+	// A container that never starts never gets to its next exit: the
+	// wait is given up with the start.
+	watch, stopWatching := context.WithCancel(watch)
+	exit := d.wait(watch, id, container.WaitConditionNextExit)
 	if err := d.start(ctx, id); err != nil {
+		stopWatching()
 		if p.Stream != nil {
 			p.Stream.Close()
 		}
 		return oneoff.Process{}, err
 	}
+	out := make(chan oneoff.Exit, 1)
+	go func() {
+		defer stopWatching()
+		out <- <-exit
+	}()
+	p.Exit = out
 	return p, nil
 }
 
@@ -394,9 +404,10 @@ func (d *Runtime) List(ctx context.Context, labels map[string]string) ([]oneoff.
 		return nil, d.wrap("list containers", err)
 	}
 	out := make([]oneoff.Container, 0, len(list))
+	node := d.Node(ctx)
 	for _, c := range list {
 		out = append(out, oneoff.Container{ID: c.ID, Labels: c.Labels, Running: c.State == "running",
-			Started: c.State != "created", Node: d.Node(ctx)})
+			Started: c.State != "created", Node: node})
 	}
 	return out, nil
 }

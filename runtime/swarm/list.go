@@ -159,6 +159,15 @@ func (r *Runtime) Prune(ctx context.Context) error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
+	// Containers whose service was not listed: a service created since
+	// the listing (a Create placing its one-off, a warm holder starting)
+	// may have one too, so they are removed only if a listing made after
+	// theirs still lacks their service.
+	type stray struct {
+		n           *node
+		id, service string
+	}
+	var strays []stray
 	for id, info := range names {
 		if info.state != swarm.NodeStateReady {
 			continue
@@ -170,22 +179,38 @@ func (r *Runtime) Prune(ctx context.Context) error {
 		nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		list, err := n.cli.ContainerList(nctx, container.ListOptions{All: true,
 			Filters: filters.NewArgs(filters.Arg("label", labelInstance+"="+r.opts.Instance))})
+		cancel()
 		if err != nil {
-			cancel()
 			r.log.Debug("list containers on a node to prune failed", "node", n.name, "err", err)
 			continue
 		}
 		for _, c := range list {
-			if live[c.Labels[labelService]] {
-				continue
-			}
-			r.log.Info("removing a container whose one-off's service is gone", "node", n.name, "container", c.ID[:12])
-			err := n.cli.ContainerRemove(nctx, c.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
-			if err != nil && !cerrdefs.IsNotFound(err) && !cerrdefs.IsConflict(err) {
-				errs = append(errs, wrapNode(n, "remove container", err))
+			if !live[c.Labels[labelService]] {
+				strays = append(strays, stray{n, c.ID, c.Labels[labelService]})
 			}
 		}
+	}
+	if len(strays) > 0 {
+		services, err := r.mgr.ServiceList(ctx, swarm.ServiceListOptions{
+			Filters: filters.NewArgs(filters.Arg("label", labelInstance+"="+r.opts.Instance))})
+		if err != nil {
+			return errors.Join(append(errs, r.wrapManager("list services", err))...)
+		}
+		for _, s := range services {
+			live[s.ID] = true
+		}
+	}
+	for _, st := range strays {
+		if live[st.service] {
+			continue
+		}
+		r.log.Info("removing a container whose one-off's service is gone", "node", st.n.name, "container", st.id[:12])
+		nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := st.n.cli.ContainerRemove(nctx, st.id, container.RemoveOptions{Force: true, RemoveVolumes: true})
 		cancel()
+		if err != nil && !cerrdefs.IsNotFound(err) && !cerrdefs.IsConflict(err) {
+			errs = append(errs, wrapNode(st.n, "remove container", err))
+		}
 	}
 	return errors.Join(append(errs, r.pruneNetworks(ctx))...)
 }

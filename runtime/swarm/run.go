@@ -79,8 +79,13 @@ func (r *Runtime) adopt(ctx context.Context, service string, t swarm.Task, cmd, 
 		}()
 	}
 	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cur := r.ones[service]; cur != nil {
+		// A concurrent lookup adopted it first: one oneOff per service,
+		// or an exec started on one would be unknown to the other.
+		return cur, nil
+	}
 	r.ones[service] = o
-	r.mu.Unlock()
 	return o, nil
 }
 
@@ -220,15 +225,19 @@ func (s *execStream) CopyOutput(stdout, stderr io.Writer) error {
 // now, on the node's engine, and on the node's state with the manager.
 func (r *Runtime) waitContainer(watch context.Context, o *oneOff) (<-chan oneoff.Exit, error) {
 	lostC, stop := r.mon.watch(o.node.id)
-	resC, errC := o.node.cli.ContainerWait(watch, o.container, container.WaitConditionNotRunning)
+	// The wait's request ends with the exit: a lost node's never answers.
+	wctx, cancel := context.WithCancel(watch)
+	resC, errC := o.node.cli.ContainerWait(wctx, o.container, container.WaitConditionNotRunning)
 	select {
 	case err := <-errC:
+		cancel()
 		stop()
 		return nil, wrapNode(o.node, "wait container", err)
 	default:
 	}
 	out := make(chan oneoff.Exit, 1)
 	go func() {
+		defer cancel()
 		defer stop()
 		select {
 		case res := <-resC:
@@ -305,6 +314,10 @@ func (r *Runtime) waitExec(watch context.Context, o *oneOff, execID string, ende
 // node_lost once the swarm gives the node up, else, after breakWait, the
 // engine's error.
 func (r *Runtime) broken(ctx context.Context, o *oneOff, cause error, lostC <-chan error) oneoff.Exit {
+	if errors.Is(cause, errdefs.ErrNotFound) || cerrdefs.IsNotFound(cause) {
+		// The engine answered: the container is gone, not the node.
+		return oneoff.Exit{Code: -1, Err: cause}
+	}
 	if s, ok := r.nodeState(ctx, o.node.id); ok && lost(s) {
 		return oneoff.Exit{Code: -1, Err: nodeLostError(o.node.name, s)}
 	}

@@ -162,6 +162,7 @@ func TestTaskFailed(t *testing.T) {
 		{"No such image: reg:5000/app:v1", errdefs.ErrNotFound, "image_not_found"},
 		{"pull access denied for app, repository does not exist", errdefs.ErrNotFound, "image_not_found"},
 		{"unauthorized: authentication required", errdefs.ErrInvalid, "registry_unauthorized"},
+		{"starting container failed: stat /bin/sh: no such file or directory", errdefs.ErrInvalid, "image_without_shell"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.said, func(t *testing.T) {

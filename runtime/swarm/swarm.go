@@ -494,6 +494,11 @@ func taskFailed(spec oneoff.Spec, t swarm.Task) error {
 	}
 	lower := strings.ToLower(said)
 	switch {
+	case strings.Contains(lower, "/bin/sh") && (strings.Contains(lower, "no such file") || strings.Contains(lower, "not found")):
+		return &errdefs.Error{Class: errdefs.ErrInvalid, Code: "image_without_shell",
+			Message: fmt.Sprintf("image %s has no /bin/sh, which one-offs on a swarm need (a small holder shell waits in the container for the command): build the image on a base with a shell; the node said %q", spec.Image, said)}
+	case strings.Contains(lower, "network") && strings.Contains(lower, "not found"):
+		return fmt.Errorf("start the one-off's task: its app network went away: retry; the node said %q", said)
 	case strings.Contains(lower, "no such image"), strings.Contains(lower, "pull access denied"),
 		strings.Contains(lower, "manifest unknown"), strings.Contains(lower, "not found"),
 		strings.Contains(lower, "repository does not exist"):

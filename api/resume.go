@@ -10,13 +10,21 @@ import (
 	"github.com/oneoffd/oneoffd/attach"
 )
 
+// acceptWriteTimeout bounds the write of a reconnect's reply.
+const acceptWriteTimeout = 10 * time.Second
+
 // resume plugs a reconnecting terminal into its one-off's session.
 func (a *AttachServer) resume(c net.Conn, br *bufio.Reader, hello attach.Hello, log *slog.Logger) {
 	fc := newFramedConn(c, br)
 	err := a.oneoffs.Resume(context.Background(), hello.ID, hello.Secret, hello.From, c.RemoteAddr().String(), fc,
 		func(name, token string) error {
-			_ = c.SetDeadline(time.Time{})
-			return attach.WriteAccept(c, attach.Accept{Name: name, Token: token})
+			// The reply is written while the session waits on it: a
+			// reconnect whose network stalls may not hold it for long.
+			_ = c.SetDeadline(time.Now().Add(acceptWriteTimeout))
+			if err := attach.WriteAccept(c, attach.Accept{Name: name, Token: token}); err != nil {
+				return err
+			}
+			return c.SetDeadline(time.Time{})
 		})
 	if err != nil {
 		d := Detail(err)

@@ -466,8 +466,9 @@ func (t *Terminal) reconnect(ctx context.Context, lost *Attachment, notices io.W
 			}
 			return nil
 		}
-		var ae *Error
-		if errors.As(err, &ae) {
+		// The daemon's refusal ends it; a proxy's 5xx on the way is a
+		// network's blip, tried again like one.
+		if ae := (*Error)(nil); errors.As(err, &ae) && !(ae.Code == "http_error" && ae.Status >= 500) {
 			return fmt.Errorf("%w: reconnect refused: %s", ErrConnectionLost, ae.Message)
 		}
 		if errors.Is(err, syscall.ECONNREFUSED) {

@@ -53,7 +53,7 @@ func (db *DB) AddCronRun(ctx context.Context, run cron.Run, st cron.State) (cron
 			`INSERT INTO cron_runs (app, job, run_trigger, status, scheduled_at, acted_at, oneoff_id, oneoff_name, reason, outcome, exit_code, finished_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			run.App, run.Job, string(run.Trigger), string(run.Status), formatTime(run.ScheduledAt), formatTime(run.At),
-			run.OneOffID, run.OneOffName, run.Reason, string(run.Outcome), nullInt(run.ExitCode), formatNullTime(run.FinishedAt))
+			run.OneOffID, run.OneOffName, run.Reason, string(run.Outcome), exitCode(run.ExitCode), formatNullTime(run.FinishedAt))
 		if err != nil {
 			return err
 		}
@@ -80,7 +80,7 @@ func (db *DB) FinishCronRun(ctx context.Context, run cron.Run, st cron.State) er
 	err := db.write(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx,
 			`UPDATE cron_runs SET outcome = ?, exit_code = ?, finished_at = ? WHERE seq = ?`,
-			string(run.Outcome), nullInt(run.ExitCode), formatNullTime(run.FinishedAt), run.Seq); err != nil {
+			string(run.Outcome), exitCode(run.ExitCode), formatNullTime(run.FinishedAt), run.Seq); err != nil {
 			return err
 		}
 		return saveCronState(ctx, tx, st)
@@ -177,12 +177,4 @@ func scanCronRun(s scanner) (cron.Run, error) {
 		return cron.Run{}, err
 	}
 	return r, nil
-}
-
-// nullInt encodes an optional int; nil becomes NULL.
-func nullInt(p *int) any {
-	if p == nil {
-		return nil
-	}
-	return *p
 }

@@ -119,7 +119,7 @@ func driveTerminal(ctx context.Context, g *globals, att *client.Terminal, stdinF
 
 	sigc := make(chan os.Signal, 8)
 	signal.Notify(sigc, syscall.SIGWINCH, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGHUP)
-	defer signal.Stop(sigc)
+	defer func() { signal.Stop(sigc); close(sigc) }() // ends the forwarder below
 	go func() {
 		for sig := range sigc {
 			switch sig {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/docker/docker/api/types/registry"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/oneoffd/oneoffd/oneoff"
@@ -37,9 +38,15 @@ type engine interface {
 
 // openEngine connects to what cfg says runs the one-offs.
 func openEngine(cfg config, log *slog.Logger) (engine, error) {
-	switch cfg.Engine {
-	case "swarm":
-		return openSwarm(cfg, log)
+	var auths map[string]registry.AuthConfig
+	if cfg.RegistryConfig != "" {
+		var err error
+		if auths, err = docker.LoadDockerConfig(cfg.RegistryConfig); err != nil {
+			return nil, fmt.Errorf("--registry-config: %w", err)
+		}
+	}
+	if cfg.Engine == "swarm" {
+		return openSwarm(cfg, auths, log)
 	}
 	d, err := docker.New(cfg.DockerHost)
 	if err != nil {
@@ -50,12 +57,7 @@ func openEngine(cfg config, log *slog.Logger) (engine, error) {
 	if risky := docker.RiskyCapabilities(cfg.Isolation.Capabilities); len(risky) > 0 {
 		log.Warn("one-offs keep capabilities that reach beyond their container", "capabilities", strings.Join(risky, ","))
 	}
-	if cfg.RegistryConfig != "" {
-		auths, err := docker.LoadDockerConfig(cfg.RegistryConfig)
-		if err != nil {
-			d.Close()
-			return nil, fmt.Errorf("--registry-config: %w", err)
-		}
+	if auths != nil {
 		d.SetRegistryAuth(auths)
 	}
 	return dockerEngine{d}, nil
@@ -71,7 +73,7 @@ func (e dockerEngine) Address() string { return e.Client().DaemonHost() }
 // openSwarm connects to the Swarm cluster whose manager's engine is at
 // cfg.DockerHost, reaching it and the nodes with the certificate in
 // cfg.NodeTLSDir.
-func openSwarm(cfg config, log *slog.Logger) (engine, error) {
+func openSwarm(cfg config, auths map[string]registry.AuthConfig, log *slog.Logger) (engine, error) {
 	tls := swarm.TLS{CACert: filepath.Join(cfg.NodeTLSDir, "ca.pem"), Cert: filepath.Join(cfg.NodeTLSDir, "cert.pem"), Key: filepath.Join(cfg.NodeTLSDir, "key.pem")}
 	for _, f := range []string{tls.CACert, tls.Cert, tls.Key} {
 		if _, err := os.Stat(f); err != nil {
@@ -86,12 +88,7 @@ func openSwarm(cfg config, log *slog.Logger) (engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.RegistryConfig != "" {
-		auths, err := docker.LoadDockerConfig(cfg.RegistryConfig)
-		if err != nil {
-			rt.Close()
-			return nil, fmt.Errorf("--registry-config: %w", err)
-		}
+	if auths != nil {
 		rt.SetRegistryAuth(auths)
 	}
 	return swarmEngine{rt, cfg.Isolation}, nil

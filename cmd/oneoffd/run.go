@@ -225,7 +225,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	log.Info("oneoffd ready", attrs...)
 	if err := engine.Ping(ctx); err != nil {
-		log.Warn("the Docker engine does not answer yet; one-offs will fail until it does", "err", err)
+		log.Warn("the engine does not answer yet; one-offs will fail until it does", "engine", cfg.Engine, "docker_host", engine.Address(), "err", err)
 	}
 
 	var runErr error

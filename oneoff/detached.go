@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/oneoffd/oneoffd/errdefs"
 )
 
 // startDetached starts a detached one-off's container and hands it to a
@@ -15,7 +17,10 @@ func (m *Manager) startDetached(ctx context.Context, h *handle, ttl time.Duratio
 	// have: a daemon that dies before the record says running finds the
 	// job running at its next start, and adopts it.
 	now := m.cfg.Now().UTC()
-	rec := h.markStarting(now, now.Add(ttl))
+	rec, stopped := h.markStarting(now, now.Add(ttl))
+	if stopped != "" {
+		return rec, errdefs.Conflict("oneoff_stopped", "one-off %s was stopped (%s) before it started", rec.Name, stopped)
+	}
 	if err := m.store.UpdateOneOff(ctx, rec); err != nil {
 		h.unmarkStarting()
 		m.discard(h, Failed, userMessage(err))

@@ -158,13 +158,18 @@ func (h *handle) isClaimed() bool {
 
 // markStarting records the start of a detached one-off about to be made,
 // with the lifetime it will have; no terminal will claim it: its follower
-// owns it.
-func (h *handle) markStarting(now, expires time.Time) OneOff {
+// owns it. Of a one-off stopped before its start, it records nothing and
+// says why it was stopped.
+func (h *handle) markStarting(now, expires time.Time) (OneOff, Outcome) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.reason != "" {
+		// Stopped before its start: the stop discarded it.
+		return h.rec, h.reason
+	}
 	h.claimed = true
 	h.rec.Step, h.rec.StartedAt, h.rec.ExpiresAt = StepStart, &now, &expires
-	return h.rec
+	return h.rec, ""
 }
 
 // unmarkStarting takes back a start that was not made.

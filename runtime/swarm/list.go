@@ -3,6 +3,7 @@ package swarm
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -66,7 +67,17 @@ func (r *Runtime) List(ctx context.Context, labels map[string]string) ([]oneoff.
 	if len(services) == 0 {
 		return []oneoff.Container{}, nil
 	}
-	tasks, err := r.mgr.TaskList(ctx, swarm.TaskListOptions{})
+	// The tasks of these services only, not of every service of the swarm.
+	targs := filters.NewArgs()
+	for _, s := range services {
+		targs.Add("service", s.ID)
+	}
+	tasks, err := r.mgr.TaskList(ctx, swarm.TaskListOptions{Filters: targs})
+	if err != nil && (cerrdefs.IsNotFound(err) || strings.Contains(err.Error(), "not found")) {
+		// A service removed since it was listed: the manager refuses a
+		// filter naming it, so all the tasks are read instead.
+		tasks, err = r.mgr.TaskList(ctx, swarm.TaskListOptions{})
+	}
 	if err != nil {
 		return nil, r.wrapManager("list tasks", err)
 	}
